@@ -1,0 +1,191 @@
+import {
+  type Catalog,
+  type CreateSessionBody,
+  type Diff,
+  type ErrorBody,
+  FlotillaError,
+  type Harness,
+  type Message,
+  type PermissionReplyBody,
+  type PermissionRequest,
+  type SendMessageBody,
+  type Session,
+  type SessionEvent,
+  type SessionPage,
+  type SessionStatus,
+  type TokenInfo,
+} from "@flotilla/contracts";
+import { createParser } from "eventsource-parser";
+
+export type { Catalog, Diff, Harness, Message, PermissionRequest, Session, SessionEvent, TokenInfo };
+export { FlotillaError };
+
+export interface ClientOptions {
+  baseUrl: string;
+  token?: string;
+  fetch?: typeof fetch;
+}
+
+export interface StreamOptions {
+  /** Resume after this seq (0 = from the start). */
+  after?: number;
+  signal?: AbortSignal;
+  /** Reconnect with Last-Event-ID when the connection drops (default true). */
+  reconnect?: boolean;
+  onReconnecting?: (attempt: number, error: unknown) => void;
+}
+
+/**
+ * Typed client for the Flotilla API. Request and response types are the zod contracts the server
+ * validates against and publishes as /openapi.json. Errors come back as FlotillaError with the
+ * server's code, field and status.
+ */
+export class FlotillaClient {
+  private readonly baseUrl: string;
+  private readonly fetch: typeof fetch;
+  constructor(private readonly opts: ClientOptions) {
+    this.baseUrl = opts.baseUrl.replace(/\/$/, "");
+    this.fetch = opts.fetch ?? globalThis.fetch;
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {}), ...extra };
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await this.fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers: this.headers(body !== undefined ? { "content-type": "application/json" } : {}),
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+    } catch (e) {
+      throw new FlotillaError(
+        "harness_unavailable",
+        `cannot reach Flotilla at ${this.baseUrl}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    const text = await res.text();
+    let data: unknown;
+    try {
+      data = text ? JSON.parse(text) : undefined;
+    } catch {
+      data = undefined;
+    }
+    if (!res.ok) {
+      const b = data as ErrorBody | undefined;
+      if (b?.error?.code) {
+        const e = FlotillaError.fromBody(res.status, b);
+        if (b.error.reference) (e as { reference?: string }).reference = b.error.reference;
+        throw e;
+      }
+      throw new FlotillaError("internal", `HTTP ${res.status}: ${text.slice(0, 200)}`);
+    }
+    return data as T;
+  }
+
+  health = () => this.request<{ ok: boolean }>("GET", "/healthz");
+  models = () => this.request<Catalog>("GET", "/models");
+  harnesses = () => this.request<{ items: Harness[] }>("GET", "/harnesses").then((r) => r.items);
+
+  sessions = {
+    create: (body: CreateSessionBody) => this.request<Session>("POST", "/sessions", body),
+    list: (q: { status?: SessionStatus; limit?: number; cursor?: string } = {}) => {
+      const p = new URLSearchParams();
+      for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+      const qs = p.toString();
+      return this.request<SessionPage>("GET", `/sessions${qs ? `?${qs}` : ""}`);
+    },
+    get: (id: string) => this.request<Session>("GET", `/sessions/${enc(id)}`),
+    send: (id: string, body: SendMessageBody) =>
+      this.request<Session>("POST", `/sessions/${enc(id)}/messages`, body),
+    abort: (id: string) => this.request<Session>("POST", `/sessions/${enc(id)}/abort`),
+    fork: (id: string, messageId?: string) =>
+      this.request<Session>("POST", `/sessions/${enc(id)}/fork`, messageId ? { messageId } : {}),
+    delete: (id: string, opts: { workspace?: boolean } = {}) =>
+      this.request<{ deleted: true }>(
+        "DELETE",
+        `/sessions/${enc(id)}${opts.workspace ? "?workspace=true" : ""}`,
+      ),
+    messages: (id: string) =>
+      this.request<{ items: Message[] }>("GET", `/sessions/${enc(id)}/messages`).then((r) => r.items),
+    diff: (id: string) => this.request<Diff>("GET", `/sessions/${enc(id)}/diff`),
+    permissions: (id: string) =>
+      this.request<{ items: PermissionRequest[] }>("GET", `/sessions/${enc(id)}/permissions`).then(
+        (r) => r.items,
+      ),
+    reply: (id: string, requestId: string, body: PermissionReplyBody) =>
+      this.request<{ ok: true }>("POST", `/sessions/${enc(id)}/permissions/${enc(requestId)}`, body),
+    events: (id: string, q: { after?: number; limit?: number } = {}) =>
+      this.request<{ items: SessionEvent[]; lastSeq: number }>(
+        "GET",
+        `/sessions/${enc(id)}/events?after=${q.after ?? 0}&limit=${q.limit ?? 1000}`,
+      ),
+    /** Stored events after `after`, then live ones; resumes by Last-Event-ID across drops. */
+    stream: (id: string, opts: StreamOptions = {}) => this.stream(id, opts),
+  };
+
+  tokens = {
+    create: (name: string, role: "admin" | "member" = "member") =>
+      this.request<{ token: string; info: TokenInfo }>("POST", "/tokens", { name, role }),
+    list: () => this.request<{ items: TokenInfo[] }>("GET", "/tokens").then((r) => r.items),
+    revoke: (id: string) => this.request<TokenInfo>("DELETE", `/tokens/${enc(id)}`),
+  };
+
+  private async *stream(id: string, opts: StreamOptions): AsyncGenerator<SessionEvent> {
+    let last = opts.after ?? 0;
+    let attempt = 0;
+    for (;;) {
+      if (opts.signal?.aborted) return;
+      const queue: SessionEvent[] = [];
+      try {
+        const res = await this.fetch(`${this.baseUrl}/sessions/${enc(id)}/events`, {
+          headers: this.headers({ accept: "text/event-stream", "last-event-id": String(last) }),
+          signal: opts.signal,
+        });
+        if (!res.ok) {
+          const text = await res.text();
+          try {
+            throw FlotillaError.fromBody(res.status, JSON.parse(text));
+          } catch (e) {
+            if (e instanceof FlotillaError) throw e;
+            throw new FlotillaError("internal", `HTTP ${res.status}`);
+          }
+        }
+        attempt = 0;
+        const parser = createParser({
+          onEvent: (ev) => {
+            const e = JSON.parse(ev.data) as SessionEvent;
+            queue.push(e);
+          },
+        });
+        const decoder = new TextDecoder();
+        for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+          parser.feed(decoder.decode(chunk, { stream: true }));
+          while (queue.length) {
+            const e = queue.shift()!;
+            if (e.seq <= last) continue;
+            last = e.seq;
+            yield e;
+          }
+        }
+      } catch (e) {
+        if (opts.signal?.aborted) return;
+        if (e instanceof FlotillaError && e.status < 500) throw e;
+        if (opts.reconnect === false) throw e;
+        attempt++;
+        opts.onReconnecting?.(attempt, e);
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
+        continue;
+      }
+      if (opts.reconnect === false) return;
+      attempt++;
+      opts.onReconnecting?.(attempt, new Error("stream ended"));
+      await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5000)));
+    }
+  }
+}
+
+const enc = encodeURIComponent;

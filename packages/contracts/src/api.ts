@@ -1,0 +1,207 @@
+import { z } from "@hono/zod-openapi";
+import { ErrorInfo, PermissionReply, SessionStatus, Tokens, ToolStatus } from "./events.ts";
+
+const Action = z.enum(["allow", "ask", "deny"]);
+
+/**
+ * A permission policy: a preset, or OpenCode's own shape (`{"edit":"ask","bash":{"*":"ask","git *":"allow"}}`,
+ * last matching pattern wins). Presets: `ask` asks before edits and commands, `allow` runs unattended,
+ * `read-only` denies edits and commands.
+ */
+export const PermissionPolicy = z
+  .union([
+    z.enum(["ask", "allow", "read-only"]),
+    z.record(z.string().min(1), z.union([Action, z.record(z.string().min(1), Action)])),
+  ])
+  .openapi("PermissionPolicy");
+export type PermissionPolicy = z.infer<typeof PermissionPolicy>;
+
+const ModelRef = z
+  .string()
+  .regex(/^[^/\s]+\/\S+$/, "expected provider/model, e.g. anthropic/claude-sonnet-4-5")
+  .openapi({ example: "scripted/scripted-1" });
+
+export const CreateSessionBody = z
+  .object({
+    repo: z
+      .string()
+      .min(1)
+      .max(4096)
+      .openapi({ description: "Local path of a git repository, or a git URL" }),
+    baseRef: z
+      .string()
+      .min(1)
+      .max(255)
+      .optional()
+      .openapi({ description: "Ref to branch from (default HEAD)" }),
+    prompt: z.string().trim().min(1, "prompt must not be empty").max(200_000),
+    model: ModelRef.optional(),
+    agent: z.string().min(1).max(100).optional(),
+    permission: PermissionPolicy.optional(),
+    title: z.string().min(1).max(200).optional(),
+  })
+  .strict()
+  .openapi("CreateSession");
+export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
+
+export const Session = z
+  .object({
+    id: z.string(),
+    title: z.string(),
+    status: SessionStatus,
+    repo: z.string(),
+    baseRef: z.string(),
+    baseCommit: z.string(),
+    branch: z.string().nullable(),
+    workspaceId: z.string(),
+    workspacePath: z.string(),
+    model: z.string(),
+    agent: z.string().nullable(),
+    permission: PermissionPolicy,
+    parentId: z.string().nullable(),
+    projectId: z.string(),
+    lastSeq: z.number().int(),
+    pendingPermissions: z.number().int(),
+    error: ErrorInfo.nullable(),
+    usage: z.object({ tokens: Tokens, cost: z.number() }),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi("Session");
+export type Session = z.infer<typeof Session>;
+
+export const ListSessionsQuery = z.object({
+  status: SessionStatus.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(200).optional(),
+});
+export const SessionPage = z
+  .object({ items: z.array(Session), nextCursor: z.string().nullable() })
+  .openapi("SessionPage");
+export type SessionPage = z.infer<typeof SessionPage>;
+
+export const SendMessageBody = z
+  .object({
+    text: z.string().trim().min(1, "text must not be empty").max(200_000),
+    model: ModelRef.optional(),
+    agent: z.string().min(1).max(100).optional(),
+  })
+  .strict()
+  .openapi("SendMessage");
+export type SendMessageBody = z.infer<typeof SendMessageBody>;
+
+export const ForkBody = z
+  .object({ messageId: z.string().min(1).optional().openapi({ description: "Fork before this message" }) })
+  .strict();
+
+export const MessagePart = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("text"), id: z.string(), text: z.string() }),
+  z.object({ type: z.literal("reasoning"), id: z.string(), text: z.string() }),
+  z.object({
+    type: z.literal("tool"),
+    id: z.string(),
+    tool: z.string(),
+    status: ToolStatus,
+    title: z.string().optional(),
+    input: z.unknown().optional(),
+    output: z.string().optional(),
+    error: z.string().optional(),
+  }),
+]);
+export const Message = z
+  .object({
+    id: z.string(),
+    role: z.enum(["user", "assistant"]),
+    at: z.string(),
+    parts: z.array(MessagePart),
+  })
+  .openapi("Message");
+export type Message = z.infer<typeof Message>;
+
+export const DiffFile = z.object({
+  path: z.string(),
+  status: z.enum(["added", "modified", "deleted", "renamed"]),
+  additions: z.number().int(),
+  deletions: z.number().int(),
+  binary: z.boolean(),
+});
+export const Diff = z
+  .object({
+    baseCommit: z.string(),
+    files: z.array(DiffFile),
+    additions: z.number().int(),
+    deletions: z.number().int(),
+    patch: z.string(),
+  })
+  .openapi("Diff");
+export type Diff = z.infer<typeof Diff>;
+
+export const PermissionRequest = z
+  .object({
+    id: z.string(),
+    sessionId: z.string(),
+    permission: z.string(),
+    patterns: z.array(z.string()),
+    metadata: z.record(z.string(), z.unknown()),
+    askedAt: z.string(),
+  })
+  .openapi("PermissionRequest");
+export type PermissionRequest = z.infer<typeof PermissionRequest>;
+
+export const PermissionReplyBody = z
+  .object({ reply: PermissionReply, message: z.string().max(10_000).optional() })
+  .strict()
+  .openapi("PermissionReply");
+export type PermissionReplyBody = z.infer<typeof PermissionReplyBody>;
+
+export const Model = z.object({
+  id: z.string().openapi({ description: "provider/model" }),
+  provider: z.string(),
+  name: z.string(),
+  demo: z.boolean().openapi({ description: "A scripted stand-in, not a real LLM" }),
+});
+export const Catalog = z
+  .object({ default: z.string().nullable(), models: z.array(Model) })
+  .openapi("Catalog");
+export type Catalog = z.infer<typeof Catalog>;
+
+export const EventsQuery = z.object({
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+});
+
+export const TokenRole = z.enum(["admin", "member"]);
+export const CreateTokenBody = z
+  .object({ name: z.string().trim().min(1).max(100), role: TokenRole.default("member") })
+  .strict()
+  .openapi("CreateToken");
+export const TokenInfo = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: TokenRole,
+    prefix: z.string().openapi({ description: "First characters of the token, to recognise it" }),
+    createdAt: z.string(),
+    lastUsedAt: z.string().nullable(),
+    revokedAt: z.string().nullable(),
+  })
+  .openapi("TokenInfo");
+export type TokenInfo = z.infer<typeof TokenInfo>;
+export const CreatedToken = z
+  .object({ token: z.string().openapi({ description: "Shown once" }), info: TokenInfo })
+  .openapi("CreatedToken");
+
+export const Harness = z
+  .object({
+    id: z.string(),
+    driver: z.string(),
+    state: z.enum(["starting", "ready", "stopping", "stopped", "lost"]),
+    pid: z.number().nullable(),
+    url: z.string().nullable(),
+    workspaceId: z.string(),
+    startedAt: z.string(),
+    stoppedAt: z.string().nullable(),
+    reason: z.string().nullable(),
+  })
+  .openapi("Harness");
+export type Harness = z.infer<typeof Harness>;

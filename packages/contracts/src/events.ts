@@ -1,0 +1,120 @@
+import { z } from "@hono/zod-openapi";
+
+/**
+ * The event union: what a session did, normalized from the harness's own events. This is the unit
+ * of storage and streaming. Version 1; a change that breaks a reader adds a new `v`.
+ */
+export const EVENT_VERSION = 1 as const;
+
+export const SessionStatus = z.enum([
+  "provisioning", // workspace and harness being made ready
+  "idle", // ready, no turn running
+  "running", // a turn is running
+  "waiting_permission", // a turn is blocked on a permission request
+  "interrupted", // the turn was cut short (harness or control plane lost); send a message to resume
+  "failed", // could not be provisioned; see error
+  "deleted",
+]);
+export type SessionStatus = z.infer<typeof SessionStatus>;
+
+export const ErrorInfo = z.object({ name: z.string(), message: z.string() }).openapi("ErrorInfo");
+export type ErrorInfo = z.infer<typeof ErrorInfo>;
+
+export const ToolStatus = z.enum(["pending", "running", "completed", "error"]);
+export const PermissionReply = z.enum(["once", "always", "reject"]);
+export type PermissionReply = z.infer<typeof PermissionReply>;
+export const TurnOutcome = z.enum(["success", "error", "aborted", "interrupted"]);
+export type TurnOutcome = z.infer<typeof TurnOutcome>;
+
+export const Tokens = z.object({
+  input: z.number(),
+  output: z.number(),
+  reasoning: z.number(),
+  cacheRead: z.number(),
+  cacheWrite: z.number(),
+});
+export type Tokens = z.infer<typeof Tokens>;
+
+const ev = <T extends string, D extends z.ZodTypeAny>(type: T, data: D) =>
+  z.object({ type: z.literal(type), data });
+
+export const EventBody = z.discriminatedUnion("type", [
+  ev(
+    "session.status",
+    z.object({ status: SessionStatus, reason: z.string().optional(), error: ErrorInfo.optional() }),
+  ),
+  ev(
+    "turn.started",
+    z.object({ prompt: z.string(), model: z.string().optional(), agent: z.string().optional() }),
+  ),
+  ev(
+    "turn.finished",
+    z.object({ outcome: TurnOutcome, error: ErrorInfo.optional(), durationMs: z.number().optional() }),
+  ),
+  ev("text.delta", z.object({ messageId: z.string(), partId: z.string(), delta: z.string() })),
+  ev("text.completed", z.object({ messageId: z.string(), partId: z.string(), text: z.string() })),
+  ev("reasoning.delta", z.object({ messageId: z.string(), partId: z.string(), delta: z.string() })),
+  ev("reasoning.completed", z.object({ messageId: z.string(), partId: z.string(), text: z.string() })),
+  ev(
+    "tool.updated",
+    z.object({
+      messageId: z.string(),
+      partId: z.string(),
+      callId: z.string(),
+      tool: z.string(),
+      status: ToolStatus,
+      title: z.string().optional(),
+      input: z.unknown().optional(),
+      output: z.string().optional(),
+      error: z.string().optional(),
+    }),
+  ),
+  ev("file.edited", z.object({ path: z.string() })),
+  ev(
+    "permission.asked",
+    z.object({
+      requestId: z.string(),
+      permission: z.string(),
+      patterns: z.array(z.string()),
+      metadata: z.record(z.string(), z.unknown()),
+      always: z.array(z.string()),
+      callId: z.string().optional(),
+    }),
+  ),
+  ev(
+    "permission.replied",
+    z.object({ requestId: z.string(), reply: PermissionReply, message: z.string().optional() }),
+  ),
+  ev(
+    "todo.updated",
+    z.object({
+      todos: z.array(z.object({ content: z.string(), status: z.string(), priority: z.string().optional() })),
+    }),
+  ),
+  ev("usage", z.object({ messageId: z.string(), model: z.string(), tokens: Tokens, cost: z.number() })),
+  ev("provider.retry", z.object({ attempt: z.number(), message: z.string() })),
+  ev("error", ErrorInfo),
+  ev(
+    "harness.state",
+    z.object({
+      harnessId: z.string(),
+      state: z.enum(["starting", "ready", "lost", "stopped", "adopted"]),
+      reason: z.string().optional(),
+    }),
+  ),
+]);
+export type EventBody = z.infer<typeof EventBody>;
+export type EventType = EventBody["type"];
+export type EventData<T extends EventType> = Extract<EventBody, { type: T }>["data"];
+
+export const SessionEvent = z
+  .object({
+    id: z.string(),
+    sessionId: z.string(),
+    seq: z.number().int().positive().openapi({ description: "Gap-free per-session sequence number, from 1" }),
+    v: z.literal(EVENT_VERSION),
+    at: z.string().openapi({ description: "ISO time the control plane stored the event" }),
+  })
+  .and(EventBody)
+  .openapi("SessionEvent");
+export type SessionEvent = z.infer<typeof SessionEvent>;

@@ -1,0 +1,79 @@
+import { ErrorBody, FlotillaError } from "@flotilla/contracts";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import type { Env, Services } from "./context.ts";
+import { renderError, validationError } from "./errors.ts";
+import { sessionRoutes } from "./routes-sessions.ts";
+import { systemRoutes } from "./routes-system.ts";
+import { tokenRoutes } from "./routes-tokens.ts";
+
+const PUBLIC = new Set(["/healthz", "/readyz", "/openapi.json"]);
+
+export function createApp(s: Services): OpenAPIHono<Env> {
+  const app = new OpenAPIHono<Env>({
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const where = (result as { target?: string }).target ?? "body";
+        const e = validationError(result.error, where);
+        return c.json(e.toBody(), 400);
+      }
+    },
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
+  app.openAPIRegistry.register("Error", ErrorBody);
+
+  app.use("*", async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    s.log.debug(
+      {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(performance.now() - t0),
+      },
+      "request",
+    );
+  });
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: s.config.bodyLimitBytes,
+      onError: (c) =>
+        c.json(
+          new FlotillaError("body_too_large", `body exceeds ${s.config.bodyLimitBytes} bytes`, {
+            field: "body",
+          }).toBody(),
+          413,
+        ),
+    }),
+  );
+  app.use("*", async (c, next) => {
+    if (PUBLIC.has(c.req.path)) return next();
+    const header = c.req.header("authorization") ?? "";
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    c.set("principal", await s.tokens.verify(m?.[1]));
+    return next();
+  });
+
+  systemRoutes(app, s);
+  sessionRoutes(app, s);
+  tokenRoutes(app, s);
+
+  app.doc31("/openapi.json", openapiInfo);
+  app.notFound((c) =>
+    c.json(new FlotillaError("not_found", `no route ${c.req.method} ${c.req.path}`).toBody(), 404),
+  );
+  app.onError((err, c) => renderError(err, c, s.log));
+  return app;
+}
+
+export const openapiInfo = {
+  openapi: "3.1.0",
+  info: {
+    title: "Flotilla API",
+    version: "0.1.0",
+    description: "Control plane for fleets of coding agents.",
+  },
+  security: [{ bearer: [] }],
+};

@@ -1,0 +1,49 @@
+import { FlotillaError, newId } from "@flotilla/contracts";
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ZodError } from "zod";
+import type { Logger } from "../logger.ts";
+
+export function validationError(error: ZodError, where: "body" | "query" | "param" | string): FlotillaError {
+  const issue = error.issues[0];
+  const path = issue?.path.join(".") ?? "";
+  const field = path || (where === "body" ? "body" : where);
+  let message = issue?.message ?? "invalid input";
+  if (issue?.code === "unrecognized_keys")
+    message = `unknown field(s): ${(issue as { keys: string[] }).keys.join(", ")}`;
+  return new FlotillaError("invalid_request", `${field}: ${message}`, {
+    field: issue?.code === "unrecognized_keys" ? (issue as { keys: string[] }).keys[0] : field,
+  });
+}
+
+/** The one place errors become responses: typed errors as themselves, anything else a 500 with a reference. */
+export function renderError(err: unknown, c: Context, log: Logger): Response {
+  if (err instanceof FlotillaError) return c.json(err.toBody(), err.status as 400);
+  if (err instanceof HTTPException) {
+    const msg = err.message;
+    const code =
+      err.status === 413
+        ? "body_too_large"
+        : /Malformed JSON/.test(msg)
+          ? "invalid_json"
+          : err.status === 415
+            ? "invalid_request"
+            : err.status === 404
+              ? "not_found"
+              : "invalid_request";
+    const e = new FlotillaError(
+      code,
+      code === "invalid_request" && err.status === 415
+        ? "send a JSON body with Content-Type: application/json"
+        : msg || "bad request",
+      { field: err.status === 404 ? undefined : "body" },
+    );
+    return c.json(e.toBody(), e.status as 400);
+  }
+  const reference = newId("err");
+  log.error({ err, reference, path: c.req.path, method: c.req.method }, "unhandled error");
+  return c.json(
+    new FlotillaError("internal", "internal error; quote the reference when reporting it").toBody(reference),
+    500,
+  );
+}

@@ -1,0 +1,155 @@
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { FlotillaError, PermissionPolicy } from "@flotilla/contracts";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+const ProviderModel = z.object({ name: z.string().optional(), toolCall: z.boolean().default(true) });
+
+/** An extra OpenAI-compatible provider (vLLM, Ollama, LM Studio, a gateway, the scripted model). */
+export const ProviderConfig = z
+  .object({
+    name: z.string().optional(),
+    baseURL: z.url(),
+    /** Name of the environment variable holding the key; the key itself never sits in the file. */
+    apiKeyEnv: z.string().optional(),
+    models: z
+      .record(z.string().min(1), ProviderModel)
+      .refine((m) => Object.keys(m).length > 0, "declare at least one model"),
+  })
+  .strict();
+export type ProviderConfig = z.infer<typeof ProviderConfig>;
+
+/** The file at $FLOTILLA_HOME/config.yaml (or --config). Every field is optional. */
+export const FileConfig = z
+  .object({
+    host: z.string().optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    databaseUrl: z.string().optional(),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).optional(),
+    defaultModel: z.string().optional(),
+    permission: PermissionPolicy.optional(),
+    providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i), ProviderConfig).optional(),
+    demo: z.enum(["auto", "on", "off"]).optional(),
+    harness: z
+      .object({
+        readyTimeoutMs: z.number().int().positive().optional(),
+        stopGraceMs: z.number().int().positive().optional(),
+        healthIntervalMs: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type FileConfig = z.infer<typeof FileConfig>;
+
+export interface Config {
+  home: string;
+  host: string;
+  port: number;
+  databaseUrl: string | undefined;
+  logLevel: string;
+  defaultModel: string | undefined;
+  permission: PermissionPolicy;
+  providers: Record<string, ProviderConfig>;
+  /** Provider keys found in the environment, passed to harnesses only. */
+  providerEnv: Record<string, string>;
+  demo: "auto" | "on" | "off";
+  harness: { readyTimeoutMs: number; stopGraceMs: number; healthIntervalMs: number; opencodeBin: string };
+  bodyLimitBytes: number;
+  /** Runs under vitest or a bench: no banner on stdout. */
+  quiet: boolean;
+}
+
+export interface ConfigInputs {
+  env: NodeJS.ProcessEnv;
+  flags?: { host?: string; port?: number; config?: string; home?: string };
+  /** Overrides applied last; tests use this instead of writing files. */
+  overrides?: Partial<Config>;
+}
+
+// Keys OpenCode's bundled providers read. Any other *_API_KEY is passed through as well.
+const KNOWN_KEYS = [
+  "ANTHROPIC_API_KEY",
+  "OPENAI_API_KEY",
+  "OPENROUTER_API_KEY",
+  "GOOGLE_GENERATIVE_AI_API_KEY",
+  "GEMINI_API_KEY",
+  "GROQ_API_KEY",
+  "MISTRAL_API_KEY",
+  "DEEPSEEK_API_KEY",
+  "XAI_API_KEY",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_REGION",
+  "AZURE_API_KEY",
+];
+
+export function defaultOpencodeBin(): string {
+  // The pinned binary from our own node_modules, never one found on PATH.
+  return resolve(new URL("../../../node_modules/.bin/opencode", import.meta.url).pathname);
+}
+
+/** The one place that reads the environment. Everything below receives a Config. */
+export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): Config {
+  const home = resolve(flags.home ?? env.FLOTILLA_HOME ?? join(homedir(), ".flotilla"));
+  const configPath = flags.config ?? env.FLOTILLA_CONFIG ?? join(home, "config.yaml");
+  let file: FileConfig = {};
+  let text: string | undefined;
+  try {
+    text = readFileSync(configPath, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT" || flags.config) {
+      throw new FlotillaError(
+        "invalid_request",
+        `cannot read config file ${configPath}: ${(e as Error).message}`,
+      );
+    }
+  }
+  if (text !== undefined) {
+    const parsed = FileConfig.safeParse(parseYaml(text) ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new FlotillaError("invalid_request", `${configPath}: ${issue.path.join(".")}: ${issue.message}`, {
+        field: issue.path.join("."),
+      });
+    }
+    file = parsed.data;
+  }
+  const providerEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v && (KNOWN_KEYS.includes(k) || /_API_KEY$/.test(k)) && !k.startsWith("FLOTILLA_"))
+      providerEnv[k] = v;
+  }
+  for (const p of Object.values(file.providers ?? {})) {
+    if (p.apiKeyEnv && env[p.apiKeyEnv]) providerEnv[p.apiKeyEnv] = env[p.apiKeyEnv]!;
+  }
+  const portText = flags.port ?? env.FLOTILLA_PORT;
+  const config: Config = {
+    home,
+    host: flags.host ?? env.FLOTILLA_HOST ?? file.host ?? "127.0.0.1",
+    port: portText !== undefined ? Number(portText) : (file.port ?? 7700),
+    databaseUrl: env.DATABASE_URL || file.databaseUrl,
+    logLevel: env.FLOTILLA_LOG_LEVEL ?? file.logLevel ?? "info",
+    defaultModel: env.FLOTILLA_MODEL ?? file.defaultModel,
+    permission: file.permission ?? "ask",
+    providers: file.providers ?? {},
+    providerEnv,
+    demo: file.demo ?? (env.FLOTILLA_DEMO as Config["demo"] | undefined) ?? "auto",
+    harness: {
+      readyTimeoutMs: file.harness?.readyTimeoutMs ?? 30_000,
+      stopGraceMs: file.harness?.stopGraceMs ?? 5_000,
+      healthIntervalMs: file.harness?.healthIntervalMs ?? 5_000,
+      opencodeBin: env.FLOTILLA_OPENCODE_BIN ?? defaultOpencodeBin(),
+    },
+    bodyLimitBytes: 1024 * 1024,
+    quiet: false,
+    ...overrides,
+  };
+  if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
+    throw new FlotillaError("invalid_request", `port must be 0..65535, got ${portText}`, { field: "port" });
+  }
+  if (!isAbsolute(config.home)) config.home = resolve(config.home);
+  return config;
+}

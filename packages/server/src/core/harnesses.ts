@@ -1,0 +1,303 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { FlotillaError, type Harness, newId } from "@flotilla/contracts";
+import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
+import type { Config } from "../config.ts";
+import type { Db } from "../db/pool.ts";
+import type { Logger } from "../logger.ts";
+import type { HarnessRecord, RuntimeDriver } from "../runtime/driver.ts";
+import { HarnessStartError } from "../runtime/driver.ts";
+import { basicAuth, healthy } from "../runtime/local.ts";
+import { HarnessStream } from "./harness-stream.ts";
+import { opencodeConfig } from "./opencode-config.ts";
+
+export interface WorkspaceRow {
+  id: string;
+  path: string;
+  state_dir: string;
+}
+
+export interface LiveHarness {
+  id: string;
+  workspaceId: string;
+  workspacePath: string;
+  url: string;
+  client: OpencodeClient;
+  record: HarnessRecord;
+  stream: HarnessStream;
+}
+
+export interface HarnessEvents {
+  onEvent(
+    h: LiveHarness,
+    directory: string,
+    payload: { type: string; properties: Record<string, unknown> },
+  ): Promise<void>;
+  onConnected(h: LiveHarness): Promise<void>;
+  onLost(h: { id: string; workspaceId: string }, reason: string): Promise<void>;
+  onState(
+    h: { id: string; workspaceId: string },
+    state: "starting" | "ready" | "adopted" | "stopped",
+    reason?: string,
+  ): Promise<void>;
+}
+
+type Row = {
+  id: string;
+  workspace_id: string;
+  driver: string;
+  state: string;
+  pid: number | null;
+  pid_start: string | null;
+  url: string | null;
+  run_dir: string;
+  started_at: Date;
+  stopped_at: Date | null;
+  reason: string | null;
+};
+
+export const harnessFromRow = (r: Row): Harness => ({
+  id: r.id,
+  driver: r.driver,
+  state: r.state as Harness["state"],
+  pid: r.pid,
+  url: r.url,
+  workspaceId: r.workspace_id,
+  startedAt: r.started_at.toISOString(),
+  stoppedAt: r.stopped_at?.toISOString() ?? null,
+  reason: r.reason,
+});
+
+/**
+ * Keeps at most one running harness per workspace shard, finds harnesses of a previous run again
+ * (adopt if the same process still runs, else mark lost), and watches the ones it holds.
+ */
+export class HarnessManager {
+  private readonly live = new Map<string, LiveHarness>();
+  private readonly starting = new Map<string, Promise<LiveHarness>>();
+  private readonly watchers = new Set<NodeJS.Timeout>();
+  private stopping = false;
+  events!: HarnessEvents;
+
+  constructor(
+    private readonly db: Db,
+    private readonly driver: RuntimeDriver,
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {}
+
+  forWorkspace(workspaceId: string): LiveHarness | undefined {
+    for (const h of this.live.values()) if (h.workspaceId === workspaceId) return h;
+    return undefined;
+  }
+
+  all(): LiveHarness[] {
+    return [...this.live.values()];
+  }
+
+  async list(): Promise<Harness[]> {
+    const { rows } = await this.db.query("select * from harnesses order by started_at desc limit 200");
+    return rows.map(harnessFromRow);
+  }
+
+  /** The running harness for a workspace, started if there is none. Concurrent callers share one start. */
+  ensure(ws: WorkspaceRow): Promise<LiveHarness> {
+    const existing = this.forWorkspace(ws.id);
+    if (existing) return Promise.resolve(existing);
+    let p = this.starting.get(ws.id);
+    if (!p) {
+      p = this.start(ws).finally(() => this.starting.delete(ws.id));
+      this.starting.set(ws.id, p);
+    }
+    return p;
+  }
+
+  private async start(ws: WorkspaceRow): Promise<LiveHarness> {
+    if (this.stopping) throw new FlotillaError("harness_unavailable", "control plane is shutting down");
+    const id = newId("hrn");
+    const runDir = join(this.config.home, "harnesses", id);
+    const password = randomBytes(24).toString("base64url");
+    await this.db.query(
+      "insert into harnesses (id, workspace_id, driver, state, run_dir) values ($1, $2, $3, 'starting', $4)",
+      [id, ws.id, this.driver.name, runDir],
+    );
+    await this.events.onState({ id, workspaceId: ws.id }, "starting");
+    const log = this.log.child({ harness: id, workspace: ws.id });
+    const env: Record<string, string> = {
+      ...this.config.providerEnv,
+      OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(this.config)),
+    };
+    let started: Awaited<ReturnType<RuntimeDriver["start"]>>;
+    const t0 = Date.now();
+    try {
+      started = await this.driver.start({
+        harnessId: id,
+        workspacePath: ws.path,
+        stateDir: ws.state_dir,
+        runDir,
+        env,
+        password,
+        readyTimeoutMs: this.config.harness.readyTimeoutMs,
+      });
+    } catch (e) {
+      const reason =
+        e instanceof HarnessStartError ? `${e.message}: ${e.logTail.slice(-500)}` : (e as Error).message;
+      log.error({ reason }, "harness failed to start");
+      await this.db.query(
+        "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
+        [id, reason],
+      );
+      throw new FlotillaError(
+        "harness_unavailable",
+        `agent harness failed to start: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    await this.db.query(
+      "update harnesses set state = 'ready', pid = $2, pid_start = $3, url = $4, ready_at = now() where id = $1",
+      [id, started.pid, started.pidStart, started.url],
+    );
+    log.info({ pid: started.pid, url: started.url, ms: Date.now() - t0 }, "harness ready");
+    const h = this.attach(id, ws, started, password);
+    void started.exited.then(({ code, signal }) => {
+      if (this.live.get(id) === h) void this.lose(h, `harness process exited (${signal ?? `code ${code}`})`);
+    });
+    await this.events.onState(h, "ready");
+    return h;
+  }
+
+  private attach(
+    id: string,
+    ws: WorkspaceRow,
+    record: HarnessRecord & { url: string },
+    password: string,
+  ): LiveHarness {
+    const client = createOpencodeClient({
+      baseUrl: record.url,
+      headers: { authorization: basicAuth(password) },
+    });
+    const h = {
+      id,
+      workspaceId: ws.id,
+      workspacePath: ws.path,
+      url: record.url,
+      client,
+      record,
+    } as LiveHarness;
+    h.stream = new HarnessStream(
+      record.url,
+      password,
+      {
+        onEvent: (dir, payload) => this.events.onEvent(h, dir, payload),
+        onConnected: () => this.events.onConnected(h),
+        onDropped: async (reason) => {
+          if (this.live.get(id) !== h) return false;
+          if ((await this.driver.inspect(record)) === "running") {
+            for (let i = 0; i < 6; i++) if (await healthy(record.url, password, 500)) return true;
+          }
+          void this.lose(h, `harness stopped answering (${reason})`);
+          return false;
+        },
+      },
+      this.log.child({ harness: id }),
+    );
+    this.live.set(id, h);
+    // A process we did not spawn gives no exit event; poll its identity instead.
+    const timer = setInterval(() => {
+      void this.driver.inspect(record).then((s) => {
+        if (s === "gone" && this.live.get(id) === h) void this.lose(h, "harness process is gone");
+      });
+    }, this.config.harness.healthIntervalMs);
+    timer.unref();
+    this.watchers.add(timer);
+    (h as { timer?: NodeJS.Timeout }).timer = timer;
+    return h;
+  }
+
+  private detach(h: LiveHarness): void {
+    this.live.delete(h.id);
+    const t = (h as { timer?: NodeJS.Timeout }).timer;
+    if (t) {
+      clearInterval(t);
+      this.watchers.delete(t);
+    }
+  }
+
+  private async lose(h: LiveHarness, reason: string): Promise<void> {
+    if (this.live.get(h.id) !== h) return;
+    this.detach(h);
+    this.log.warn({ harness: h.id, reason }, "harness lost");
+    void h.stream.stop();
+    await this.db.query(
+      "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
+      [h.id, reason],
+    );
+    await this.driver.stop(h.record, 1000).catch(() => {});
+    await this.events.onLost(h, reason);
+  }
+
+  async stop(h: LiveHarness, reason: string): Promise<void> {
+    this.detach(h);
+    await this.db.query("update harnesses set state = 'stopping' where id = $1", [h.id]);
+    await h.stream.stop();
+    await this.driver.stop(h.record, this.config.harness.stopGraceMs);
+    await this.db.query(
+      "update harnesses set state = 'stopped', stopped_at = now(), reason = $2 where id = $1",
+      [h.id, reason],
+    );
+    await this.events.onState(h, "stopped", reason);
+  }
+
+  /**
+   * After a restart: a harness recorded as live is adopted when its pid still names the same
+   * process (pid + start time, never a match by name), else marked lost.
+   */
+  async adoptAll(): Promise<void> {
+    const { rows } = await this.db.query<Row & { path: string; state_dir: string }>(
+      `select h.*, w.path, w.state_dir from harnesses h join workspaces w on w.id = h.workspace_id
+       where h.state in ('starting', 'ready', 'stopping')`,
+    );
+    for (const r of rows) {
+      const record: HarnessRecord = {
+        harnessId: r.id,
+        pid: r.pid,
+        pidStart: r.pid_start,
+        url: r.url,
+        runDir: r.run_dir,
+      };
+      let password = "";
+      try {
+        password = readFileSync(join(r.run_dir, "password"), "utf8");
+      } catch {}
+      const alive =
+        r.state === "ready" && r.url && password && (await this.driver.inspect(record)) === "running";
+      if (alive && (await healthy(r.url!, password, 2000))) {
+        this.log.info({ harness: r.id, pid: r.pid }, "adopted harness from a previous run");
+        this.attach(
+          r.id,
+          { id: r.workspace_id, path: r.path, state_dir: r.state_dir },
+          { ...record, url: r.url! },
+          password,
+        );
+        await this.events.onState({ id: r.id, workspaceId: r.workspace_id }, "adopted");
+        continue;
+      }
+      const reason = alive
+        ? "harness from a previous run does not answer"
+        : "harness from a previous run is gone";
+      await this.driver.stop(record, 1000).catch(() => {});
+      await this.db.query(
+        "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
+        [r.id, reason],
+      );
+      await this.events.onLost({ id: r.id, workspaceId: r.workspace_id }, reason);
+    }
+  }
+
+  async stopAll(reason: string): Promise<void> {
+    this.stopping = true;
+    await Promise.allSettled([...this.starting.values()]);
+    await Promise.allSettled(this.all().map((h) => this.stop(h, reason)));
+  }
+}

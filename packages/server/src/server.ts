@@ -1,0 +1,146 @@
+import type { AddressInfo } from "node:net";
+import { newId } from "@flotilla/contracts";
+import { demoScenario, type ScriptedModelServer, startScriptedModel } from "@flotilla/scripted-model";
+import { serve } from "@hono/node-server";
+import { createApp } from "./api/app.ts";
+import type { Services } from "./api/context.ts";
+import type { Config } from "./config.ts";
+import { HarnessManager } from "./core/harnesses.ts";
+import { SessionService } from "./core/sessions.ts";
+import { DEFAULT_ORG, TokenService } from "./core/tokens.ts";
+import { type EmbeddedDb, startEmbeddedPostgres } from "./db/embedded.ts";
+import { migrate } from "./db/migrate.ts";
+import { createPool } from "./db/pool.ts";
+import { EventBus } from "./events/bus.ts";
+import { EventLog } from "./events/log.ts";
+import type { Logger } from "./logger.ts";
+import { LocalDriver } from "./runtime/local.ts";
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  services: Services;
+  /** Set on first boot only: the admin token, to be shown once. */
+  adminToken: string | undefined;
+  close(): Promise<void>;
+}
+
+export const DEMO_PROVIDER = "demo";
+
+/** True when nothing would let a session reach a real model: then the scripted demo model stands in. */
+function wantsDemo(config: Config): boolean {
+  if (config.demo !== "auto") return config.demo === "on";
+  return (
+    Object.keys(config.providers).length === 0 &&
+    Object.keys(config.providerEnv).length === 0 &&
+    !config.defaultModel
+  );
+}
+
+/** Boots the control plane: database, migrations, recovery of the previous run, then HTTP. */
+export async function startFlotilla(config: Config, log: Logger): Promise<RunningServer> {
+  const cleanups: (() => Promise<void>)[] = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse())
+      await fn().catch((err) => log.error({ err }, "shutdown step failed"));
+  };
+  try {
+    let url = config.databaseUrl;
+    if (!url) {
+      const pg: EmbeddedDb = await startEmbeddedPostgres(config.home, log);
+      cleanups.push(() => pg.stop());
+      url = pg.url;
+    }
+    const db = createPool(url);
+    cleanups.push(() => db.end());
+    await migrate(db, log);
+
+    let demo: ScriptedModelServer | undefined;
+    if (wantsDemo(config)) {
+      demo = await startScriptedModel({ scenario: demoScenario });
+      cleanups.push(() => demo!.close());
+      config.providers = {
+        ...config.providers,
+        [DEMO_PROVIDER]: {
+          name: "Flotilla demo (scripted replies, not an LLM)",
+          baseURL: demo.url,
+          models: { "scripted-1": { name: "Demo: scripted", toolCall: true } },
+        },
+      };
+      config.defaultModel ??= `${DEMO_PROVIDER}/scripted-1`;
+      log.warn(
+        "no model provider configured: using the scripted demo model (set ANTHROPIC_API_KEY or add providers to config.yaml)",
+      );
+    }
+
+    const tokens = new TokenService(db);
+    await tokens.ensureDefaultOrg();
+    const adminToken = await tokens.bootstrapAdmin(config.home);
+
+    const instance = newId("hrn").replace("hrn_", "cp_");
+    const bus = new EventBus(db, instance, log.child({ component: "bus" }));
+    await bus.start();
+    cleanups.push(() => bus.stop());
+    const events = new EventLog(db, bus);
+    const driver = new LocalDriver(config.harness.opencodeBin, log.child({ component: "local-driver" }));
+    const harnesses = new HarnessManager(db, driver, config, log.child({ component: "harnesses" }));
+    const sessions = new SessionService(db, events, harnesses, config, log.child({ component: "sessions" }));
+    harnesses.events = {
+      onEvent: (h, dir, payload) => sessions.onHarnessEvent(h, dir, payload),
+      onConnected: (h) => sessions.reconcile(h),
+      onLost: (h, reason) => sessions.onHarnessLost(h, reason),
+      onState: (h, state, reason) => sessions.onHarnessState(h, state, reason),
+    };
+    cleanups.push(async () => {
+      await sessions.interruptAll("control plane shut down");
+      await harnesses.stopAll("control plane shut down");
+    });
+    await harnesses.adoptAll();
+    await sessions.recoverOrphans();
+
+    let ready = false;
+    const services: Services = {
+      config,
+      db,
+      log,
+      sessions,
+      tokens,
+      harnesses,
+      bus,
+      events,
+      demoProvider: demo ? DEMO_PROVIDER : undefined,
+      isReady: () => ready,
+    };
+    const app = createApp(services);
+    const server = await new Promise<ReturnType<typeof serve>>((res, rej) => {
+      const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => res(s));
+      s.once("error", rej);
+    });
+    const port = (server.address() as AddressInfo).port;
+    cleanups.push(
+      () =>
+        new Promise<void>((res) => {
+          (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+          server.close(() => res());
+        }),
+    );
+    ready = true;
+    const base = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+    log.info({ url: base, org: DEFAULT_ORG }, "flotilla listening");
+    let closing: Promise<void> | undefined;
+    return {
+      url: base,
+      port,
+      services,
+      adminToken,
+      close: () => {
+        ready = false;
+        closing ??= cleanup();
+        return closing;
+      },
+    };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
