@@ -6,6 +6,7 @@ import { createApp } from "./api/app.ts";
 import type { Services } from "./api/context.ts";
 import type { Config } from "./config.ts";
 import { HarnessManager } from "./core/harnesses.ts";
+import { SessionIngest } from "./core/session-ingest.ts";
 import { SessionService } from "./core/sessions.ts";
 import { DEFAULT_ORG, TokenService } from "./core/tokens.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./db/embedded.ts";
@@ -84,19 +85,27 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     const events = new EventLog(db, bus);
     const driver = new LocalDriver(config.harness.opencodeBin, log.child({ component: "local-driver" }));
     const harnesses = new HarnessManager(db, driver, config, log.child({ component: "harnesses" }));
-    const sessions = new SessionService(db, events, harnesses, config, log.child({ component: "sessions" }));
+    const ingest = new SessionIngest(db, events, log.child({ component: "ingest" }));
+    const sessions = new SessionService(
+      db,
+      events,
+      harnesses,
+      config,
+      log.child({ component: "sessions" }),
+      ingest,
+    );
     harnesses.events = {
-      onEvent: (h, dir, payload) => sessions.onHarnessEvent(h, dir, payload),
-      onConnected: (h) => sessions.reconcile(h),
-      onLost: (h, reason) => sessions.onHarnessLost(h, reason),
-      onState: (h, state, reason) => sessions.onHarnessState(h, state, reason),
+      onEvent: (h, _dir, payload) => ingest.onEvent(h, payload),
+      onConnected: (h) => ingest.reconcile(h),
+      onLost: (h, reason) => ingest.onLost(h, reason),
+      onState: (h, state, reason) => ingest.onState(h, state, reason),
     };
     cleanups.push(async () => {
-      await sessions.interruptAll("control plane shut down");
+      await ingest.interruptAll("control plane shut down");
       await harnesses.stopAll("control plane shut down");
     });
     await harnesses.adoptAll();
-    await sessions.recoverOrphans();
+    await ingest.recoverOrphans((ws) => harnesses.forWorkspace(ws) !== undefined);
 
     let ready = false;
     const services: Services = {

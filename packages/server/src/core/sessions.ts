@@ -19,7 +19,7 @@ import type { EventLog } from "../events/log.ts";
 import type { Logger } from "../logger.ts";
 import type { HarnessManager, LiveHarness } from "./harnesses.ts";
 import { defaultModel, toRuleset } from "./opencode-config.ts";
-import { errorInfo, type KnownPart, type OcMessage, type OcPart, Translator } from "./translate.ts";
+import { ACTIVE, type SessionIngest } from "./session-ingest.ts";
 import { createWorkspace, removeWorkspace, resolveRepo, workspaceDiff } from "./workspaces.ts";
 
 export interface Principal {
@@ -62,8 +62,6 @@ const SELECT = `select s.*, w.repo, w.kind, w.path, w.state_dir, w.base_ref, w.b
   (select count(*)::int from permission_requests p where p.session_id = s.id and p.status = 'pending') as pending
   from sessions s join workspaces w on w.id = s.workspace_id`;
 
-const ACTIVE: SessionStatus[] = ["running", "waiting_permission"];
-
 function toSession(r: SessionRow): Session {
   return {
     id: r.id,
@@ -99,10 +97,6 @@ const splitModel = (m: string) => {
  * events into the log, turn bookkeeping, and recovery when a harness or the control plane was lost.
  */
 export class SessionService {
-  private readonly translators = new Map<string, Translator>();
-  /** OpenCode session id → ours; filled lazily from the database. */
-  private readonly byOc = new Map<string, string>();
-  private readonly turnErrors = new Map<string, ErrorInfo>();
   private readonly background = new Set<Promise<unknown>>();
 
   constructor(
@@ -111,6 +105,7 @@ export class SessionService {
     private readonly harnesses: HarnessManager,
     private readonly config: Config,
     private readonly logger: Logger,
+    readonly ingest: SessionIngest,
   ) {}
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -353,7 +348,7 @@ export class SessionService {
     );
     const ocId = res.data.id;
     await this.db.query("update sessions set opencode_id = $2 where id = $1", [r.id, ocId]);
-    this.byOc.set(ocId, r.id);
+    this.ingest.bind(ocId, r.id);
     return ocId;
   }
 
@@ -364,7 +359,7 @@ export class SessionService {
   ): Promise<void> {
     const model = msg.model ?? r.model;
     const agent = msg.agent ?? r.agent ?? undefined;
-    this.turnErrors.delete(r.id);
+    this.ingest.turnStarted(r.id);
     await this.log.append(
       r.id,
       [
@@ -385,7 +380,7 @@ export class SessionService {
         { throwOnError: true },
       );
     } catch (e) {
-      await this.finishTurn(r.id, "error", {
+      await this.ingest.finishTurn(r.id, "error", {
         name: "HarnessError",
         message: `prompt was refused: ${(e as Error).message}`,
       });
@@ -416,7 +411,7 @@ export class SessionService {
     if (!ACTIVE.includes(r.status)) return toSession(r);
     const h = this.harnesses.forWorkspace(r.workspace_id);
     if (h && r.opencode_id) {
-      this.turnErrors.set(r.id, { name: "MessageAbortedError", message: "aborted by request" });
+      this.ingest.abortRequested(r.id);
       await h.client.session
         .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
         .catch(() => {});
@@ -425,7 +420,10 @@ export class SessionService {
     }
     const after = await this.rowById(id);
     if (ACTIVE.includes(after.status))
-      await this.finishTurn(id, "aborted", { name: "MessageAbortedError", message: "aborted by request" });
+      await this.ingest.finishTurn(id, "aborted", {
+        name: "MessageAbortedError",
+        message: "aborted by request",
+      });
     return this.get(id, p);
   }
 
@@ -466,10 +464,11 @@ export class SessionService {
         res.data.id,
       ],
     );
-    this.byOc.set(res.data.id, forkId);
+    this.ingest.bind(res.data.id, forkId);
     await this.log.append(forkId, [
       { type: "session.status", data: { status: "idle", reason: `forked from ${r.id}` } },
     ]);
+    await this.ingest.catchUp(h, forkId, res.data.id, r.path);
     return this.get(forkId, p);
   }
 
@@ -539,384 +538,5 @@ export class SessionService {
       if (s.rows[0]?.status !== "pending") return;
       await new Promise((res) => setTimeout(res, 25));
     }
-  }
-
-  // ---- harness events ------------------------------------------------------------------------
-
-  private translator(harnessId: string): Translator {
-    let t = this.translators.get(harnessId);
-    if (!t) {
-      t = new Translator();
-      this.translators.set(harnessId, t);
-    }
-    return t;
-  }
-
-  private async sessionFor(ocId: string | undefined): Promise<string | undefined> {
-    if (!ocId) return undefined;
-    const hit = this.byOc.get(ocId);
-    if (hit) return hit;
-    const { rows } = await this.db.query(
-      "select id from sessions where opencode_id = $1 and deleted_at is null order by created_at limit 1",
-      [ocId],
-    );
-    if (rows[0]) this.byOc.set(ocId, rows[0].id);
-    return rows[0]?.id;
-  }
-
-  async onHarnessEvent(
-    h: LiveHarness,
-    directory: string,
-    ev: { type: string; properties: Record<string, unknown> },
-  ): Promise<void> {
-    const t = this.translator(h.id);
-    const props = ev.properties as Record<string, any>;
-    switch (ev.type) {
-      case "message.part.delta": {
-        const sid = await this.sessionFor(props.sessionID);
-        if (sid) await this.appendLive(sid, t.delta(props.messageID, props.partID, props.field, props.delta));
-        return;
-      }
-      case "message.part.updated": {
-        const sid = await this.sessionFor(props.sessionID ?? props.part?.sessionID);
-        if (sid) await this.appendLive(sid, t.part(props.part as OcPart));
-        return;
-      }
-      case "message.updated": {
-        const info = props.info as OcMessage;
-        const sid = await this.sessionFor(info?.sessionID);
-        if (!sid) return;
-        if (info.role === "assistant" && info.error) this.turnErrors.set(sid, errorInfo(info.error));
-        await this.appendLive(sid, t.message(info));
-        return;
-      }
-      case "session.error": {
-        const sid = await this.sessionFor(props.sessionID);
-        if (!sid) return;
-        const error = errorInfo(props.error);
-        this.turnErrors.set(sid, error);
-        await this.appendLive(sid, [{ type: "error", data: error }]);
-        return;
-      }
-      case "session.status": {
-        const sid = await this.sessionFor(props.sessionID);
-        if (!sid) return;
-        if (props.status?.type === "retry") {
-          await this.appendLive(sid, [
-            {
-              type: "provider.retry",
-              data: { attempt: props.status.attempt, message: props.status.message },
-            },
-          ]);
-        } else if (props.status?.type === "idle") await this.onIdle(sid);
-        return;
-      }
-      case "session.idle": {
-        const sid = await this.sessionFor(props.sessionID);
-        if (sid) await this.onIdle(sid);
-        return;
-      }
-      case "permission.asked": {
-        const sid = await this.sessionFor(props.sessionID);
-        if (sid) await this.permissionAsked(sid, props as any);
-        return;
-      }
-      case "permission.replied": {
-        const sid = await this.sessionFor(props.sessionID);
-        if (sid) await this.permissionReplied(sid, props.requestID, props.reply);
-        return;
-      }
-      case "todo.updated": {
-        const sid = await this.sessionFor(props.sessionID);
-        const todos = (props.todos ?? []).map((x: any) => ({
-          content: String(x.content),
-          status: String(x.status),
-          ...(x.priority ? { priority: String(x.priority) } : {}),
-        }));
-        if (sid) await this.appendLive(sid, [{ type: "todo.updated", data: { todos } }]);
-        return;
-      }
-      case "file.edited": {
-        // Not tied to a session by OpenCode: attribute it to the running sessions of that directory.
-        const { rows } = await this.db.query(
-          `select s.id, w.path from sessions s join workspaces w on w.id = s.workspace_id
-           where s.workspace_id = $1 and s.status in ('running', 'waiting_permission')`,
-          [h.workspaceId],
-        );
-        const file = String(props.file ?? "");
-        for (const r of rows) {
-          const rel = file.startsWith(`${r.path}/`) ? file.slice(r.path.length + 1) : file;
-          await this.appendLive(r.id, [{ type: "file.edited", data: { path: rel } }]);
-        }
-        return;
-      }
-      default:
-        void directory;
-    }
-  }
-
-  private async appendLive(sessionId: string, bodies: EventBody[]): Promise<void> {
-    if (bodies.length) await this.log.append(sessionId, bodies);
-  }
-
-  private async onIdle(sessionId: string): Promise<void> {
-    const err = this.turnErrors.get(sessionId);
-    if (err) await this.finishTurn(sessionId, err.name === "MessageAbortedError" ? "aborted" : "error", err);
-    else await this.finishTurn(sessionId, "success");
-  }
-
-  /** Ends the running turn, once: the row lock and status re-check make repeats harmless. */
-  private async finishTurn(
-    sessionId: string,
-    outcome: "success" | "error" | "aborted" | "interrupted",
-    error?: ErrorInfo,
-    reason?: string,
-  ): Promise<void> {
-    const events = await withTx(this.db, async (tx) => {
-      const { rows } = await tx.query(
-        "select status, turn_started_at from sessions where id = $1 for update",
-        [sessionId],
-      );
-      if (!rows[0] || !ACTIVE.includes(rows[0].status)) return [];
-      const durationMs = rows[0].turn_started_at ? Date.now() - rows[0].turn_started_at.getTime() : undefined;
-      const status: SessionStatus = outcome === "interrupted" ? "interrupted" : "idle";
-      await tx.query(
-        "update permission_requests set status = 'gone' where session_id = $1 and status = 'pending'",
-        [sessionId],
-      );
-      return this.log.appendTx(
-        tx,
-        sessionId,
-        [
-          {
-            type: "turn.finished",
-            data: {
-              outcome,
-              ...(error ? { error } : {}),
-              ...(durationMs !== undefined ? { durationMs } : {}),
-            },
-          },
-          {
-            type: "session.status",
-            data: {
-              status,
-              ...(reason ? { reason } : {}),
-              ...(error && outcome !== "success" ? { error } : {}),
-            },
-          },
-        ],
-        {
-          status,
-          error: outcome === "success" || outcome === "aborted" ? null : (error ?? null),
-          turnStartedAt: null,
-        },
-      );
-    });
-    this.turnErrors.delete(sessionId);
-    await this.log.publish(events);
-  }
-
-  private async permissionAsked(
-    sessionId: string,
-    p: {
-      id: string;
-      permission: string;
-      patterns: string[];
-      metadata: Record<string, unknown>;
-      always: string[];
-      tool?: { callID: string };
-    },
-  ): Promise<void> {
-    const events = await withTx(this.db, async (tx) => {
-      const ins = await tx.query(
-        `insert into permission_requests (id, session_id, permission, patterns, metadata, status)
-         values ($1, $2, $3, $4, $5, 'pending') on conflict (id) do nothing`,
-        [p.id, sessionId, p.permission, JSON.stringify(p.patterns ?? []), JSON.stringify(p.metadata ?? {})],
-      );
-      if (ins.rowCount === 0) return [];
-      const { rows } = await tx.query("select status from sessions where id = $1 for update", [sessionId]);
-      const toWaiting = rows[0]?.status === "running";
-      return this.log.appendTx(
-        tx,
-        sessionId,
-        [
-          {
-            type: "permission.asked",
-            data: {
-              requestId: p.id,
-              permission: p.permission,
-              patterns: p.patterns ?? [],
-              metadata: p.metadata ?? {},
-              always: p.always ?? [],
-              ...(p.tool?.callID ? { callId: p.tool.callID } : {}),
-            },
-          },
-          ...(toWaiting
-            ? [{ type: "session.status" as const, data: { status: "waiting_permission" as const } }]
-            : []),
-        ],
-        toWaiting ? { status: "waiting_permission" } : {},
-      );
-    });
-    await this.log.publish(events);
-  }
-
-  private async permissionReplied(
-    sessionId: string,
-    requestId: string,
-    reply: "once" | "always" | "reject",
-  ): Promise<void> {
-    const events = await withTx(this.db, async (tx) => {
-      const upd = await tx.query(
-        "update permission_requests set status = 'replied', reply = $2, replied_at = now() where id = $1 and status = 'pending' returning message",
-        [requestId, reply],
-      );
-      if (upd.rowCount === 0) return [];
-      const message: string | null = upd.rows[0].message;
-      const { rows } = await tx.query(
-        `select status, (select count(*)::int from permission_requests where session_id = $1 and status = 'pending') as pending
-         from sessions where id = $1 for update`,
-        [sessionId],
-      );
-      const toRunning = rows[0]?.status === "waiting_permission" && rows[0].pending === 0;
-      return this.log.appendTx(
-        tx,
-        sessionId,
-        [
-          { type: "permission.replied", data: { requestId, reply, ...(message ? { message } : {}) } },
-          ...(toRunning ? [{ type: "session.status" as const, data: { status: "running" as const } }] : []),
-        ],
-        toRunning ? { status: "running" } : {},
-      );
-    });
-    await this.log.publish(events);
-  }
-
-  /**
-   * After a (re)connect: read the harness's own state and store what the log is missing, so the
-   * log ends in the true state even though the harness's stream has no resume.
-   */
-  async reconcile(h: LiveHarness): Promise<void> {
-    const { rows } = await this.db.query<SessionRow>(
-      `${SELECT} where s.workspace_id = $1 and s.deleted_at is null and s.opencode_id is not null`,
-      [h.workspaceId],
-    );
-    if (rows.length === 0) return;
-    const t = this.translator(h.id);
-    const statuses = ((await h.client.session.status({ directory: h.workspacePath }, { throwOnError: true }))
-      .data ?? {}) as Record<string, { type: string }>;
-    const pending = ((await h.client.permission.list({ directory: h.workspacePath }, { throwOnError: true }))
-      .data ?? []) as any[];
-    for (const r of rows) {
-      this.byOc.set(r.opencode_id!, r.id);
-      const known = new Map<string, KnownPart>();
-      const parts = await this.db.query("select * from session_parts where session_id = $1", [r.id]);
-      for (const p of parts.rows)
-        known.set(p.part_id, { kind: p.kind, status: p.status, textLen: p.text_len });
-      t.seed(known);
-      const msgs = ((
-        await h.client.session.messages(
-          { sessionID: r.opencode_id!, directory: r.path },
-          { throwOnError: true },
-        )
-      ).data ?? []) as { info: OcMessage; parts: OcPart[] }[];
-      const bodies: EventBody[] = [];
-      let lastError: ErrorInfo | undefined;
-      for (const m of msgs) {
-        bodies.push(...t.message(m.info));
-        if (m.info.role === "assistant") {
-          lastError = m.info.error ? errorInfo(m.info.error) : undefined;
-          for (const p of m.parts) bodies.push(...t.part(p, true));
-        }
-      }
-      await this.appendLive(r.id, bodies);
-      for (const p of pending.filter((x) => x.sessionID === r.opencode_id))
-        await this.permissionAsked(r.id, p);
-      const live = new Set(pending.map((x) => x.id));
-      await this.db.query(
-        "update permission_requests set status = 'gone' where session_id = $1 and status = 'pending' and not (id = any($2::text[]))",
-        [r.id, [...live]],
-      );
-      const busy = statuses[r.opencode_id!]?.type === "busy" || statuses[r.opencode_id!]?.type === "retry";
-      if (!busy && ACTIVE.includes(r.status)) {
-        if (lastError)
-          await this.finishTurn(
-            r.id,
-            lastError.name === "MessageAbortedError" ? "aborted" : "error",
-            lastError,
-          );
-        else await this.finishTurn(r.id, "success");
-      }
-    }
-  }
-
-  async onHarnessLost(h: { id: string; workspaceId: string }, reason: string): Promise<void> {
-    this.translators.delete(h.id);
-    const { rows } = await this.db.query(
-      "select id, status from sessions where workspace_id = $1 and deleted_at is null",
-      [h.workspaceId],
-    );
-    for (const r of rows) {
-      await this.log.append(r.id, [
-        { type: "harness.state", data: { harnessId: h.id, state: "lost", reason } },
-      ]);
-      if (ACTIVE.includes(r.status))
-        await this.finishTurn(r.id, "interrupted", { name: "HarnessLost", message: reason }, reason);
-      else if (r.status === "provisioning") {
-        const error = { name: "HarnessLost", message: reason };
-        await this.log.append(
-          r.id,
-          [{ type: "session.status", data: { status: "interrupted", reason, error } }],
-          { status: "interrupted", error },
-        );
-      }
-    }
-  }
-
-  async onHarnessState(
-    h: { id: string; workspaceId: string },
-    state: "starting" | "ready" | "adopted" | "stopped",
-    reason?: string,
-  ): Promise<void> {
-    if (state === "stopped") this.translators.delete(h.id);
-    const { rows } = await this.db.query(
-      "select id from sessions where workspace_id = $1 and deleted_at is null and status <> 'deleted'",
-      [h.workspaceId],
-    );
-    for (const r of rows)
-      await this.log.append(r.id, [
-        { type: "harness.state", data: { harnessId: h.id, state, ...(reason ? { reason } : {}) } },
-      ]);
-  }
-
-  /**
-   * Boot-time recovery for sessions whose turn was in flight when the control plane died and whose
-   * harness could not be adopted (adopted harnesses are settled by their reconcile).
-   */
-  async recoverOrphans(): Promise<void> {
-    const { rows } = await this.db.query(
-      "select id, workspace_id, status from sessions where status in ('running', 'waiting_permission', 'provisioning') and deleted_at is null",
-    );
-    for (const r of rows) {
-      if (this.harnesses.forWorkspace(r.workspace_id)) continue;
-      const reason = "control plane restarted while the turn ran and its harness was gone";
-      const error = { name: "ControlPlaneRestart", message: reason };
-      if (r.status === "provisioning") {
-        await this.log.append(
-          r.id,
-          [{ type: "session.status", data: { status: "interrupted", reason, error } }],
-          { status: "interrupted", error },
-        );
-      } else await this.finishTurn(r.id, "interrupted", error, reason);
-    }
-  }
-
-  /** Graceful shutdown: turns that cannot finish are recorded as interrupted, with the reason. */
-  async interruptAll(reason: string): Promise<void> {
-    const { rows } = await this.db.query(
-      "select id from sessions where status in ('running', 'waiting_permission') and deleted_at is null",
-    );
-    for (const r of rows)
-      await this.finishTurn(r.id, "interrupted", { name: "ControlPlaneShutdown", message: reason }, reason);
   }
 }

@@ -1,0 +1,178 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { SessionEvent } from "@flotilla/contracts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  assertGapFree,
+  collectUntil,
+  makeRepo,
+  startTestServer,
+  type TestServer,
+  untilTurnFinished,
+} from "../../../test/support.ts";
+import { scenario } from "./scenario.ts";
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer({ scenario });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const textOf = (events: SessionEvent[]) =>
+  events
+    .filter((e) => e.type === "text.delta")
+    .map((e) => (e.type === "text.delta" ? e.data.delta : ""))
+    .join("");
+
+describe("a session on the real OpenCode server", () => {
+  it("edits a file in a real git worktree; the diff shows it; events are ordered and gap-free", async () => {
+    const repo = makeRepo();
+    const s = await t.client.sessions.create({ repo, prompt: "write hello please" });
+    expect(s.status).toBe("provisioning");
+    expect(s.branch).toBe(`flotilla/${s.id}`);
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(1));
+    assertGapFree(events);
+    const types = events.map((e) => e.type);
+    expect(types.indexOf("turn.started")).toBeLessThan(types.indexOf("tool.updated"));
+    const finished = events.find((e) => e.type === "turn.finished");
+    expect(finished?.type === "turn.finished" && finished.data.outcome).toBe("success");
+    const tool = events.filter((e) => e.type === "tool.updated").at(-1);
+    expect(tool?.type === "tool.updated" && [tool.data.tool, tool.data.status]).toEqual([
+      "write",
+      "completed",
+    ]);
+    expect(events.some((e) => e.type === "file.edited" && e.data.path === "hello.txt")).toBe(true);
+    expect(textOf(events)).toBe("I wrote hello.txt for you.");
+    expect(events.some((e) => e.type === "usage")).toBe(true);
+
+    // The file is in the session's worktree, not in the user's checkout.
+    expect(readFileSync(join(s.workspacePath, "hello.txt"), "utf8")).toBe("hello from the agent\n");
+    expect(() => readFileSync(join(repo, "hello.txt"))).toThrow();
+
+    const diff = await t.client.sessions.diff(s.id);
+    expect(diff.files).toEqual([
+      { path: "hello.txt", status: "added", additions: 1, deletions: 0, binary: false },
+    ]);
+    expect(diff.patch).toContain("+hello from the agent");
+
+    const after = await t.client.sessions.get(s.id);
+    expect(after.status).toBe("idle");
+    expect(after.lastSeq).toBe(events.at(-1)!.seq);
+    expect(after.usage.tokens.input).toBeGreaterThan(0);
+
+    const msgs = await t.client.sessions.messages(s.id);
+    expect(msgs[0]).toMatchObject({ role: "user", parts: [{ type: "text", text: "write hello please" }] });
+    expect(
+      msgs.flatMap((m) => m.parts).some((p) => p.type === "text" && p.text === "I wrote hello.txt for you."),
+    ).toBe(true);
+  });
+
+  it("resumes an SSE stream from Last-Event-ID with exactly the missing events", async () => {
+    const repo = makeRepo();
+    const s = await t.client.sessions.create({ repo, prompt: "edit readme now" });
+    const all = await collectUntil(t.client, s.id, untilTurnFinished(1));
+    const cut = Math.floor(all.length / 2);
+    // A raw SSE request with the header, as a browser's EventSource sends it on reconnect.
+    const res = await fetch(`${t.url}/sessions/${s.id}/events`, {
+      headers: {
+        authorization: `Bearer ${t.token}`,
+        accept: "text/event-stream",
+        "last-event-id": String(all[cut - 1]!.seq),
+      },
+    });
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const reader = res.body!.getReader();
+    let text = "";
+    const ids: number[] = [];
+    while (!text.includes(": live")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await reader.cancel();
+    for (const m of text.matchAll(/^id: (\d+)$/gm)) ids.push(Number(m[1]));
+    expect(ids).toEqual(all.slice(cut).map((e) => e.seq));
+    // ?after= gives the same through the JSON form.
+    const page = await t.client.sessions.events(s.id, { after: all[cut - 1]!.seq });
+    expect(page.items.map((e) => e.id)).toEqual(all.slice(cut).map((e) => e.id));
+  });
+
+  it("aborts a turn mid-way, then a second turn works", async () => {
+    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang until aborted" });
+    await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
+    const aborted = await t.client.sessions.abort(s.id);
+    expect(aborted.status).toBe("idle");
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(1));
+    const fin = events.find((e) => e.type === "turn.finished");
+    expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("aborted");
+    await t.client.sessions.send(s.id, { text: "say hello" });
+    const more = await collectUntil(t.client, s.id, untilTurnFinished(2));
+    assertGapFree(more);
+    const fin2 = more.filter((e) => e.type === "turn.finished")[1];
+    expect(fin2?.type === "turn.finished" && fin2.data.outcome).toBe("success");
+  });
+
+  it("keeps context: a second turn depends on the first", async () => {
+    const s = await t.client.sessions.create({
+      repo: makeRepo(),
+      prompt: "remember the codeword: the codeword is ALBATROSS",
+    });
+    await collectUntil(t.client, s.id, untilTurnFinished(1));
+    await t.client.sessions.send(s.id, { text: "what was the codeword?" });
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(2));
+    const second = events.slice(events.findLastIndex((e) => e.type === "turn.started"));
+    expect(textOf(second)).toBe("The codeword was ALBATROSS.");
+  });
+
+  it("records a turn that ends in a provider error as an error, not a success", async () => {
+    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "fail auth now" });
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(1));
+    const fin = events.find((e) => e.type === "turn.finished");
+    expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("error");
+    expect(fin?.type === "turn.finished" && fin.data.error?.message).toMatch(/invalid api key/);
+    const got = await t.client.sessions.get(s.id);
+    expect(got.error?.message).toMatch(/invalid api key/);
+  });
+
+  it("forks a session into a new one that shares the workspace and history", async () => {
+    const s = await t.client.sessions.create({
+      repo: makeRepo(),
+      prompt: "remember the codeword: the codeword is PUFFIN",
+    });
+    await collectUntil(t.client, s.id, untilTurnFinished(1));
+    const f = await t.client.sessions.fork(s.id);
+    expect(f.parentId).toBe(s.id);
+    expect(f.workspaceId).toBe(s.workspaceId);
+    await t.client.sessions.send(f.id, { text: "what was the codeword?" });
+    const events = await collectUntil(t.client, f.id, untilTurnFinished(1));
+    // The fork's log starts with the history it inherited, then its own turn.
+    expect(textOf(events)).toBe("Noted, I will remember it.The codeword was PUFFIN.");
+    expect(textOf(events.slice(events.findIndex((e) => e.type === "turn.started")))).toBe(
+      "The codeword was PUFFIN.",
+    );
+  });
+
+  it("lists sessions with a status filter and cursor pages; delete stops the harness and can remove the workspace", async () => {
+    const page1 = await t.client.sessions.list({ limit: 2 });
+    expect(page1.items).toHaveLength(2);
+    expect(page1.nextCursor).toBeTruthy();
+    const page2 = await t.client.sessions.list({ limit: 2, cursor: page1.nextCursor! });
+    expect(page2.items[0]!.id < page1.items[1]!.id).toBe(true);
+    const idle = await t.client.sessions.list({ status: "idle", limit: 200 });
+    expect(idle.items.every((x) => x.status === "idle")).toBe(true);
+
+    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "say hi" });
+    await collectUntil(t.client, s.id, untilTurnFinished(1));
+    const before = (await t.client.harnesses()).filter(
+      (h) => h.workspaceId === s.workspaceId && h.state === "ready",
+    );
+    expect(before).toHaveLength(1);
+    await t.client.sessions.delete(s.id, { workspace: true });
+    const after = (await t.client.harnesses()).find((h) => h.id === before[0]!.id);
+    expect(after?.state).toBe("stopped");
+    expect(() => readFileSync(join(s.workspacePath, "README.md"))).toThrow();
+    await expect(t.client.sessions.get(s.id)).rejects.toMatchObject({ code: "not_found", status: 404 });
+  });
+});
