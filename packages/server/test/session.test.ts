@@ -110,6 +110,10 @@ describe("a session on the real OpenCode server", () => {
     await t.client.sessions.send(s.id, { text: "say hello" });
     const more = await collectUntil(t.client, s.id, untilTurnFinished(2));
     assertGapFree(more);
+    // Nothing of the aborted turn trails its turn.finished.
+    const end1 = more.findIndex((e) => e.type === "turn.finished");
+    const start2 = more.findLastIndex((e) => e.type === "turn.started");
+    expect(more.slice(end1 + 1, start2).map((e) => e.type)).toEqual(["session.status"]);
     const fin2 = more.filter((e) => e.type === "turn.finished")[1];
     expect(fin2?.type === "turn.finished" && fin2.data.outcome).toBe("success");
   });

@@ -163,7 +163,7 @@ export class SessionIngest {
     sessionId: string,
     opencodeId: string,
     directory: string,
-  ): Promise<ErrorInfo | undefined> {
+  ): Promise<{ error: ErrorInfo | undefined; settled: boolean }> {
     const t = this.translator(h.id);
     const known = new Map<string, KnownPart>();
     const parts = await this.db.query(
@@ -177,6 +177,7 @@ export class SessionIngest {
     const bodies: EventBody[] = [];
     let lastUser: string | undefined;
     let lastError: ErrorInfo | undefined;
+    let settled = true;
     for (const m of msgs) {
       if (m.info.role === "user") {
         lastUser = m.info.id;
@@ -186,16 +187,32 @@ export class SessionIngest {
       }
       for (const p of m.parts) bodies.push(...t.part(p, true));
       bodies.push(...t.message(m.info));
-      if (m.info.parentID === lastUser || !m.info.parentID)
+      if (m.info.parentID === lastUser || !m.info.parentID) {
         lastError = m.info.error ? errorInfo(m.info.error) : undefined;
+        settled = m.info.time.completed !== undefined;
+      }
     }
     await this.append(sessionId, bodies);
-    return lastError;
+    return { error: lastError, settled };
   }
 
   /** Stores what the harness holds for a session that the log lacks (e.g. the history a fork inherits). */
   async catchUp(h: LiveHarness, sessionId: string, opencodeId: string, directory: string): Promise<void> {
     await this.readBack(h, sessionId, opencodeId, directory);
+  }
+
+  /** Reads the turn back until its last assistant message is complete (briefly: OpenCode finishes it right after idle). */
+  private async readBackSettled(
+    h: LiveHarness,
+    sessionId: string,
+    opencodeId: string,
+    directory: string,
+  ): Promise<ErrorInfo | undefined> {
+    for (let i = 0; ; i++) {
+      const r = await this.readBack(h, sessionId, opencodeId, directory);
+      if (r.settled || i >= 20) return r.error;
+      await new Promise((res) => setTimeout(res, 50));
+    }
   }
 
   /** The harness says the session is idle: read the turn back, then close it. */
@@ -209,7 +226,7 @@ export class SessionIngest {
     const turn = this.turns.get(sessionId);
     let error: ErrorInfo | undefined;
     try {
-      error = await this.readBack(h, sessionId, r.opencode_id, r.path);
+      error = await this.readBackSettled(h, sessionId, r.opencode_id, r.path);
     } catch (err) {
       this.logger.warn({ err, session: sessionId }, "read-back at turn end failed; using streamed state");
     }
@@ -351,7 +368,7 @@ export class SessionIngest {
       .data ?? []) as PermissionAsked[];
     for (const r of rows) {
       this.byOc.set(r.opencode_id, r.id);
-      const lastError = await this.readBack(h, r.id, r.opencode_id, r.path);
+      const { error: lastError } = await this.readBack(h, r.id, r.opencode_id, r.path);
       const mine = pending.filter((x) => x.sessionID === r.opencode_id);
       for (const p of mine) await this.permissionAsked(r.id, p);
       await this.db.query(
