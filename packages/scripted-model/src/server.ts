@@ -22,6 +22,8 @@ export interface RecordedRequest {
   kind: "agent" | "auxiliary";
   messages: ChatMessage[];
   tools: string[];
+  /** The bearer credential the client sent (tests check a configured key reached the provider). */
+  apiKey: string | undefined;
   /** Which rule/step answered (agent requests only). */
   rule?: Selection["rule"];
   step?: number;
@@ -211,7 +213,8 @@ export async function startScriptedModel(opts: StartOptions): Promise<ScriptedMo
     const messages = Array.isArray(body.messages) ? body.messages : [];
     const tools = (body.tools ?? []).map((t) => t.function?.name ?? "").filter((n) => n.length > 0);
     const stream = body.stream === true;
-    const base = { time: Date.now(), model: body.model ?? "", stream, messages, tools };
+    const apiKey = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    const base = { time: Date.now(), model: body.model ?? "", stream, messages, tools, apiKey };
     let record: RecordedRequest;
     if (tools.length === 0) {
       record = { ...base, kind: "auxiliary", reply: { kind: "text", text: AUXILIARY_REPLY } };
