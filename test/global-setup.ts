@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, startEmbeddedPostgres } from "@flotilla/server";
@@ -15,6 +15,8 @@ export default async function setup(project: TestProject) {
   project.provide("pgUrl", pg.url);
   return async () => {
     await pg.stop();
+    // As root the cluster may live outside the home, behind a link (see db/embedded.ts).
+    rmSync(realpathSync(join(home, "postgres")), { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });
   };
 }

@@ -4,7 +4,15 @@ import { join } from "node:path";
 import { FlotillaClient } from "@flotilla/client";
 import { freePort } from "@flotilla/server";
 import { afterAll, describe, expect, it } from "vitest";
-import { collectUntil, makeRepo, ROOT, spawnFlotilla, tempDir, untilTurnFinished, waitFor } from "./support.ts";
+import {
+  collectUntil,
+  makeRepo,
+  ROOT,
+  spawnFlotilla,
+  tempDir,
+  untilTurnFinished,
+  waitFor,
+} from "./support.ts";
 
 // The README's first command, as a newcomer runs it: `npm start`, no DATABASE_URL, no key, no config.
 // Embedded Postgres, the scripted demo model, the default "ask" permission policy.
@@ -26,13 +34,17 @@ function pidAlive(pid: number): boolean {
 async function ready(child: ChildProcess): Promise<FlotillaClient> {
   await waitFor(
     async () => {
-      if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}: ${readFileSync(log, "utf8").slice(-3000)}`);
+      if (child.exitCode !== null)
+        throw new Error(`exited ${child.exitCode}: ${readFileSync(log, "utf8").slice(-3000)}`);
       return (await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) })).ok;
     },
     90_000,
     "flotilla ready",
   );
-  return new FlotillaClient({ baseUrl: `http://127.0.0.1:${port}`, token: readFileSync(join(home, "admin.token"), "utf8").trim() });
+  return new FlotillaClient({
+    baseUrl: `http://127.0.0.1:${port}`,
+    token: readFileSync(join(home, "admin.token"), "utf8").trim(),
+  });
 }
 
 function postgresPid(): number {
@@ -64,7 +76,12 @@ describe("the README's quick start", () => {
     const out = createWriteStream(log, { flags: "a" });
     const child = spawn("npm", ["start"], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, FLOTILLA_HOME: home, FLOTILLA_PORT: String(port) },
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        FLOTILLA_HOME: home,
+        FLOTILLA_PORT: String(port),
+      },
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -81,7 +98,9 @@ describe("the README's quick start", () => {
     const s = await client.sessions.create({ repo: makeRepo(), prompt: "add a note" });
     const upTo = await collectUntil(client, s.id, (e) => e.type === "permission.asked");
     const ask = upTo.at(-1)!;
-    await client.sessions.reply(s.id, ask.type === "permission.asked" ? ask.data.requestId : "", { reply: "once" });
+    await client.sessions.reply(s.id, ask.type === "permission.asked" ? ask.data.requestId : "", {
+      reply: "once",
+    });
     const events = await collectUntil(client, s.id, untilTurnFinished(1));
     const fin = events.find((e) => e.type === "turn.finished");
     expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("success");
@@ -92,7 +111,11 @@ describe("the README's quick start", () => {
     // Ctrl-C in a terminal signals the whole foreground process group.
     process.kill(-child.pid!, "SIGINT");
     await new Promise((r) => child.once("exit", r));
-    await waitFor(async () => !pidAlive(harnessPid) && !pidAlive(pgPid), 20_000, "harness and postgres stopped");
+    await waitFor(
+      async () => !pidAlive(harnessPid) && !pidAlive(pgPid),
+      20_000,
+      "harness and postgres stopped",
+    );
   });
 
   it("after a kill -9 of the control plane, the next start takes over the data directory and keeps every session", async () => {

@@ -11,6 +11,8 @@ import { inject } from "vitest";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 export const MODEL = "scripted/scripted-1";
+/** One npm cache for every harness of a test run: OpenCode's plugin download happens once. */
+export const SHARED_NPM_CACHE = join(tmpdir(), "flotilla-test-npm-cache");
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `flotilla-${prefix}-`));
@@ -82,7 +84,12 @@ export async function startTestServer(opts: {
   const db = await createTestDb();
   const model = await startScriptedModel({ scenario: opts.scenario });
   const config = loadConfig({
-    env: { FLOTILLA_HOME: home, DATABASE_URL: db, PATH: process.env.PATH },
+    env: {
+      FLOTILLA_HOME: home,
+      DATABASE_URL: db,
+      PATH: process.env.PATH,
+      FLOTILLA_NPM_CACHE: SHARED_NPM_CACHE,
+    },
     overrides: {
       port: 0,
       providers: scriptedProvider(model),
@@ -161,7 +168,13 @@ export function spawnFlotilla(args: string[], env: Record<string, string>, logFi
   const out = createWriteStream(logFile, { flags: "a" });
   const child = spawn(process.execPath, [join(ROOT, "bin/flotilla.mjs"), ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", FLOTILLA_LOG_JSON: "1", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/root",
+      FLOTILLA_LOG_JSON: "1",
+      FLOTILLA_NPM_CACHE: SHARED_NPM_CACHE,
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout?.pipe(out);

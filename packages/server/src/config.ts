@@ -56,7 +56,14 @@ export interface Config {
   /** Provider keys found in the environment, passed to harnesses only. */
   providerEnv: Record<string, string>;
   demo: "auto" | "on" | "off";
-  harness: { readyTimeoutMs: number; stopGraceMs: number; healthIntervalMs: number; opencodeBin: string };
+  harness: {
+    readyTimeoutMs: number;
+    stopGraceMs: number;
+    healthIntervalMs: number;
+    opencodeBin: string;
+    /** npm cache shared by every harness (OpenCode fetches its plugin packages on first use). */
+    npmCacheDir: string;
+  };
   bodyLimitBytes: number;
   /** Runs under vitest or a bench: no banner on stdout. */
   quiet: boolean;
@@ -142,6 +149,7 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       stopGraceMs: file.harness?.stopGraceMs ?? 5_000,
       healthIntervalMs: file.harness?.healthIntervalMs ?? 5_000,
       opencodeBin: env.FLOTILLA_OPENCODE_BIN ?? defaultOpencodeBin(),
+      npmCacheDir: env.FLOTILLA_NPM_CACHE ?? join(home, "cache", "npm"),
     },
     bodyLimitBytes: 1024 * 1024,
     quiet: false,

@@ -83,7 +83,11 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     await bus.start();
     cleanups.push(() => bus.stop());
     const events = new EventLog(db, bus);
-    const driver = new LocalDriver(config.harness.opencodeBin, log.child({ component: "local-driver" }));
+    const driver = new LocalDriver(
+      config.harness.opencodeBin,
+      log.child({ component: "local-driver" }),
+      config.harness.npmCacheDir,
+    );
     const harnesses = new HarnessManager(db, driver, config, log.child({ component: "harnesses" }));
     const ingest = new SessionIngest(db, events, log.child({ component: "ingest" }));
     const sessions = new SessionService(

@@ -59,7 +59,9 @@ export class EventBus {
       this.emitter.emit("*", e);
     }
     const last = events[events.length - 1]!;
-    await this.db
+    // Not awaited: other replicas re-read the log from the seq, so notify order and latency
+    // do not matter, and the ingest path should not wait a round trip per event.
+    this.db
       .query("select pg_notify($1, $2)", [CHANNEL, `${this.instance}|${last.sessionId}|${last.seq}`])
       .catch((err) => this.log.warn({ err }, "notify failed"));
   }

@@ -49,6 +49,9 @@ export class LocalDriver implements RuntimeDriver {
   constructor(
     private readonly opencodeBin: string,
     readonly log: Logger,
+    /** Shared by all harnesses: OpenCode fetches its plugin packages from npm into HOME's cache on
+     * first use; one cache per machine makes that a one-time download instead of one per workspace. */
+    private readonly npmCacheDir: string,
     private readonly basePath: string = process.env.PATH ?? "/usr/bin:/bin",
   ) {}
 
@@ -74,6 +77,7 @@ export class LocalDriver implements RuntimeDriver {
       OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
       OPENCODE_DISABLE_DEFAULT_PLUGINS: "1",
       GIT_TERMINAL_PROMPT: "0",
+      npm_config_cache: this.npmCacheDir,
       ...spec.env,
     };
     // detached: its own process group, so a stop reaches the agent's children (bash tool runs) and a
