@@ -198,8 +198,8 @@ describe("bad input gets a clear error and changes nothing", () => {
     expect(res.body.error.code).toBe("internal");
     expect(res.body.error.reference).toMatch(/^err_[0-9a-z]{26}$/);
     expect(res.text).not.toMatch(/at .*\.ts:\d+/);
-    const log = readFileSync(t.logFile, "utf8");
-    expect(log).toContain(res.body.error.reference);
+    // The log is written asynchronously: wait for the line rather than read once.
+    await waitFor(async () => readFileSync(t.logFile, "utf8").includes(res.body.error.reference), 5000, "reference in the log");
   });
 
   it("never writes a token or provider key into the log", async () => {
