@@ -9,6 +9,7 @@ import {
   type TestServer,
   tempDir,
   untilTurnFinished,
+  waitFor,
 } from "../../../test/support.ts";
 import { scenario } from "./scenario.ts";
 
