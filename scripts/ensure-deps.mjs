@@ -18,5 +18,7 @@ if (stale) {
 try {
   execFileSync("rg", ["--version"], { stdio: "ignore" });
 } catch {
-  console.error("flotilla: note: ripgrep (rg) is not on PATH; agents' search tools will fail. Install it: apt-get install ripgrep");
+  console.error(
+    "flotilla: note: ripgrep (rg) is not on PATH; agents' search tools will fail. Install it: apt-get install ripgrep",
+  );
 }

@@ -79,6 +79,7 @@ export function scriptedProvider(model: ScriptedModelServer) {
 export async function startTestServer(opts: {
   scenario: Scenario;
   config?: Partial<Config>;
+  scheduler?: Partial<Config["scheduler"]>;
 }): Promise<TestServer> {
   const home = tempDir("home");
   const db = await createTestDb();
@@ -100,6 +101,7 @@ export async function startTestServer(opts: {
       ...opts.config,
     },
   });
+  config.scheduler = { ...config.scheduler, backoffBaseMs: 200, ...opts.scheduler };
   const logFile = join(home, "flotilla.log");
   const log = createLogger("debug", { destination: createWriteStream(logFile) });
   const server = await startFlotilla(config, log);

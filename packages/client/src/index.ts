@@ -1,6 +1,7 @@
 import {
   type Catalog,
   type CreateSessionBody,
+  type CreateTaskBody,
   type Diff,
   type ErrorBody,
   FlotillaError,
@@ -13,6 +14,9 @@ import {
   type SessionEvent,
   type SessionPage,
   type SessionStatus,
+  type Task,
+  type TaskPage,
+  type TaskState,
   type TokenInfo,
 } from "@flotilla/contracts";
 import { createParser } from "eventsource-parser";
@@ -53,6 +57,15 @@ export class FlotillaClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await this.raw(method, path, body)).data as T;
+  }
+
+  /** A request whose status matters to the caller (201 vs 200); errors throw as in `request`. */
+  async raw(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; data: unknown; headers: Headers }> {
     let res: Response;
     try {
       res = await this.fetch(`${this.baseUrl}${path}`, {
@@ -79,11 +92,13 @@ export class FlotillaClient {
       if (b?.error?.code) {
         const e = FlotillaError.fromBody(res.status, b);
         if (b.error.reference) (e as { reference?: string }).reference = b.error.reference;
+        const retryAfter = res.headers.get("retry-after");
+        if (retryAfter) (e as { retryAfterSeconds?: number }).retryAfterSeconds = Number(retryAfter);
         throw e;
       }
       throw new FlotillaError("internal", `HTTP ${res.status}: ${text.slice(0, 200)}`);
     }
-    return data as T;
+    return { status: res.status, data, headers: res.headers };
   }
 
   health = () => this.request<{ ok: boolean }>("GET", "/healthz");
@@ -125,6 +140,23 @@ export class FlotillaClient {
       ),
     /** Stored events after `after`, then live ones; resumes by Last-Event-ID across drops. */
     stream: (id: string, opts: StreamOptions = {}) => this.stream(id, opts),
+  };
+
+  tasks = {
+    /** Resolves to the task; `created` is false when the idempotency key matched an earlier submit. */
+    submit: async (body: CreateTaskBody) => {
+      const res = await this.raw("POST", "/tasks", body);
+      return { task: res.data as Task, created: res.status === 201 };
+    },
+    list: (q: { state?: TaskState; label?: string; limit?: number; cursor?: string } = {}) => {
+      const p = new URLSearchParams();
+      for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+      const qs = p.toString();
+      return this.request<TaskPage>("GET", `/tasks${qs ? `?${qs}` : ""}`);
+    },
+    get: (id: string) => this.request<Task>("GET", `/tasks/${enc(id)}`),
+    cancel: (id: string) => this.request<Task>("POST", `/tasks/${enc(id)}/cancel`),
+    retry: (id: string) => this.request<Task>("POST", `/tasks/${enc(id)}/retry`),
   };
 
   tokens = {

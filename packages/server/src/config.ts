@@ -32,6 +32,18 @@ export const FileConfig = z
     permission: PermissionPolicy.optional(),
     providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i), ProviderConfig).optional(),
     demo: z.enum(["auto", "on", "off"]).optional(),
+    scheduler: z
+      .object({
+        maxConcurrent: z.number().int().positive().optional(),
+        perProject: z.number().int().positive().optional(),
+        perToken: z.number().int().positive().optional(),
+        maxQueued: z.number().int().positive().optional(),
+        memoryBudgetMb: z.number().int().positive().optional(),
+        harnessMemoryMb: z.number().int().positive().optional(),
+        leaseMs: z.number().int().min(1000).optional(),
+      })
+      .strict()
+      .optional(),
     harness: z
       .object({
         readyTimeoutMs: z.number().int().positive().optional(),
@@ -63,6 +75,24 @@ export interface Config {
     opencodeBin: string;
     /** npm cache shared by every harness (OpenCode fetches its plugin packages on first use). */
     npmCacheDir: string;
+  };
+  scheduler: {
+    /** Sessions run by the scheduler at once, across every replica. */
+    maxConcurrent: number;
+    perProject: number;
+    perToken: number;
+    /** Queued tasks beyond this answer 429 with Retry-After. */
+    maxQueued: number;
+    retryAfterSeconds: number;
+    /** The runtime's capacity: memoryBudgetMb / harnessMemoryMb harnesses at once. */
+    memoryBudgetMb: number;
+    harnessMemoryMb: number;
+    leaseMs: number;
+    pollMs: number;
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+    /** Off: this control plane claims no tasks (an API-only replica). */
+    enabled: boolean;
   };
   bodyLimitBytes: number;
   /** Runs under vitest or a bench: no banner on stdout. */
@@ -150,6 +180,20 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       healthIntervalMs: file.harness?.healthIntervalMs ?? 5_000,
       opencodeBin: env.FLOTILLA_OPENCODE_BIN ?? defaultOpencodeBin(),
       npmCacheDir: env.FLOTILLA_NPM_CACHE ?? join(home, "cache", "npm"),
+    },
+    scheduler: {
+      maxConcurrent: file.scheduler?.maxConcurrent ?? 4,
+      perProject: file.scheduler?.perProject ?? 4,
+      perToken: file.scheduler?.perToken ?? 4,
+      maxQueued: file.scheduler?.maxQueued ?? 10_000,
+      retryAfterSeconds: 5,
+      memoryBudgetMb: file.scheduler?.memoryBudgetMb ?? 8192,
+      harnessMemoryMb: file.scheduler?.harnessMemoryMb ?? 700,
+      leaseMs: file.scheduler?.leaseMs ?? 30_000,
+      pollMs: 1000,
+      backoffBaseMs: 1000,
+      backoffMaxMs: 60_000,
+      enabled: env.FLOTILLA_SCHEDULER !== "off",
     },
     bodyLimitBytes: 1024 * 1024,
     quiet: false,

@@ -6,8 +6,10 @@ import { createApp } from "./api/app.ts";
 import type { Services } from "./api/context.ts";
 import type { Config } from "./config.ts";
 import { HarnessManager } from "./core/harnesses.ts";
+import { Scheduler } from "./core/scheduler.ts";
 import { SessionIngest } from "./core/session-ingest.ts";
 import { SessionService } from "./core/sessions.ts";
+import { TaskService } from "./core/tasks.ts";
 import { DEFAULT_ORG, TokenService } from "./core/tokens.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
@@ -108,8 +110,24 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       await ingest.interruptAll("control plane shut down");
       await harnesses.stopAll("control plane shut down");
     });
+    const tasks = new TaskService(db, config);
+    const scheduler = new Scheduler(
+      db,
+      tasks,
+      sessions,
+      bus,
+      config,
+      log.child({ component: "scheduler" }),
+      instance,
+    );
     await harnesses.adoptAll();
     await ingest.recoverOrphans((ws) => harnesses.forWorkspace(ws) !== undefined);
+
+    if (config.scheduler.enabled) {
+      await scheduler.start();
+      // Pushed after the session cleanup, so it runs before it: hand running tasks back first.
+      cleanups.push(() => scheduler.stop());
+    }
 
     let ready = false;
     const services: Services = {
@@ -117,6 +135,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       db,
       log,
       sessions,
+      tasks,
+      scheduler,
       tokens,
       harnesses,
       bus,

@@ -200,7 +200,11 @@ describe("bad input gets a clear error and changes nothing", () => {
     expect(res.body.error.reference).toMatch(/^err_[0-9a-z]{26}$/);
     expect(res.text).not.toMatch(/at .*\.ts:\d+/);
     // The log is written asynchronously: wait for the line rather than read once.
-    await waitFor(async () => readFileSync(t.logFile, "utf8").includes(res.body.error.reference), 5000, "reference in the log");
+    await waitFor(
+      async () => readFileSync(t.logFile, "utf8").includes(res.body.error.reference),
+      5000,
+      "reference in the log",
+    );
   });
 
   it("never writes a token or provider key into the log", async () => {

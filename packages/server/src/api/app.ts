@@ -5,6 +5,7 @@ import type { Env, Services } from "./context.ts";
 import { renderError, validationError } from "./errors.ts";
 import { sessionRoutes } from "./routes-sessions.ts";
 import { systemRoutes } from "./routes-system.ts";
+import { taskRoutes } from "./routes-tasks.ts";
 import { tokenRoutes } from "./routes-tokens.ts";
 
 const PUBLIC = new Set(["/healthz", "/readyz", "/openapi.json"]);
@@ -59,6 +60,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   systemRoutes(app, s);
   sessionRoutes(app, s);
   tokenRoutes(app, s);
+  taskRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>

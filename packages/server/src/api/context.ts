@@ -1,6 +1,8 @@
 import type { Config } from "../config.ts";
 import type { HarnessManager } from "../core/harnesses.ts";
+import type { Scheduler } from "../core/scheduler.ts";
 import type { Principal, SessionService } from "../core/sessions.ts";
+import type { TaskService } from "../core/tasks.ts";
 import type { TokenService } from "../core/tokens.ts";
 import type { Db } from "../db/pool.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -12,6 +14,8 @@ export interface Services {
   db: Db;
   log: Logger;
   sessions: SessionService;
+  tasks: TaskService;
+  scheduler: Scheduler;
   tokens: TokenService;
   harnesses: HarnessManager;
   bus: EventBus;

@@ -98,6 +98,7 @@ const splitModel = (m: string) => {
  */
 export class SessionService {
   private readonly background = new Set<Promise<unknown>>();
+  private readonly abortOnStart = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -312,11 +313,20 @@ export class SessionService {
     try {
       const h = await this.harnesses.ensure({ id: r.workspace_id, path: r.path, state_dir: r.state_dir });
       await this.ensureOpencodeSession(h, r);
-      const prompt = (await this.db.query("select pending_prompt from sessions where id = $1", [sessionId]))
-        .rows[0]?.pending_prompt;
-      await this.db.query("update sessions set pending_prompt = null where id = $1", [sessionId]);
-      if (prompt) await this.startTurn(h, await this.rowById(sessionId), { text: prompt });
-      else
+      // Take the prompt atomically: an abort during provisioning clears it first, or sees the turn.
+      const prompt = (
+        await this.db.query(
+          `update sessions s set pending_prompt = null from (select id, pending_prompt from sessions where id = $1 for update) old
+           where s.id = old.id returning old.pending_prompt`,
+          [sessionId],
+        )
+      ).rows[0]?.pending_prompt;
+      if (prompt) {
+        await this.startTurn(h, await this.rowById(sessionId), { text: prompt });
+        // An abort that came while the turn was being started found no turn to abort: do it now.
+        if (this.abortOnStart.delete(sessionId))
+          await this.abort(sessionId, { orgId: r.org_id, tokenId: "", role: "admin" });
+      } else
         await this.log.append(sessionId, [{ type: "session.status", data: { status: "idle" } }], {
           status: "idle",
         });
@@ -408,6 +418,16 @@ export class SessionService {
 
   async abort(id: string, p: Principal): Promise<Session> {
     const r = await this.row(id, p);
+    if (r.status === "provisioning") {
+      // The first turn has not started: drop its prompt so provisioning ends idle instead; if
+      // provisioning already took the prompt, it aborts the turn as soon as it has started it.
+      const dropped = await this.db.query(
+        "update sessions set pending_prompt = null where id = $1 and pending_prompt is not null",
+        [id],
+      );
+      if (dropped.rowCount === 0) this.abortOnStart.add(id);
+      return this.get(id, p);
+    }
     if (!ACTIVE.includes(r.status)) return toSession(r);
     const h = this.harnesses.forWorkspace(r.workspace_id);
     if (h && r.opencode_id) {
@@ -491,6 +511,18 @@ export class SessionService {
         await this.db.query("update workspaces set deleted_at = now() where id = $1", [r.workspace_id]);
       }
     }
+  }
+
+  /** Stops the session's harness when no session of its workspace is active (the workspace stays). */
+  async release(id: string): Promise<void> {
+    const r = await this.rowById(id);
+    const { rows } = await this.db.query(
+      "select 1 from sessions where workspace_id = $1 and deleted_at is null and status in ('provisioning', 'running', 'waiting_permission')",
+      [r.workspace_id],
+    );
+    if (rows.length > 0) return;
+    const h = this.harnesses.forWorkspace(r.workspace_id);
+    if (h) await this.harnesses.stop(h, "session released");
   }
 
   async replyPermission(

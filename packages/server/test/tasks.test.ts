@@ -1,0 +1,217 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Task } from "@flotilla/contracts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { collectUntil, makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
+import { scenario } from "./scenario.ts";
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer({ scenario, scheduler: { maxConcurrent: 2 } });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const FINAL = ["succeeded", "failed", "cancelled", "timed_out", "dead"];
+async function settled(id: string, timeoutMs = 90_000): Promise<Task> {
+  return waitFor(
+    async () => {
+      const task = await t.client.tasks.get(id);
+      return FINAL.includes(task.state) ? task : undefined;
+    },
+    timeoutMs,
+    `task ${id} to finish`,
+  );
+}
+
+describe("tasks", () => {
+  it("runs a task as a session; its result holds the summary, diff stats, usage and the verify outcome", async () => {
+    const { task, created } = await t.client.tasks.submit({
+      repo: makeRepo(),
+      prompt: "write hello please",
+      verify: "grep -q agent hello.txt",
+      labels: { team: "core" },
+    });
+    expect(created).toBe(true);
+    expect(task.state).toBe("queued");
+    const done = await settled(task.id);
+    expect(done.state).toBe("succeeded");
+    expect(done.attempts).toBe(1);
+    expect(done.result).toMatchObject({
+      summary: "I wrote hello.txt for you.",
+      files: 1,
+      additions: 1,
+      deletions: 0,
+      verify: { exitCode: 0 },
+    });
+    expect(done.result!.tokens.input).toBeGreaterThan(0);
+    expect(done.history!.map((h) => h.to)).toEqual(["queued", "running", "succeeded"]);
+    expect(done.attemptList).toHaveLength(1);
+    const session = await t.client.sessions.get(done.sessionId!);
+    expect(existsSync(join(session.workspacePath, "hello.txt"))).toBe(true);
+    // The harness is given back once the attempt is done; the workspace stays.
+    await waitFor(
+      async () =>
+        (await t.client.harnesses()).every(
+          (h) => h.workspaceId !== session.workspaceId || h.state !== "ready",
+        ),
+      10_000,
+      "harness released",
+    );
+    const page = await t.client.tasks.list({ label: "team=core" });
+    expect(page.items.map((x) => x.id)).toEqual([task.id]);
+  });
+
+  it("a failing verify command fails the task, without retrying", async () => {
+    const { task } = await t.client.tasks.submit({
+      repo: makeRepo(),
+      prompt: "say hi",
+      verify: "echo checking; exit 3",
+    });
+    const done = await settled(task.id);
+    expect(done.state).toBe("failed");
+    expect(done.error).toMatchObject({ name: "VerifyFailed" });
+    expect(done.result?.verify).toMatchObject({ exitCode: 3, output: "checking\n" });
+    expect(done.attempts).toBe(1);
+  });
+
+  it("a provider auth error is not retried", async () => {
+    const { task } = await t.client.tasks.submit({
+      repo: makeRepo(),
+      prompt: "fail auth now",
+      maxAttempts: 3,
+    });
+    const done = await settled(task.id);
+    expect(done.state).toBe("failed");
+    expect(done.attempts).toBe(1);
+    expect(done.error?.message).toMatch(/invalid api key/);
+  });
+
+  it("times out: the session is aborted and the task is timed_out", async () => {
+    const { task } = await t.client.tasks.submit({
+      repo: makeRepo(),
+      prompt: "hang forever",
+      timeoutMs: 4000,
+    });
+    const done = await settled(task.id);
+    expect(done.state).toBe("timed_out");
+    const events = (await t.client.sessions.events(done.sessionId!)).items;
+    const fin = events.find((e) => e.type === "turn.finished");
+    expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("aborted");
+  });
+
+  it("a harness crash is retried with back-off; when attempts run out the task is dead", async () => {
+    const { task } = await t.client.tasks.submit({ repo: makeRepo(), prompt: "slow please", maxAttempts: 2 });
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const running = await waitFor(
+        async () => {
+          const x = await t.client.tasks.get(task.id);
+          return x.state === "running" &&
+            x.attempts === attempt &&
+            x.sessionId &&
+            x.attemptList?.at(-1)?.sessionId === x.sessionId
+            ? x
+            : undefined;
+        },
+        60_000,
+        `attempt ${attempt} running`,
+      );
+      const s = await t.client.sessions.get(running.sessionId!);
+      await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
+      const h = (await t.client.harnesses()).find(
+        (x) => x.workspaceId === s.workspaceId && x.state === "ready",
+      )!;
+      process.kill(-h.pid!, "SIGKILL");
+    }
+    const done = await settled(task.id);
+    expect(done.state).toBe("dead");
+    expect(done.attempts).toBe(2);
+    expect(done.history!.map((h) => h.to)).toEqual(["queued", "running", "queued", "running", "dead"]);
+    const retryAt = done.history![2]!;
+    expect(retryAt.reason).toMatch(/retrying/);
+    // Back-off: the second attempt did not start before the first one's failure plus the base delay's lower bound.
+    const failedAt = Date.parse(done.history![2]!.at);
+    const restartedAt = Date.parse(done.history![3]!.at);
+    expect(restartedAt - failedAt).toBeGreaterThanOrEqual(100);
+
+    const again = await t.client.tasks.retry(task.id);
+    expect(again.state).toBe("queued");
+    expect(again.maxAttempts).toBe(4);
+    await t.client.tasks.cancel(task.id);
+  });
+
+  it("cancels a queued task at once and a running one by aborting its session", async () => {
+    // Two hanging tasks fill both slots; the third waits in the queue.
+    const a = (await t.client.tasks.submit({ repo: makeRepo(), prompt: "hang a" })).task;
+    const b = (await t.client.tasks.submit({ repo: makeRepo(), prompt: "hang b" })).task;
+    await waitFor(
+      async () => (await t.client.tasks.list({ state: "running" })).items.length === 2,
+      30_000,
+      "two running",
+    );
+    const c = (await t.client.tasks.submit({ repo: makeRepo(), prompt: "hang c" })).task;
+    expect((await t.client.tasks.get(c.id)).state).toBe("queued");
+    const cq = await t.client.tasks.cancel(c.id);
+    expect(cq.state).toBe("cancelled");
+    expect(cq.attempts).toBe(0);
+
+    // Cancel a once its agent is mid-turn.
+    const sessionA: string = await waitFor(
+      async () => (await t.client.tasks.get(a.id)).sessionId ?? undefined,
+      30_000,
+      "a's session",
+    );
+    await collectUntil(t.client, sessionA, (e) => e.type === "text.delta");
+    await t.client.tasks.cancel(a.id);
+    const doneA = await settled(a.id);
+    expect(doneA.state).toBe("cancelled");
+    const fin = (await t.client.sessions.events(doneA.sessionId!)).items.find(
+      (e) => e.type === "turn.finished",
+    );
+    expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("aborted");
+    // b is cancelled while still provisioning, perhaps: its prompt must then never run.
+    await t.client.tasks.cancel(b.id);
+    const doneB = await settled(b.id);
+    expect(doneB.state).toBe("cancelled");
+    const bEvents = (await t.client.sessions.events(doneB.sessionId!)).items;
+    const bFin = bEvents.find((e) => e.type === "turn.finished");
+    expect(bFin === undefined || (bFin.type === "turn.finished" && bFin.data.outcome === "aborted")).toBe(
+      true,
+    );
+    await expect(t.client.tasks.retry(a.id).then((x) => t.client.tasks.cancel(x.id))).resolves.toBeTruthy();
+  });
+
+  it("an idempotency key deduplicates submits", async () => {
+    const repo = makeRepo();
+    const first = await t.client.tasks.submit({ repo, prompt: "say hi", idempotencyKey: "build-42" });
+    const second = await t.client.tasks.submit({ repo, prompt: "say hi again", idempotencyKey: "build-42" });
+    expect(first.created).toBe(true);
+    expect(second.created).toBe(false);
+    expect(second.task.id).toBe(first.task.id);
+    await settled(first.task.id);
+  });
+});
+
+describe("backpressure", () => {
+  it("a full queue answers 429 with Retry-After and stores nothing", async () => {
+    // An API-only replica (scheduler off) with room for two queued tasks.
+    const api = await startTestServer({ scenario, scheduler: { enabled: false, maxQueued: 2 } });
+    try {
+      const repo = makeRepo();
+      await api.client.tasks.submit({ repo, prompt: "one" });
+      await api.client.tasks.submit({ repo, prompt: "two" });
+      const res = await fetch(`${api.url}/tasks`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${api.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ repo, prompt: "three" }),
+      });
+      expect(res.status).toBe(429);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+      expect((await api.client.tasks.list()).items).toHaveLength(2);
+    } finally {
+      await api.close();
+    }
+  });
+});
