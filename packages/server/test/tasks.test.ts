@@ -92,10 +92,12 @@ describe("tasks", () => {
     const { task } = await t.client.tasks.submit({
       repo: makeRepo(),
       prompt: "hang forever",
-      timeoutMs: 4000,
+      timeoutMs: 10_000,
     });
+    // The deadline is long enough for the turn to be running (not still provisioning) under load.
     const done = await settled(task.id);
     expect(done.state).toBe("timed_out");
+    expect((await t.client.sessions.get(done.sessionId!)).status).toBe("idle");
     const events = (await t.client.sessions.events(done.sessionId!)).items;
     const fin = events.find((e) => e.type === "turn.finished");
     expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("aborted");
