@@ -123,10 +123,8 @@ export async function runLatency(opts: {
     );
     await until(() => finished.length >= 1, "the warm-up turn", 60_000);
 
-    const h = (await client.harnesses()).find(
-      (x) => x.workspaceId === session.workspaceId && x.state === "ready",
-    );
-    if (!h?.url) throw new Error(`no ready harness for workspace ${session.workspaceId}`);
+    const h = (await client.harnesses()).find((x) => x.shardId === session.shardId && x.state === "ready");
+    if (!h?.url) throw new Error(`no ready harness for shard ${session.shardId}`);
     const password = readFileSync(join(opts.home, "harnesses", h.id, "password"), "utf8").trim();
     let connected = false;
     const res = await fetch(`${h.url}/global/event`, {

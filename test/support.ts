@@ -80,6 +80,8 @@ export async function startTestServer(opts: {
   scenario: Scenario;
   config?: Partial<Config>;
   scheduler?: Partial<Config["scheduler"]>;
+  pool?: Partial<Config["pool"]>;
+  webhooks?: Partial<Config["webhooks"]>;
 }): Promise<TestServer> {
   const home = tempDir("home");
   const db = await createTestDb();
@@ -102,6 +104,9 @@ export async function startTestServer(opts: {
     },
   });
   config.scheduler = { ...config.scheduler, backoffBaseMs: 200, ...opts.scheduler };
+  config.webhooks = { ...config.webhooks, backoffBaseMs: 200, ...opts.webhooks };
+  // No warm harnesses unless a test asks: each is an idle OpenCode server's worth of memory.
+  config.pool = { ...config.pool, warm: 0, ...opts.pool };
   const logFile = join(home, "flotilla.log");
   const log = createLogger("debug", { destination: createWriteStream(logFile) });
   const server = await startFlotilla(config, log);

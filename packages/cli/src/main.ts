@@ -1,6 +1,5 @@
 import { Command } from "commander";
 import { registerCommands } from "./commands.ts";
-import { runServer } from "./server-command.ts";
 
 const program = new Command()
   .name("flotilla")
@@ -15,6 +14,8 @@ program
   .option("--port <port>", "port (default 7700)")
   .option("--config <file>", "config file (default $FLOTILLA_HOME/config.yaml)")
   .action(async (opts) => {
+    // Loaded here only: every other command talks to a server and needs none of it.
+    const { runServer } = await import("./server-command.ts");
     await runServer(opts);
   });
 

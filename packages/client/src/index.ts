@@ -1,7 +1,11 @@
 import {
   type Catalog,
+  type CreatedWebhook,
   type CreateSessionBody,
   type CreateTaskBody,
+  type CreateWebhookBody,
+  type DeliveryPage,
+  type DeliveryStatus,
   type Diff,
   type ErrorBody,
   FlotillaError,
@@ -18,6 +22,8 @@ import {
   type TaskPage,
   type TaskState,
   type TokenInfo,
+  type Webhook,
+  type WebhookSecret,
 } from "@flotilla/contracts";
 import { createParser } from "eventsource-parser";
 
@@ -159,6 +165,19 @@ export class FlotillaClient {
     retry: (id: string) => this.request<Task>("POST", `/tasks/${enc(id)}/retry`),
   };
 
+  webhooks = {
+    /** The response carries the signing secret; it is never shown again. */
+    create: (body: CreateWebhookBody) => this.request<CreatedWebhook>("POST", "/webhooks", body),
+    list: () => this.request<{ items: Webhook[] }>("GET", "/webhooks").then((r) => r.items),
+    delete: (id: string) => this.request<Webhook>("DELETE", `/webhooks/${enc(id)}`),
+    /** The organisation's secret that signs deliveries to tasks' own `webhook` URLs (admin). */
+    secret: () => this.request<WebhookSecret>("GET", "/webhooks/secret"),
+    deliveries: (id: string, q: DeliveryQuery = {}) =>
+      this.request<DeliveryPage>("GET", `/webhooks/${enc(id)}/deliveries${query(q)}`),
+    taskDeliveries: (taskId: string, q: DeliveryQuery = {}) =>
+      this.request<DeliveryPage>("GET", `/tasks/${enc(taskId)}/deliveries${query(q)}`),
+  };
+
   tokens = {
     create: (name: string, role: "admin" | "member" = "member") =>
       this.request<{ token: string; info: TokenInfo }>("POST", "/tokens", { name, role }),
@@ -221,3 +240,11 @@ export class FlotillaClient {
 }
 
 const enc = encodeURIComponent;
+
+type DeliveryQuery = { status?: DeliveryStatus; limit?: number; cursor?: string };
+function query(q: Record<string, string | number | undefined>): string {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+  const qs = p.toString();
+  return qs ? `?${qs}` : "";
+}

@@ -55,6 +55,7 @@ export const Session = z
     branch: z.string().nullable(),
     workspaceId: z.string(),
     workspacePath: z.string(),
+    shardId: z.string(),
     model: z.string(),
     agent: z.string().nullable(),
     permission: PermissionPolicy,
@@ -198,7 +199,19 @@ export const Harness = z
     state: z.enum(["starting", "ready", "stopping", "stopped", "lost"]),
     pid: z.number().nullable(),
     url: z.string().nullable(),
-    workspaceId: z.string(),
+    shardId: z
+      .string()
+      .openapi({ description: "The state shard it serves; its workspaces share the harness" }),
+    projectId: z
+      .string()
+      .nullable()
+      .openapi({ description: "Null for a warm harness not yet given to a project" }),
+    rssBytes: z
+      .number()
+      .nullable()
+      .openapi({ description: "Resident memory of the harness and its children, last sampled" }),
+    sessionsServed: z.number().int(),
+    activeSessions: z.number().int(),
     startedAt: z.string(),
     stoppedAt: z.string().nullable(),
     reason: z.string().nullable(),

@@ -3,7 +3,20 @@ import { randomBytes } from "node:crypto";
 // Crockford base32: sortable as plain strings, no ambiguous letters.
 const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 
-export type IdPrefix = "ses" | "wsp" | "hrn" | "evt" | "tok" | "org" | "prj" | "err" | "tsk" | "msg";
+export type IdPrefix =
+  | "ses"
+  | "wsp"
+  | "shd"
+  | "hrn"
+  | "evt"
+  | "tok"
+  | "org"
+  | "prj"
+  | "err"
+  | "tsk"
+  | "msg"
+  | "whk"
+  | "dlv";
 
 let lastTime = 0;
 let lastRand = new Uint8Array(10);

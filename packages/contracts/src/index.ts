@@ -3,3 +3,4 @@ export * from "./errors.ts";
 export * from "./events.ts";
 export * from "./ids.ts";
 export * from "./tasks.ts";
+export * from "./webhooks.ts";

@@ -53,7 +53,11 @@ export const CreateTaskBody = z
     verify: z.string().min(1).max(10_000).optional().openapi({
       description: "Shell command run in the workspace after the agent's turn; exit 0 = success",
     }),
-    webhook: z.url().optional().openapi({ description: "Receives signed task state changes" }),
+    webhook: z
+      .url({ protocol: /^https?$/ })
+      .max(2048)
+      .optional()
+      .openapi({ description: "Receives signed task state changes" }),
   })
   .strict()
   .openapi("CreateTask");

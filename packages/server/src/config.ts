@@ -44,6 +44,23 @@ export const FileConfig = z
       })
       .strict()
       .optional(),
+    webhooks: z
+      .object({
+        backoffBaseMs: z.number().int().min(10).optional(),
+        maxAttempts: z.number().int().min(1).max(50).optional(),
+      })
+      .strict()
+      .optional(),
+    pool: z
+      .object({
+        warm: z.number().int().min(0).optional(),
+        workspacesPerHarness: z.number().int().min(1).optional(),
+        idleMs: z.number().int().min(1000).optional(),
+        maxSessionsPerHarness: z.number().int().min(1).optional(),
+        recycleMemoryMb: z.number().int().min(64).optional(),
+      })
+      .strict()
+      .optional(),
     harness: z
       .object({
         readyTimeoutMs: z.number().int().positive().optional(),
@@ -75,6 +92,22 @@ export interface Config {
     opencodeBin: string;
     /** npm cache shared by every harness (OpenCode fetches its plugin packages on first use). */
     npmCacheDir: string;
+  };
+  webhooks: { backoffBaseMs: number; maxAttempts: number };
+  pool: {
+    /** Ready harnesses kept over fresh shards, so new work starts without waiting for one. */
+    warm: number;
+    /** Workspaces with active sessions placed on one shard (and so one harness), kept well below
+     * the point where one OpenCode server degrades (OPENCODE.md, "Load"). */
+    workspacesPerHarness: number;
+    /** A harness with no active session for this long is stopped (warm ones excepted). */
+    idleMs: number;
+    /** Recycle a harness (stop once idle) after it served this many sessions or grew past this. */
+    maxSessionsPerHarness: number;
+    recycleMemoryMb: number;
+    tickMs: number;
+    /** Stop a harness whose health check fails this many ticks in a row. */
+    healthFailures: number;
   };
   scheduler: {
     /** Sessions run by the scheduler at once, across every replica. */
@@ -180,6 +213,20 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       healthIntervalMs: file.harness?.healthIntervalMs ?? 5_000,
       opencodeBin: env.FLOTILLA_OPENCODE_BIN ?? defaultOpencodeBin(),
       npmCacheDir: env.FLOTILLA_NPM_CACHE ?? join(home, "cache", "npm"),
+    },
+    // 8 attempts from a 5 s base reach about 10 minutes of retrying.
+    webhooks: {
+      backoffBaseMs: file.webhooks?.backoffBaseMs ?? 5000,
+      maxAttempts: file.webhooks?.maxAttempts ?? 8,
+    },
+    pool: {
+      warm: file.pool?.warm ?? 1,
+      workspacesPerHarness: file.pool?.workspacesPerHarness ?? 8,
+      idleMs: file.pool?.idleMs ?? 5 * 60_000,
+      maxSessionsPerHarness: file.pool?.maxSessionsPerHarness ?? 200,
+      recycleMemoryMb: file.pool?.recycleMemoryMb ?? 3072,
+      tickMs: 2000,
+      healthFailures: 3,
     },
     scheduler: {
       maxConcurrent: file.scheduler?.maxConcurrent ?? 4,

@@ -6,11 +6,13 @@ import { createApp } from "./api/app.ts";
 import type { Services } from "./api/context.ts";
 import type { Config } from "./config.ts";
 import { HarnessManager } from "./core/harnesses.ts";
+import { HarnessPool } from "./core/pool.ts";
 import { Scheduler } from "./core/scheduler.ts";
 import { SessionIngest } from "./core/session-ingest.ts";
 import { SessionService } from "./core/sessions.ts";
 import { TaskService } from "./core/tasks.ts";
 import { DEFAULT_ORG, TokenService } from "./core/tokens.ts";
+import { WebhookService } from "./core/webhooks.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
 import { createPool } from "./db/pool.ts";
@@ -84,6 +86,18 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     const bus = new EventBus(db, instance, log.child({ component: "bus" }));
     await bus.start();
     cleanups.push(() => bus.stop());
+    const tasks = new TaskService(db, config);
+    // Started before recovery and pushed before the session and scheduler cleanups (so it stops
+    // after them): the changes they make at boot and at shutdown still reach the outbox.
+    const webhooks = new WebhookService(
+      db,
+      tasks,
+      bus,
+      log.child({ component: "webhooks" }),
+      config.webhooks,
+    );
+    webhooks.start();
+    cleanups.push(() => webhooks.stop());
     const events = new EventLog(db, bus);
     const driver = new LocalDriver(
       config.harness.opencodeBin,
@@ -101,7 +115,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       ingest,
     );
     harnesses.events = {
-      onEvent: (h, _dir, payload) => ingest.onEvent(h, payload),
+      onEvent: (h, dir, payload) => ingest.onEvent(h, dir, payload),
       onConnected: (h) => ingest.reconcile(h),
       onLost: (h, reason) => ingest.onLost(h, reason),
       onState: (h, state, reason) => ingest.onState(h, state, reason),
@@ -110,7 +124,6 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       await ingest.interruptAll("control plane shut down");
       await harnesses.stopAll("control plane shut down");
     });
-    const tasks = new TaskService(db, config);
     const scheduler = new Scheduler(
       db,
       tasks,
@@ -121,7 +134,10 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       instance,
     );
     await harnesses.adoptAll();
-    await ingest.recoverOrphans((ws) => harnesses.forWorkspace(ws) !== undefined);
+    await ingest.recoverOrphans((shard) => harnesses.forShard(shard) !== undefined);
+    const pool = new HarnessPool(db, harnesses, config, log.child({ component: "pool" }));
+    pool.start();
+    cleanups.push(() => pool.stop());
 
     if (config.scheduler.enabled) {
       await scheduler.start();
@@ -138,6 +154,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       tasks,
       scheduler,
       tokens,
+      webhooks,
       harnesses,
       bus,
       events,

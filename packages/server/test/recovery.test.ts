@@ -143,9 +143,7 @@ describe("recovery", () => {
       s.id,
       (e, all) => e.type === "text.delta" && all.filter((x) => x.type === "turn.started").length === 2,
     );
-    const harness = (await client.harnesses()).find(
-      (h) => h.workspaceId === s.workspaceId && h.state === "ready",
-    )!;
+    const harness = (await client.harnesses()).find((h) => h.shardId === s.shardId && h.state === "ready")!;
     expect(harness.pid).toBeGreaterThan(0);
     process.kill(-harness.pid!, "SIGKILL");
 
@@ -163,9 +161,7 @@ describe("recovery", () => {
     assertGapFree(more);
     const third = more.slice(more.findLastIndex((e) => e.type === "turn.started"));
     expect(deltas(third), JSON.stringify(third.map((e) => [e.type, e.data]))).toBe("The codeword was HERON.");
-    const now = (await client.harnesses()).filter(
-      (h) => h.workspaceId === s.workspaceId && h.state === "ready",
-    );
+    const now = (await client.harnesses()).filter((h) => h.shardId === s.shardId && h.state === "ready");
     expect(now).toHaveLength(1);
     expect(now[0]!.id).not.toBe(harness.id);
   });
@@ -173,9 +169,7 @@ describe("recovery", () => {
   it("control plane kill -9 while the harness dies too: the session is marked interrupted with the reason at boot", async () => {
     const s = await client.sessions.create({ repo: makeRepo(), prompt: "hang until aborted" });
     await collectUntil(client, s.id, (e) => e.type === "text.delta");
-    const harness = (await client.harnesses()).find(
-      (h) => h.workspaceId === s.workspaceId && h.state === "ready",
-    )!;
+    const harness = (await client.harnesses()).find((h) => h.shardId === s.shardId && h.state === "ready")!;
     await kill9();
     process.kill(-harness.pid!, "SIGKILL");
     await boot();

@@ -158,7 +158,7 @@ describe("a session on the real OpenCode server", () => {
     );
   });
 
-  it("lists sessions with a status filter and cursor pages; delete stops the harness and can remove the workspace", async () => {
+  it("lists sessions with a status filter and cursor pages; delete can remove the workspace", async () => {
     const page1 = await t.client.sessions.list({ limit: 2 });
     expect(page1.items).toHaveLength(2);
     expect(page1.nextCursor).toBeTruthy();
@@ -169,13 +169,11 @@ describe("a session on the real OpenCode server", () => {
 
     const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "say hi" });
     await collectUntil(t.client, s.id, untilTurnFinished(1));
-    const before = (await t.client.harnesses()).filter(
-      (h) => h.workspaceId === s.workspaceId && h.state === "ready",
-    );
+    const before = (await t.client.harnesses()).filter((h) => h.shardId === s.shardId && h.state === "ready");
     expect(before).toHaveLength(1);
     await t.client.sessions.delete(s.id, { workspace: true });
-    const after = (await t.client.harnesses()).find((h) => h.id === before[0]!.id);
-    expect(after?.state).toBe("stopped");
+    // The harness may serve other workspaces of the shard: it stays for the pool to stop when idle.
+    expect((await t.client.harnesses()).find((h) => h.id === before[0]!.id)?.state).toBe("ready");
     expect(() => readFileSync(join(s.workspacePath, "README.md"))).toThrow();
     await expect(t.client.sessions.get(s.id)).rejects.toMatchObject({ code: "not_found", status: 404 });
   });

@@ -50,15 +50,8 @@ describe("tasks", () => {
     expect(done.attemptList).toHaveLength(1);
     const session = await t.client.sessions.get(done.sessionId!);
     expect(existsSync(join(session.workspacePath, "hello.txt"))).toBe(true);
-    // The harness is given back once the attempt is done; the workspace stays.
-    await waitFor(
-      async () =>
-        (await t.client.harnesses()).every(
-          (h) => h.workspaceId !== session.workspaceId || h.state !== "ready",
-        ),
-      10_000,
-      "harness released",
-    );
+    // The workspace stays, and the attempt's session is idle on its (pooled) harness.
+    expect(session.status).toBe("idle");
     const page = await t.client.tasks.list({ label: "team=core" });
     expect(page.items.map((x) => x.id)).toEqual([task.id]);
   });
@@ -121,9 +114,7 @@ describe("tasks", () => {
       );
       const s = await t.client.sessions.get(running.sessionId!);
       await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
-      const h = (await t.client.harnesses()).find(
-        (x) => x.workspaceId === s.workspaceId && x.state === "ready",
-      )!;
+      const h = (await t.client.harnesses()).find((x) => x.shardId === s.shardId && x.state === "ready")!;
       process.kill(-h.pid!, "SIGKILL");
     }
     const done = await settled(task.id);

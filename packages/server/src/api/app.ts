@@ -7,6 +7,7 @@ import { sessionRoutes } from "./routes-sessions.ts";
 import { systemRoutes } from "./routes-system.ts";
 import { taskRoutes } from "./routes-tasks.ts";
 import { tokenRoutes } from "./routes-tokens.ts";
+import { webhookRoutes } from "./routes-webhooks.ts";
 
 const PUBLIC = new Set(["/healthz", "/readyz", "/openapi.json"]);
 
@@ -61,6 +62,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   sessionRoutes(app, s);
   tokenRoutes(app, s);
   taskRoutes(app, s);
+  webhookRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>

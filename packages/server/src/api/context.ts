@@ -4,6 +4,7 @@ import type { Scheduler } from "../core/scheduler.ts";
 import type { Principal, SessionService } from "../core/sessions.ts";
 import type { TaskService } from "../core/tasks.ts";
 import type { TokenService } from "../core/tokens.ts";
+import type { WebhookService } from "../core/webhooks.ts";
 import type { Db } from "../db/pool.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { EventLog } from "../events/log.ts";
@@ -17,6 +18,7 @@ export interface Services {
   tasks: TaskService;
   scheduler: Scheduler;
   tokens: TokenService;
+  webhooks: WebhookService;
   harnesses: HarnessManager;
   bus: EventBus;
   events: EventLog;

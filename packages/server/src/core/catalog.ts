@@ -16,7 +16,7 @@ export async function catalog(
   const h = harnesses.all()[0];
   if (h) {
     try {
-      const res = await h.client.config.providers({ directory: h.workspacePath }, { throwOnError: true });
+      const res = await h.client.config.providers({ directory: h.cwd }, { throwOnError: true });
       const providers = (
         res.data as {
           providers: { id: string; name: string; models: Record<string, { id: string; name: string }> }[];

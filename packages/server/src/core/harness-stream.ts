@@ -24,6 +24,9 @@ export class HarnessStream {
   private stopped = false;
   private chain: Promise<void> = Promise.resolve();
   readonly done: Promise<void>;
+  /** Resolves once the first connection is up and its reconcile ran: events after it are seen live. */
+  readonly ready: Promise<void>;
+  private markReady!: () => void;
 
   constructor(
     private readonly url: string,
@@ -31,6 +34,9 @@ export class HarnessStream {
     private readonly handlers: StreamHandlers,
     private readonly log: Logger,
   ) {
+    this.ready = new Promise((r) => {
+      this.markReady = r;
+    });
     this.done = this.loop();
   }
 
@@ -45,6 +51,7 @@ export class HarnessStream {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.markReady();
     this.abort.abort();
     await this.done.catch(() => {});
     await this.chain;
@@ -103,7 +110,10 @@ export class HarnessStream {
           if (!payload?.type) return;
           if (payload.type === "server.connected") {
             onOpen();
-            this.enqueue(() => this.handlers.onConnected());
+            this.enqueue(async () => {
+              await this.handlers.onConnected();
+              this.markReady();
+            });
             return;
           }
           if (payload.type === "server.heartbeat") return;

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaError, type Harness, newId } from "@flotilla/contracts";
 import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
@@ -12,16 +12,17 @@ import { basicAuth, healthy } from "../runtime/local.ts";
 import { HarnessStream } from "./harness-stream.ts";
 import { opencodeConfig } from "./opencode-config.ts";
 
-export interface WorkspaceRow {
+/** A state shard: OpenCode's own dirs, served by at most one harness at a time. */
+export interface ShardRef {
   id: string;
-  path: string;
-  state_dir: string;
+  dir: string;
 }
 
 export interface LiveHarness {
   id: string;
-  workspaceId: string;
-  workspacePath: string;
+  shardId: string;
+  /** The harness's own working directory (empty); every request names its workspace directory. */
+  cwd: string;
   url: string;
   client: OpencodeClient;
   record: HarnessRecord;
@@ -35,9 +36,9 @@ export interface HarnessEvents {
     payload: { type: string; properties: Record<string, unknown> },
   ): Promise<void>;
   onConnected(h: LiveHarness): Promise<void>;
-  onLost(h: { id: string; workspaceId: string }, reason: string): Promise<void>;
+  onLost(h: { id: string; shardId: string }, reason: string): Promise<void>;
   onState(
-    h: { id: string; workspaceId: string },
+    h: { id: string; shardId: string },
     state: "starting" | "ready" | "adopted" | "stopped",
     reason?: string,
   ): Promise<void>;
@@ -45,7 +46,11 @@ export interface HarnessEvents {
 
 type Row = {
   id: string;
-  workspace_id: string;
+  shard_id: string;
+  project_id: string | null;
+  rss_bytes: number | null;
+  sessions_served: number;
+  active_sessions: number;
   driver: string;
   state: string;
   pid: number | null;
@@ -63,14 +68,18 @@ export const harnessFromRow = (r: Row): Harness => ({
   state: r.state as Harness["state"],
   pid: r.pid,
   url: r.url,
-  workspaceId: r.workspace_id,
+  shardId: r.shard_id,
+  projectId: r.project_id,
+  rssBytes: r.rss_bytes,
+  sessionsServed: r.sessions_served,
+  activeSessions: r.active_sessions,
   startedAt: r.started_at.toISOString(),
   stoppedAt: r.stopped_at?.toISOString() ?? null,
   reason: r.reason,
 });
 
 /**
- * Keeps at most one running harness per workspace shard, finds harnesses of a previous run again
+ * Keeps at most one running harness per state shard, finds harnesses of a previous run again
  * (adopt if the same process still runs, else mark lost), and watches the ones it holds.
  */
 export class HarnessManager {
@@ -78,6 +87,7 @@ export class HarnessManager {
   private readonly starting = new Map<string, Promise<LiveHarness>>();
   private readonly watchers = new Set<NodeJS.Timeout>();
   private stopping = false;
+  private readonly passwords = new Map<string, string>();
   events!: HarnessEvents;
 
   constructor(
@@ -87,8 +97,8 @@ export class HarnessManager {
     private readonly log: Logger,
   ) {}
 
-  forWorkspace(workspaceId: string): LiveHarness | undefined {
-    for (const h of this.live.values()) if (h.workspaceId === workspaceId) return h;
+  forShard(shardId: string): LiveHarness | undefined {
+    for (const h of this.live.values()) if (h.shardId === shardId) return h;
     return undefined;
   }
 
@@ -97,33 +107,41 @@ export class HarnessManager {
   }
 
   async list(): Promise<Harness[]> {
-    const { rows } = await this.db.query("select * from harnesses order by started_at desc limit 200");
+    const { rows } = await this.db.query(
+      "select h.*, s.project_id from harnesses h join shards s on s.id = h.shard_id order by h.started_at desc limit 200",
+    );
     return rows.map(harnessFromRow);
   }
 
-  /** The running harness for a workspace, started if there is none. Concurrent callers share one start. */
-  ensure(ws: WorkspaceRow): Promise<LiveHarness> {
-    const existing = this.forWorkspace(ws.id);
+  /** The running harness for a shard, started if there is none. Concurrent callers share one start. */
+  ensure(shard: ShardRef): Promise<LiveHarness> {
+    const existing = this.forShard(shard.id);
     if (existing) return Promise.resolve(existing);
-    let p = this.starting.get(ws.id);
+    let p = this.starting.get(shard.id);
     if (!p) {
-      p = this.start(ws).finally(() => this.starting.delete(ws.id));
-      this.starting.set(ws.id, p);
+      p = this.start(shard).finally(() => this.starting.delete(shard.id));
+      this.starting.set(shard.id, p);
     }
     return p;
   }
 
-  private async start(ws: WorkspaceRow): Promise<LiveHarness> {
+  isStarting(shardId: string): boolean {
+    return this.starting.has(shardId);
+  }
+
+  private async start(ws: ShardRef): Promise<LiveHarness> {
     if (this.stopping) throw new FlotillaError("harness_unavailable", "control plane is shutting down");
     const id = newId("hrn");
     const runDir = join(this.config.home, "harnesses", id);
     const password = randomBytes(24).toString("base64url");
     await this.db.query(
-      "insert into harnesses (id, workspace_id, driver, state, run_dir) values ($1, $2, $3, 'starting', $4)",
+      "insert into harnesses (id, shard_id, driver, state, run_dir) values ($1, $2, $3, 'starting', $4)",
       [id, ws.id, this.driver.name, runDir],
     );
-    await this.events.onState({ id, workspaceId: ws.id }, "starting");
-    const log = this.log.child({ harness: id, workspace: ws.id });
+    await this.events.onState({ id, shardId: ws.id }, "starting");
+    const log = this.log.child({ harness: id, shard: ws.id });
+    const cwd = join(ws.dir, "cwd");
+    mkdirSync(cwd, { recursive: true });
     const env: Record<string, string> = {
       ...this.config.providerEnv,
       OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(this.config)),
@@ -133,8 +151,8 @@ export class HarnessManager {
     try {
       started = await this.driver.start({
         harnessId: id,
-        workspacePath: ws.path,
-        stateDir: ws.state_dir,
+        workspacePath: cwd,
+        stateDir: ws.dir,
         runDir,
         env,
         password,
@@ -155,11 +173,14 @@ export class HarnessManager {
       );
     }
     await this.db.query(
-      "update harnesses set state = 'ready', pid = $2, pid_start = $3, url = $4, ready_at = now() where id = $1",
+      // last_active_at: a harness that just came up is about to be used; the pool must not take it for idle.
+      "update harnesses set state = 'ready', pid = $2, pid_start = $3, url = $4, ready_at = now(), last_active_at = now() where id = $1",
       [id, started.pid, started.pidStart, started.url],
     );
     log.info({ pid: started.pid, url: started.url, ms: Date.now() - t0 }, "harness ready");
     const h = this.attach(id, ws, started, password);
+    // Hand the harness out only once its event stream is up, so no event of a first turn is missed.
+    await Promise.race([h.stream.ready, new Promise((r) => setTimeout(r, 10_000))]);
     void started.exited.then(({ code, signal }) => {
       if (this.live.get(id) === h) void this.lose(h, `harness process exited (${signal ?? `code ${code}`})`);
     });
@@ -169,7 +190,7 @@ export class HarnessManager {
 
   private attach(
     id: string,
-    ws: WorkspaceRow,
+    ws: ShardRef,
     record: HarnessRecord & { url: string },
     password: string,
   ): LiveHarness {
@@ -179,8 +200,8 @@ export class HarnessManager {
     });
     const h = {
       id,
-      workspaceId: ws.id,
-      workspacePath: ws.path,
+      shardId: ws.id,
+      cwd: join(ws.dir, "cwd"),
       url: record.url,
       client,
       record,
@@ -203,6 +224,7 @@ export class HarnessManager {
       this.log.child({ harness: id }),
     );
     this.live.set(id, h);
+    this.passwords.set(id, password);
     // A process we did not spawn gives no exit event; poll its identity instead.
     const timer = setInterval(() => {
       void this.driver.inspect(record).then((s) => {
@@ -215,13 +237,37 @@ export class HarnessManager {
     return h;
   }
 
+  /** A health probe with a short deadline: early and wedged requests can hang (OPENCODE.md). */
+  healthy(h: LiveHarness, timeoutMs: number): Promise<boolean> {
+    return healthy(h.url, this.passwords.get(h.id) ?? "", timeoutMs);
+  }
+
+  /** Counts a session placed on the harness (for recycling) and marks it active now. */
+  async noteSession(h: LiveHarness): Promise<void> {
+    await this.db.query(
+      "update harnesses set sessions_served = sessions_served + 1, last_active_at = now() where id = $1",
+      [h.id],
+    );
+  }
+
   private detach(h: LiveHarness): void {
     this.live.delete(h.id);
+    this.passwords.delete(h.id);
     const t = (h as { timer?: NodeJS.Timeout }).timer;
     if (t) {
       clearInterval(t);
       this.watchers.delete(t);
     }
+  }
+
+  /** Treats a harness as dead (its health check hangs, say): kill it and tell its sessions. */
+  async replace(h: LiveHarness, reason: string): Promise<void> {
+    await this.lose(h, reason);
+  }
+
+  /** Resident memory of a live harness, from its driver. */
+  stats(h: LiveHarness): Promise<{ rssBytes: number }> {
+    return this.driver.stats(h.record);
   }
 
   private async lose(h: LiveHarness, reason: string): Promise<void> {
@@ -254,8 +300,8 @@ export class HarnessManager {
    * process (pid + start time, never a match by name), else marked lost.
    */
   async adoptAll(): Promise<void> {
-    const { rows } = await this.db.query<Row & { path: string; state_dir: string }>(
-      `select h.*, w.path, w.state_dir from harnesses h join workspaces w on w.id = h.workspace_id
+    const { rows } = await this.db.query<Row & { dir: string }>(
+      `select h.*, s.dir from harnesses h join shards s on s.id = h.shard_id
        where h.state in ('starting', 'ready', 'stopping')`,
     );
     for (const r of rows) {
@@ -274,13 +320,8 @@ export class HarnessManager {
         r.state === "ready" && r.url && password && (await this.driver.inspect(record)) === "running";
       if (alive && (await healthy(r.url!, password, 2000))) {
         this.log.info({ harness: r.id, pid: r.pid }, "adopted harness from a previous run");
-        this.attach(
-          r.id,
-          { id: r.workspace_id, path: r.path, state_dir: r.state_dir },
-          { ...record, url: r.url! },
-          password,
-        );
-        await this.events.onState({ id: r.id, workspaceId: r.workspace_id }, "adopted");
+        this.attach(r.id, { id: r.shard_id, dir: r.dir }, { ...record, url: r.url! }, password);
+        await this.events.onState({ id: r.id, shardId: r.shard_id }, "adopted");
         continue;
       }
       const reason = alive
@@ -291,7 +332,7 @@ export class HarnessManager {
         "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
         [r.id, reason],
       );
-      await this.events.onLost({ id: r.id, workspaceId: r.workspace_id }, reason);
+      await this.events.onLost({ id: r.id, shardId: r.shard_id }, reason);
     }
   }
 

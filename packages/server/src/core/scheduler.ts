@@ -131,7 +131,10 @@ export class Scheduler {
 
   limits(): Limits {
     const s = this.config.scheduler;
-    const capacity = Math.max(1, Math.floor(s.memoryBudgetMb / s.harnessMemoryMb));
+    // The runtime's capacity: harnesses that fit the memory budget, each serving up to
+    // workspacesPerHarness sessions.
+    const capacity =
+      Math.max(1, Math.floor(s.memoryBudgetMb / s.harnessMemoryMb)) * this.config.pool.workspacesPerHarness;
     return {
       maxConcurrent: Math.min(s.maxConcurrent, capacity),
       perProject: s.perProject,

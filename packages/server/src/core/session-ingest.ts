@@ -74,7 +74,7 @@ export class SessionIngest {
     if (bodies.length) await this.log.append(sessionId, bodies);
   }
 
-  async onEvent(h: LiveHarness, ev: { type: string; properties: Props }): Promise<void> {
+  async onEvent(h: LiveHarness, directory: string, ev: { type: string; properties: Props }): Promise<void> {
     const t = this.translator(h.id);
     const p = ev.properties;
     switch (ev.type) {
@@ -138,13 +138,15 @@ export class SessionIngest {
         return;
       }
       case "file.edited": {
-        // OpenCode does not say which session edited: attribute it to the active ones of the workspace.
+        // OpenCode does not say which session edited: attribute it to the active sessions of the
+        // workspace the file is in (the frame's directory, or the longest workspace path prefix).
+        const file = String(p.file ?? "");
         const { rows } = await this.db.query(
           `select s.id, w.path from sessions s join workspaces w on w.id = s.workspace_id
-           where s.workspace_id = $1 and s.status in ('running', 'waiting_permission')`,
-          [h.workspaceId],
+           where w.shard_id = $1 and s.status in ('running', 'waiting_permission')
+             and (w.path = $2 or $3 like w.path || '/%')`,
+          [h.shardId, directory, file],
         );
-        const file = String(p.file ?? "");
         for (const r of rows) {
           const rel = file.startsWith(`${r.path}/`) ? file.slice(r.path.length + 1) : file;
           await this.append(r.id, [{ type: "file.edited", data: { path: rel } }]);
@@ -163,7 +165,7 @@ export class SessionIngest {
     sessionId: string,
     opencodeId: string,
     directory: string,
-  ): Promise<{ error: ErrorInfo | undefined; settled: boolean }> {
+  ): Promise<{ error: ErrorInfo | undefined; settled: boolean; answered: boolean }> {
     const t = this.translator(h.id);
     const known = new Map<string, KnownPart>();
     const parts = await this.db.query(
@@ -178,10 +180,13 @@ export class SessionIngest {
     let lastUser: string | undefined;
     let lastError: ErrorInfo | undefined;
     let settled = true;
+    // Whether the latest user message has a finished answer: only then has the turn really ended.
+    let answered = false;
     for (const m of msgs) {
       if (m.info.role === "user") {
         lastUser = m.info.id;
         lastError = undefined;
+        answered = false;
         t.message(m.info);
         continue;
       }
@@ -190,10 +195,11 @@ export class SessionIngest {
       if (m.info.parentID === lastUser || !m.info.parentID) {
         lastError = m.info.error ? errorInfo(m.info.error) : undefined;
         settled = m.info.time.completed !== undefined;
+        answered = settled || lastError !== undefined;
       }
     }
     await this.append(sessionId, bodies);
-    return { error: lastError, settled };
+    return { error: lastError, settled, answered };
   }
 
   /** Stores what the harness holds for a session that the log lacks (e.g. the history a fork inherits). */
@@ -210,7 +216,7 @@ export class SessionIngest {
   ): Promise<ErrorInfo | undefined> {
     for (let i = 0; ; i++) {
       const r = await this.readBack(h, sessionId, opencodeId, directory);
-      if (r.settled || i >= 20) return r.error;
+      if (r.settled || i >= 60) return r.error;
       await new Promise((res) => setTimeout(res, 50));
     }
   }
@@ -232,6 +238,9 @@ export class SessionIngest {
     }
     // The message may not carry its error yet when idle is reported; session.error came before idle.
     error ??= turn?.error;
+    // We asked for the abort and the turn ended: that is how it ended, whatever else is late.
+    if (!error && turn?.abortRequested)
+      error = { name: "MessageAbortedError", message: "aborted by request" };
     if (error?.name === "MessageAbortedError" && turn && !turn.abortRequested && !turn.error)
       error = undefined;
     await this.finishTurn(sessionId, outcomeOf(error), error);
@@ -358,17 +367,23 @@ export class SessionIngest {
   async reconcile(h: LiveHarness): Promise<void> {
     const { rows } = await this.db.query(
       `select s.id, s.status, s.opencode_id, w.path from sessions s join workspaces w on w.id = s.workspace_id
-       where s.workspace_id = $1 and s.deleted_at is null and s.opencode_id is not null`,
-      [h.workspaceId],
+       where w.shard_id = $1 and s.deleted_at is null and s.opencode_id is not null
+         and s.status in ('provisioning', 'running', 'waiting_permission')`,
+      [h.shardId],
     );
     if (rows.length === 0) return;
-    const statuses = ((await h.client.session.status({ directory: h.workspacePath }, { throwOnError: true }))
-      .data ?? {}) as Record<string, { type: string }>;
-    const pending = ((await h.client.permission.list({ directory: h.workspacePath }, { throwOnError: true }))
-      .data ?? []) as PermissionAsked[];
+    // Only sessions we think active can have changed unseen: idle ones change only when we drive them.
+    const statuses: Record<string, { type: string }> = {};
+    const pending: PermissionAsked[] = [];
+    for (const directory of new Set(rows.map((r) => r.path as string))) {
+      const st = await h.client.session.status({ directory }, { throwOnError: true });
+      Object.assign(statuses, st.data ?? {});
+      const pl = await h.client.permission.list({ directory }, { throwOnError: true });
+      pending.push(...((pl.data ?? []) as PermissionAsked[]));
+    }
     for (const r of rows) {
       this.byOc.set(r.opencode_id, r.id);
-      const { error: lastError } = await this.readBack(h, r.id, r.opencode_id, r.path);
+      const { error: lastError, answered } = await this.readBack(h, r.id, r.opencode_id, r.path);
       const mine = pending.filter((x) => x.sessionID === r.opencode_id);
       for (const p of mine) await this.permissionAsked(r.id, p);
       await this.db.query(
@@ -376,16 +391,19 @@ export class SessionIngest {
         [r.id, mine.map((x) => x.id)],
       );
       const st = statuses[r.opencode_id]?.type;
-      if (st !== "busy" && st !== "retry" && ACTIVE.includes(r.status))
+      // Idle with an answer to the latest prompt: the turn ended while we were not listening. Idle
+      // without one: the prompt is still on its way in; the live stream will see the turn.
+      if (st !== "busy" && st !== "retry" && answered && ACTIVE.includes(r.status))
         await this.finishTurn(r.id, outcomeOf(lastError), lastError);
     }
   }
 
-  async onLost(h: { id: string; workspaceId: string }, reason: string): Promise<void> {
+  async onLost(h: { id: string; shardId: string }, reason: string): Promise<void> {
     this.translators.delete(h.id);
     const { rows } = await this.db.query(
-      "select id, status from sessions where workspace_id = $1 and deleted_at is null",
-      [h.workspaceId],
+      `select s.id, s.status from sessions s join workspaces w on w.id = s.workspace_id
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+      [h.shardId],
     );
     for (const r of rows) {
       await this.log.append(r.id, [
@@ -405,15 +423,18 @@ export class SessionIngest {
     );
   }
 
+  /** Harness changes reach the sessions that are waiting on or using it (provision() adds `ready`). */
   async onState(
-    h: { id: string; workspaceId: string },
+    h: { id: string; shardId: string },
     state: "starting" | "ready" | "adopted" | "stopped",
     reason?: string,
   ): Promise<void> {
     if (state === "stopped") this.translators.delete(h.id);
+    if (state === "ready") return;
     const { rows } = await this.db.query(
-      "select id from sessions where workspace_id = $1 and deleted_at is null and status <> 'deleted'",
-      [h.workspaceId],
+      `select s.id from sessions s join workspaces w on w.id = s.workspace_id
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+      [h.shardId],
     );
     for (const r of rows) {
       await this.log.append(r.id, [
@@ -426,12 +447,13 @@ export class SessionIngest {
    * Boot-time recovery for sessions whose turn was in flight when the control plane died and whose
    * harness could not be adopted (adopted harnesses are settled by their reconcile).
    */
-  async recoverOrphans(hasHarness: (workspaceId: string) => boolean): Promise<void> {
+  async recoverOrphans(hasHarness: (shardId: string) => boolean): Promise<void> {
     const { rows } = await this.db.query(
-      "select id, workspace_id, status from sessions where status in ('running', 'waiting_permission', 'provisioning') and deleted_at is null",
+      `select s.id, w.shard_id, s.status from sessions s join workspaces w on w.id = s.workspace_id
+       where s.status in ('running', 'waiting_permission', 'provisioning') and s.deleted_at is null`,
     );
     for (const r of rows) {
-      if (hasHarness(r.workspace_id)) continue;
+      if (hasHarness(r.shard_id)) continue;
       const reason = "the control plane restarted and the session's harness was gone";
       const error = { name: "ControlPlaneRestart", message: reason };
       if (r.status === "provisioning") await this.interruptProvisioning(r.id, error, reason);

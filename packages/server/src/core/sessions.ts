@@ -20,6 +20,7 @@ import type { Logger } from "../logger.ts";
 import type { HarnessManager, LiveHarness } from "./harnesses.ts";
 import { defaultModel, toRuleset } from "./opencode-config.ts";
 import { ACTIVE, type SessionIngest } from "./session-ingest.ts";
+import { placeWorkspace } from "./shards.ts";
 import { createWorkspace, removeWorkspace, resolveRepo, workspaceDiff } from "./workspaces.ts";
 
 export interface Principal {
@@ -51,16 +52,17 @@ interface SessionRow {
   repo: string;
   kind: "worktree" | "clone";
   path: string;
-  state_dir: string;
+  shard_id: string;
+  shard_dir: string;
   base_ref: string;
   base_commit: string;
   branch: string | null;
   pending: number;
 }
 
-const SELECT = `select s.*, w.repo, w.kind, w.path, w.state_dir, w.base_ref, w.base_commit, w.branch,
+const SELECT = `select s.*, w.repo, w.kind, w.path, w.shard_id, sh.dir as shard_dir, w.base_ref, w.base_commit, w.branch,
   (select count(*)::int from permission_requests p where p.session_id = s.id and p.status = 'pending') as pending
-  from sessions s join workspaces w on w.id = s.workspace_id`;
+  from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id`;
 
 function toSession(r: SessionRow): Session {
   return {
@@ -73,6 +75,7 @@ function toSession(r: SessionRow): Session {
     branch: r.branch,
     workspaceId: r.workspace_id,
     workspacePath: r.path,
+    shardId: r.shard_id,
     model: r.model,
     agent: r.agent,
     permission: r.permission,
@@ -249,9 +252,17 @@ export class SessionService {
           [newId("prj"), p.orgId, ws.repo],
         );
         const projectId = proj.rows[0].id;
+        const shard = await placeWorkspace(
+          tx,
+          this.config.home,
+          p.orgId,
+          projectId,
+          this.config.pool.workspacesPerHarness,
+          (id) => this.harnesses.forShard(id) !== undefined,
+        );
         await tx.query(
-          `insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, base_ref, base_commit, branch)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          `insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, shard_id, base_ref, base_commit, branch)
+           values ($1, $2, $3, $4, $5, $6, $7, $11, $8, $9, $10)`,
           [
             ws.id,
             p.orgId,
@@ -259,10 +270,11 @@ export class SessionService {
             ws.kind,
             ws.repo,
             ws.path,
-            ws.stateDir,
+            shard.dir,
             ws.baseRef,
             ws.baseCommit,
             ws.branch,
+            shard.id,
           ],
         );
         await tx.query(
@@ -311,7 +323,10 @@ export class SessionService {
   private async provision(sessionId: string): Promise<void> {
     const r = await this.rowById(sessionId);
     try {
-      const h = await this.harnesses.ensure({ id: r.workspace_id, path: r.path, state_dir: r.state_dir });
+      const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
+      await this.log.append(sessionId, [
+        { type: "harness.state", data: { harnessId: h.id, state: "ready" } },
+      ]);
       await this.ensureOpencodeSession(h, r);
       // Take the prompt atomically: an abort during provisioning clears it first, or sees the turn.
       const prompt = (
@@ -358,6 +373,7 @@ export class SessionService {
     );
     const ocId = res.data.id;
     await this.db.query("update sessions set opencode_id = $2 where id = $1", [r.id, ocId]);
+    await this.harnesses.noteSession(h);
     this.ingest.bind(ocId, r.id);
     return ocId;
   }
@@ -378,6 +394,7 @@ export class SessionService {
       ],
       { status: "running", error: null, turnStartedAt: new Date() },
     );
+    await this.db.query("update harnesses set last_active_at = now() where id = $1", [h.id]);
     try {
       await h.client.session.promptAsync(
         {
@@ -409,7 +426,7 @@ export class SessionService {
     if (r.status === "deleted") throw new FlotillaError("not_found", `no session ${id}`);
     // A session whose harness is gone resumes on a new harness over the same shard: OpenCode finds
     // its own sessions there, so the agent keeps its memory of earlier turns.
-    const h = await this.harnesses.ensure({ id: r.workspace_id, path: r.path, state_dir: r.state_dir });
+    const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
     await this.ensureOpencodeSession(h, r);
     r = await this.rowById(id);
     await this.startTurn(h, r, body);
@@ -429,7 +446,7 @@ export class SessionService {
       return this.get(id, p);
     }
     if (!ACTIVE.includes(r.status)) return toSession(r);
-    const h = this.harnesses.forWorkspace(r.workspace_id);
+    const h = this.harnesses.forShard(r.shard_id);
     if (h && r.opencode_id) {
       this.ingest.abortRequested(r.id);
       await h.client.session
@@ -458,7 +475,7 @@ export class SessionService {
 
   async fork(id: string, messageId: string | undefined, p: Principal): Promise<Session> {
     const r = await this.row(id, p);
-    const h = await this.harnesses.ensure({ id: r.workspace_id, path: r.path, state_dir: r.state_dir });
+    const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
     const ocId = await this.ensureOpencodeSession(h, r);
     const res = await h.client.session
       .fork({ sessionID: ocId, directory: r.path, messageID: messageId }, { throwOnError: true })
@@ -485,6 +502,7 @@ export class SessionService {
       ],
     );
     this.ingest.bind(res.data.id, forkId);
+    await this.harnesses.noteSession(h);
     await this.log.append(forkId, [
       { type: "session.status", data: { status: "idle", reason: `forked from ${r.id}` } },
     ]);
@@ -504,8 +522,8 @@ export class SessionService {
       [r.workspace_id],
     );
     if (others.rowCount === 0) {
-      const h = this.harnesses.forWorkspace(r.workspace_id);
-      if (h) await this.harnesses.stop(h, "session deleted");
+      // The shard's harness may serve other workspaces: free this directory's instance, keep the harness.
+      await this.dispose(r);
       if (opts.workspace) {
         await removeWorkspace(r);
         await this.db.query("update workspaces set deleted_at = now() where id = $1", [r.workspace_id]);
@@ -513,16 +531,26 @@ export class SessionService {
     }
   }
 
-  /** Stops the session's harness when no session of its workspace is active (the workspace stays). */
+  /**
+   * The session's work is done for now: when no session of its workspace is active, the harness
+   * drops that directory's in-memory instance (OpenCode keeps growing with every directory it
+   * serves until told so). The harness itself is the pool's to stop.
+   */
   async release(id: string): Promise<void> {
     const r = await this.rowById(id);
     const { rows } = await this.db.query(
       "select 1 from sessions where workspace_id = $1 and deleted_at is null and status in ('provisioning', 'running', 'waiting_permission')",
       [r.workspace_id],
     );
-    if (rows.length > 0) return;
-    const h = this.harnesses.forWorkspace(r.workspace_id);
-    if (h) await this.harnesses.stop(h, "session released");
+    if (rows.length === 0) await this.dispose(r);
+  }
+
+  private async dispose(r: SessionRow): Promise<void> {
+    const h = this.harnesses.forShard(r.shard_id);
+    if (!h) return;
+    await h.client.instance.dispose({ directory: r.path }, { throwOnError: true }).catch((err) => {
+      this.logger.warn({ err, session: r.id }, "instance dispose failed");
+    });
   }
 
   async replyPermission(
@@ -544,7 +572,7 @@ export class SessionService {
       throw new FlotillaError("conflict", `permission request ${requestId} was already answered`, {
         field: "requestId",
       });
-    const h = this.harnesses.forWorkspace(r.workspace_id);
+    const h = this.harnesses.forShard(r.shard_id);
     if (!h)
       throw new FlotillaError(
         "harness_unavailable",

@@ -9,7 +9,6 @@ export interface WorkspacePlan {
   kind: "worktree" | "clone";
   repo: string;
   path: string;
-  stateDir: string;
   baseRef: string;
   baseCommit: string;
   branch: string;
@@ -47,8 +46,7 @@ async function resolveCommit(cwd: string, ref: string): Promise<string> {
 
 /**
  * Makes the isolated checkout for a line of work: a `git worktree` on a new branch for a local
- * repository, a clone for a URL. The state shard (OpenCode's own dirs) sits beside the checkout so
- * the agent's memory lives and dies with the workspace.
+ * repository, a clone for a URL. The agent's own state lives in the workspace's shard (shards.ts).
  */
 export async function createWorkspace(
   home: string,
@@ -60,15 +58,13 @@ export async function createWorkspace(
 ): Promise<WorkspacePlan> {
   const root = join(home, "workspaces", id);
   const path = join(root, "tree");
-  const stateDir = join(root, "state");
   const branch = `flotilla/${sessionId}`;
   mkdirSync(root, { recursive: true });
   try {
     if (kind === "worktree") {
       const baseCommit = await resolveCommit(repo, baseRef);
       await git(["worktree", "add", "--quiet", "-b", branch, path, baseCommit], { cwd: repo });
-      mkdirSync(stateDir, { recursive: true });
-      return { id, kind, repo, path, stateDir, baseRef, baseCommit, branch };
+      return { id, kind, repo, path, baseRef, baseCommit, branch };
     }
     try {
       await git(["clone", "--quiet", "--no-checkout", repo, path], { timeoutMs: 600_000 });
@@ -79,8 +75,7 @@ export async function createWorkspace(
       resolveCommit(path, baseRef.startsWith("origin/") ? baseRef : `origin/${baseRef}`),
     );
     await git(["checkout", "--quiet", "-b", branch, baseCommit], { cwd: path });
-    mkdirSync(stateDir, { recursive: true });
-    return { id, kind, repo, path, stateDir, baseRef, baseCommit, branch };
+    return { id, kind, repo, path, baseRef, baseCommit, branch };
   } catch (e) {
     rmSync(root, { recursive: true, force: true });
     if (kind === "worktree") await git(["worktree", "prune"], { cwd: repo }).catch(() => {});

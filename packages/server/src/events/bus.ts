@@ -51,12 +51,19 @@ export class EventBus {
     return () => this.emitter.off("*", fn);
   }
 
+  /** Only the events this replica stored: for work that must happen once per event (webhooks). */
+  subscribeLocal(fn: Listener): () => void {
+    this.emitter.on("*local", fn);
+    return () => this.emitter.off("*local", fn);
+  }
+
   /** Called after commit with the events just stored. */
   async publish(events: SessionEvent[]): Promise<void> {
     if (events.length === 0) return;
     for (const e of events) {
       this.emitter.emit(e.sessionId, e);
       this.emitter.emit("*", e);
+      this.emitter.emit("*local", e);
     }
     const last = events[events.length - 1]!;
     // Not awaited: other replicas re-read the log from the seq, so notify order and latency

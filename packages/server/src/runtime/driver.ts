@@ -5,9 +5,9 @@
  */
 export interface HarnessSpec {
   harnessId: string;
-  /** The workspace checkout the agent works in (its cwd). */
+  /** The harness's working directory; requests name each workspace directory explicitly. */
   workspacePath: string;
-  /** The state shard: OpenCode's data/config/state/cache dirs live here, bound to the workspace for life. */
+  /** The state shard: OpenCode's data/config/state/cache dirs live here; its workspaces are bound to it for life. */
   stateDir: string;
   /** Where the driver keeps this harness's log and secrets. */
   runDir: string;
@@ -41,6 +41,8 @@ export interface RuntimeDriver {
   inspect(record: HarnessRecord): Promise<"running" | "gone">;
   /** The tail of the harness's own log. */
   logs(record: HarnessRecord, maxBytes?: number): Promise<string>;
+  /** Resident memory of the harness and everything it started (its process group). */
+  stats(record: HarnessRecord): Promise<{ rssBytes: number }>;
 }
 
 export class HarnessStartError extends Error {

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { freePort } from "../db/embedded.ts";
 import type { Logger } from "../logger.ts";
@@ -157,6 +157,22 @@ export class LocalDriver implements RuntimeDriver {
       return "gone";
     }
     return "running";
+  }
+
+  async stats(record: HarnessRecord): Promise<{ rssBytes: number }> {
+    if (!record.pid) return { rssBytes: 0 };
+    let rssBytes = 0;
+    // The agent's tools run as children in the same process group; count them with the server.
+    for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        if (Number(fields[2]) !== record.pid) continue; // field 5: process group
+        rssBytes += Number(fields[21]) * 4096; // field 24: rss in pages
+      } catch {}
+    }
+    return { rssBytes };
   }
 
   async logs(record: HarnessRecord, maxBytes = 64 * 1024): Promise<string> {

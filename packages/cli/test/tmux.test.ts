@@ -1,0 +1,76 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeRepo, ROOT, startTestServer, type TestServer } from "../../../test/support.ts";
+import { scenario } from "../../server/test/scenario.ts";
+import { BIN, sh, Tmux } from "./cli.ts";
+
+// A person at a real terminal: the CLI runs in tmux (stdin and stdout are a TTY) and is driven by keystrokes.
+let t: TestServer;
+let tmux: Tmux;
+beforeAll(async () => {
+  t = await startTestServer({ scenario, config: { permission: "ask" } });
+  tmux = new Tmux();
+});
+afterAll(async () => {
+  tmux?.close();
+  await t?.close();
+});
+
+const run = (prompt: string, repo: string) =>
+  `cd ${sh(ROOT)} && node ${sh(BIN)} run ${sh(prompt)} --repo ${sh(repo)} --server ${sh(t.url)} --token ${sh(t.token)}`;
+
+describe("flotilla run at a terminal, answering permission asks", () => {
+  it("shows the ask with the file and its change; `o` allows it once and the file is written", async () => {
+    const name = tmux.start(run("write hello", makeRepo()));
+    try {
+      const screen = await tmux.waitFor(name, /Allow\? \[o\]nce \/ \[a\]lways \/ \[r\]eject:\s*$/m);
+      const text = screen.input!;
+      expect(text).toMatch(/\? edit\s+hello\.txt/);
+      expect(text).toContain("+hello from the agent");
+      tmux.keys(name, "o", "Enter");
+      const [, code] = await tmux.waitFor(name, /^EXIT=(\d+)$/m);
+      const after = tmux.screen(name);
+      expect(code, after).toBe("0");
+      expect(after).toContain("✓ allowed once");
+      expect(after).toMatch(/✓ write hello\.txt/);
+      expect(after).toMatch(/hello\.txt\s+\+1 −0/);
+      const id = /\bses_[0-9a-z]+/.exec(after)![0];
+      const s = await t.client.sessions.get(id);
+      expect(existsSync(join(s.workspacePath, "hello.txt"))).toBe(true);
+    } finally {
+      tmux.kill(name);
+    }
+  });
+
+  it("`r` then a message rejects it: the agent gets the message and the file is not written", async () => {
+    const name = tmux.start(run("write hello", makeRepo()));
+    try {
+      await tmux.waitFor(name, /Allow\? \[o\]nce \/ \[a\]lways \/ \[r\]eject:\s*$/m);
+      // An answer that is not one of the choices asks again.
+      tmux.keys(name, "x", "Enter");
+      await tmux.waitFor(name, /type o, a or r/);
+      tmux.keys(name, "r", "Enter");
+      await tmux.waitFor(name, /Tell the agent why \(optional, Enter to skip\):\s*$/m);
+      tmux.type(name, "not now, use notes.md instead");
+      tmux.keys(name, "Enter");
+      const [, code] = await tmux.waitFor(name, /^EXIT=(\d+)$/m);
+      const after = tmux.screen(name);
+      expect(code, after).toBe("0");
+      expect(after).toContain("✗ rejected: not now, use notes.md instead");
+      expect(after).toMatch(/✗ write hello\.txt: The user rejected permission/);
+      expect(after).toContain("no files changed");
+
+      const id = /\bses_[0-9a-z]+/.exec(after)![0];
+      const { items } = await t.client.sessions.events(id);
+      const replied = items.filter((e) => e.type === "permission.replied");
+      expect(replied.map((e) => e.data)).toEqual([
+        expect.objectContaining({ reply: "reject", message: "not now, use notes.md instead" }),
+      ]);
+      const s = await t.client.sessions.get(id);
+      expect(existsSync(join(s.workspacePath, "hello.txt"))).toBe(false);
+    } finally {
+      tmux.kill(name);
+    }
+  });
+});
