@@ -118,6 +118,29 @@ describe("a session on the real OpenCode server", () => {
     expect(fin2?.type === "turn.finished" && fin2.data.outcome).toBe("success");
   });
 
+  it("an abort that lands before the agent took up the prompt still stops it", async () => {
+    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang right away" });
+    await collectUntil(t.client, s.id, (e) => e.type === "turn.started");
+    const aborted = await t.client.sessions.abort(s.id);
+    expect(aborted.status).toBe("idle");
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(1));
+    const fin = events.find((e) => e.type === "turn.finished");
+    expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("aborted");
+    // The agent really stopped: a new turn runs normally and only its own text follows.
+    await t.client.sessions.send(s.id, { text: "say hello" });
+    const more = await collectUntil(t.client, s.id, untilTurnFinished(2));
+    const second = more.slice(more.findLastIndex((e) => e.type === "turn.started"));
+    expect(textOf(second)).toBe("Hello from the scripted model.");
+    expect(
+      textOf(
+        more.slice(
+          0,
+          more.findLastIndex((e) => e.type === "turn.started"),
+        ),
+      ),
+    ).toBe("");
+  });
+
   it("keeps context: a second turn depends on the first", async () => {
     const s = await t.client.sessions.create({
       repo: makeRepo(),

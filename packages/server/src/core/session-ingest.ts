@@ -165,6 +165,7 @@ export class SessionIngest {
     sessionId: string,
     opencodeId: string,
     directory: string,
+    turnMessageId?: string | null,
   ): Promise<{ error: ErrorInfo | undefined; settled: boolean; answered: boolean }> {
     const t = this.translator(h.id);
     const known = new Map<string, KnownPart>();
@@ -180,7 +181,7 @@ export class SessionIngest {
     let lastUser: string | undefined;
     let lastError: ErrorInfo | undefined;
     let settled = true;
-    // Whether the latest user message has a finished answer: only then has the turn really ended.
+    // Whether the latest user message has an answer yet (an assistant message replying to it).
     let answered = false;
     for (const m of msgs) {
       if (m.info.role === "user") {
@@ -195,9 +196,11 @@ export class SessionIngest {
       if (m.info.parentID === lastUser || !m.info.parentID) {
         lastError = m.info.error ? errorInfo(m.info.error) : undefined;
         settled = m.info.time.completed !== undefined;
-        answered = settled || lastError !== undefined;
+        answered = true;
       }
     }
+    // The turn's own prompt must be the one answered: an earlier answer says nothing about it.
+    if (turnMessageId && lastUser !== turnMessageId) answered = false;
     await this.append(sessionId, bodies);
     return { error: lastError, settled, answered };
   }
@@ -213,10 +216,12 @@ export class SessionIngest {
     sessionId: string,
     opencodeId: string,
     directory: string,
-  ): Promise<ErrorInfo | undefined> {
+    turnMessageId: string | null,
+  ): Promise<{ error: ErrorInfo | undefined; answered: boolean }> {
     for (let i = 0; ; i++) {
-      const r = await this.readBack(h, sessionId, opencodeId, directory);
-      if (r.settled || i >= 60) return r.error;
+      const r = await this.readBack(h, sessionId, opencodeId, directory, turnMessageId);
+      // Not answered: nothing to wait for. Answered but not complete: OpenCode is finishing it.
+      if (!r.answered || r.settled || r.error || i >= 60) return r;
       await new Promise((res) => setTimeout(res, 50));
     }
   }
@@ -224,7 +229,7 @@ export class SessionIngest {
   /** The harness says the session is idle: read the turn back, then close it. */
   private async settle(h: LiveHarness, sessionId: string): Promise<void> {
     const { rows } = await this.db.query(
-      "select s.status, s.opencode_id, w.path from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1",
+      "select s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1",
       [sessionId],
     );
     const r = rows[0];
@@ -232,7 +237,10 @@ export class SessionIngest {
     const turn = this.turns.get(sessionId);
     let error: ErrorInfo | undefined;
     try {
-      error = await this.readBackSettled(h, sessionId, r.opencode_id, r.path);
+      const back = await this.readBackSettled(h, sessionId, r.opencode_id, r.path, r.turn_message_id);
+      // Idle before the prompt was taken up (or a late idle of an earlier turn): not this turn's end.
+      if (!back.answered) return;
+      error = back.error;
     } catch (err) {
       this.logger.warn({ err, session: sessionId }, "read-back at turn end failed; using streamed state");
     }
@@ -366,7 +374,7 @@ export class SessionIngest {
    */
   async reconcile(h: LiveHarness): Promise<void> {
     const { rows } = await this.db.query(
-      `select s.id, s.status, s.opencode_id, w.path from sessions s join workspaces w on w.id = s.workspace_id
+      `select s.id, s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id
        where w.shard_id = $1 and s.deleted_at is null and s.opencode_id is not null
          and s.status in ('provisioning', 'running', 'waiting_permission')`,
       [h.shardId],
@@ -383,7 +391,13 @@ export class SessionIngest {
     }
     for (const r of rows) {
       this.byOc.set(r.opencode_id, r.id);
-      const { error: lastError, answered } = await this.readBack(h, r.id, r.opencode_id, r.path);
+      const { error: lastError, answered } = await this.readBack(
+        h,
+        r.id,
+        r.opencode_id,
+        r.path,
+        r.turn_message_id,
+      );
       const mine = pending.filter((x) => x.sessionID === r.opencode_id);
       for (const p of mine) await this.permissionAsked(r.id, p);
       await this.db.query(

@@ -19,6 +19,7 @@ import type { EventLog } from "../events/log.ts";
 import type { Logger } from "../logger.ts";
 import type { HarnessManager, LiveHarness } from "./harnesses.ts";
 import { defaultModel, toRuleset } from "./opencode-config.ts";
+import { opencodeMessageId } from "./opencode-ids.ts";
 import { ACTIVE, type SessionIngest } from "./session-ingest.ts";
 import { placeWorkspace } from "./shards.ts";
 import { createWorkspace, removeWorkspace, resolveRepo, workspaceDiff } from "./workspaces.ts";
@@ -395,10 +396,13 @@ export class SessionService {
       { status: "running", error: null, turnStartedAt: new Date() },
     );
     await this.db.query("update harnesses set last_active_at = now() where id = $1", [h.id]);
+    const messageID = opencodeMessageId();
+    await this.db.query("update sessions set turn_message_id = $2 where id = $1", [r.id, messageID]);
     try {
       await h.client.session.promptAsync(
         {
           sessionID: r.opencode_id!,
+          messageID,
           directory: r.path,
           model: splitModel(model),
           agent,
@@ -449,11 +453,16 @@ export class SessionService {
     const h = this.harnesses.forShard(r.shard_id);
     if (h && r.opencode_id) {
       this.ingest.abortRequested(r.id);
-      await h.client.session
-        .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
-        .catch(() => {});
-      // OpenCode answers with idle; wait for our record of it so the caller sees the final state.
-      await this.waitFor(id, (s) => !ACTIVE.includes(s), 10_000);
+      // An abort that reaches OpenCode before it has taken up the prompt cancels nothing, and the
+      // prompt then runs: repeat it until the turn has ended (its answer is recorded as aborted).
+      const end = Date.now() + 10_000;
+      while (Date.now() < end) {
+        await h.client.session
+          .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
+          .catch(() => {});
+        await this.waitFor(id, (st) => !ACTIVE.includes(st), 500);
+        if (!ACTIVE.includes((await this.rowById(id)).status)) break;
+      }
     }
     const after = await this.rowById(id);
     if (ACTIVE.includes(after.status))
