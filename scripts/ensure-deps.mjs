@@ -9,8 +9,10 @@ const lock = `${root}package-lock.json`;
 
 const stale = !existsSync(marker) || statSync(lock).mtimeMs > statSync(marker).mtimeMs;
 if (stale) {
-  console.error("flotilla: installing dependencies (npm ci)…");
-  const r = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  console.error("flotilla: installing dependencies (npm install)…");
+  // Not `npm ci`: npm 11 writes lock files without other platforms' optional packages and then
+  // refuses them in `npm ci` as out of sync. `npm install` keeps the locked versions.
+  const r = spawnSync("npm", ["install", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 

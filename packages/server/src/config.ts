@@ -1,5 +1,6 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { FlotillaError, PermissionPolicy } from "@flotilla/contracts";
 import { parse as parseYaml } from "yaml";
@@ -75,6 +76,8 @@ export type FileConfig = z.infer<typeof FileConfig>;
 
 export interface Config {
   home: string;
+  /** This replica's stable name: it owns the shards and harnesses it made, across its restarts. */
+  replicaId: string;
   host: string;
   port: number;
   databaseUrl: string | undefined;
@@ -198,6 +201,9 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
   const portText = flags.port ?? env.FLOTILLA_PORT;
   const config: Config = {
     home,
+    replicaId:
+      env.FLOTILLA_REPLICA ??
+      `cp_${createHash("sha256").update(`${hostname()}:${home}`).digest("hex").slice(0, 16)}`,
     host: flags.host ?? env.FLOTILLA_HOST ?? file.host ?? "127.0.0.1",
     port: portText !== undefined ? Number(portText) : (file.port ?? 7700),
     databaseUrl: env.DATABASE_URL || file.databaseUrl,

@@ -121,7 +121,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       onState: (h, state, reason) => ingest.onState(h, state, reason),
     };
     cleanups.push(async () => {
-      await ingest.interruptAll("control plane shut down");
+      await ingest.interruptAll(config.replicaId, "control plane shut down");
       await harnesses.stopAll("control plane shut down");
     });
     const scheduler = new Scheduler(
@@ -131,10 +131,10 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       bus,
       config,
       log.child({ component: "scheduler" }),
-      instance,
+      config.replicaId,
     );
     await harnesses.adoptAll();
-    await ingest.recoverOrphans((shard) => harnesses.forShard(shard) !== undefined);
+    await ingest.recoverOrphans(config.replicaId, (shard) => harnesses.forShard(shard) !== undefined);
     const pool = new HarnessPool(db, harnesses, config, log.child({ component: "pool" }));
     pool.start();
     cleanups.push(() => pool.stop());

@@ -135,8 +135,8 @@ export class HarnessManager {
     const runDir = join(this.config.home, "harnesses", id);
     const password = randomBytes(24).toString("base64url");
     await this.db.query(
-      "insert into harnesses (id, shard_id, driver, state, run_dir) values ($1, $2, $3, 'starting', $4)",
-      [id, ws.id, this.driver.name, runDir],
+      "insert into harnesses (id, shard_id, driver, state, run_dir, replica) values ($1, $2, $3, 'starting', $4, $5)",
+      [id, ws.id, this.driver.name, runDir, this.config.replicaId],
     );
     await this.events.onState({ id, shardId: ws.id }, "starting");
     const log = this.log.child({ harness: id, shard: ws.id });
@@ -296,13 +296,14 @@ export class HarnessManager {
   }
 
   /**
-   * After a restart: a harness recorded as live is adopted when its pid still names the same
+   * After a restart: a harness of this replica recorded as live is adopted when its pid still names the same
    * process (pid + start time, never a match by name), else marked lost.
    */
   async adoptAll(): Promise<void> {
     const { rows } = await this.db.query<Row & { dir: string }>(
       `select h.*, s.dir from harnesses h join shards s on s.id = h.shard_id
-       where h.state in ('starting', 'ready', 'stopping')`,
+       where h.state in ('starting', 'ready', 'stopping') and (h.replica = $1 or h.replica is null)`,
+      [this.config.replicaId],
     );
     for (const r of rows) {
       const record: HarnessRecord = {

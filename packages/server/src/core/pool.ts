@@ -115,7 +115,9 @@ export class HarnessPool {
     const want = this.config.pool.warm;
     if (want === 0) return;
     const { rows } = await this.db.query(
-      `select sh.id, sh.dir from shards sh where sh.project_id is null and sh.retired_at is null order by sh.created_at`,
+      `select sh.id, sh.dir from shards sh where sh.project_id is null and sh.retired_at is null and sh.replica = $1
+       order by sh.created_at`,
+      [this.config.replicaId],
     );
     let have = 0;
     for (const r of rows) {
@@ -131,7 +133,9 @@ export class HarnessPool {
         .catch((err) => this.log.warn({ err }, "warm harness failed to start"));
     }
     for (; have < want; have++) {
-      const shard = await withTx(this.db, (tx) => createShard(tx, this.config.home, null));
+      const shard = await withTx(this.db, (tx) =>
+        createShard(tx, this.config.home, this.config.replicaId, null),
+      );
       void this.harnesses
         .ensure(shard)
         .catch((err) => this.log.warn({ err }, "warm harness failed to start"));

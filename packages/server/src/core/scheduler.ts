@@ -143,6 +143,13 @@ export class Scheduler {
   }
 
   async start(): Promise<void> {
+    // Attempts held under this replica's name by a previous process (it crashed): nobody runs
+    // them now, so expire their leases at once instead of waiting out the lease.
+    await this.db.query(
+      "update task_attempts set lease_expires_at = now() where replica = $1 and finished_at is null",
+      [this.replica],
+    );
+    await this.reclaim();
     this.listen = await this.db.connect();
     this.listen.on("notification", (m) => {
       if (m.channel === "flotilla_task_cancel") void this.checkCancels();
@@ -378,10 +385,15 @@ export class Scheduler {
   private async heartbeat(): Promise<void> {
     if (this.running.size === 0) return;
     try {
+      // Only attempts this process is running: the replica's name outlives a crash, and the
+      // attempts its previous incarnation held must expire and be reclaimed, not renewed.
+      const mine = [...this.running.values()];
       const { rows } = await this.db.query(
         `update task_attempts set lease_expires_at = now() + make_interval(secs => $2::float / 1000)
-         where replica = $1 and finished_at is null returning task_id, n`,
-        [this.replica, this.config.scheduler.leaseMs],
+         where replica = $1 and finished_at is null
+           and (task_id, n) in (select * from unnest($3::text[], $4::int[]))
+         returning task_id, n`,
+        [this.replica, this.config.scheduler.leaseMs, mine.map((r) => r.taskId), mine.map((r) => r.n)],
       );
       const held = new Set(rows.map((x) => `${x.task_id}#${x.n}`));
       for (const r of this.running.values()) {

@@ -7,7 +7,8 @@ import { errorInfo, type KnownPart, type OcMessage, type OcPart, Translator } fr
 
 export const ACTIVE: SessionStatus[] = ["running", "waiting_permission"];
 
-type Props = Record<string, any>; // biome-ignore lint/suspicious/noExplicitAny: OpenCode event properties, checked per type
+// biome-ignore lint/suspicious/noExplicitAny: OpenCode event properties, checked per event type
+type Props = Record<string, any>;
 
 interface TurnState {
   abortRequested: boolean;
@@ -461,10 +462,14 @@ export class SessionIngest {
    * Boot-time recovery for sessions whose turn was in flight when the control plane died and whose
    * harness could not be adopted (adopted harnesses are settled by their reconcile).
    */
-  async recoverOrphans(hasHarness: (shardId: string) => boolean): Promise<void> {
+  async recoverOrphans(replica: string, hasHarness: (shardId: string) => boolean): Promise<void> {
+    // Only this replica's sessions: another replica's are running on its own harnesses.
     const { rows } = await this.db.query(
       `select s.id, w.shard_id, s.status from sessions s join workspaces w on w.id = s.workspace_id
-       where s.status in ('running', 'waiting_permission', 'provisioning') and s.deleted_at is null`,
+       join shards sh on sh.id = w.shard_id
+       where s.status in ('running', 'waiting_permission', 'provisioning') and s.deleted_at is null
+         and (sh.replica = $1 or sh.replica is null)`,
+      [replica],
     );
     for (const r of rows) {
       if (hasHarness(r.shard_id)) continue;
@@ -476,9 +481,11 @@ export class SessionIngest {
   }
 
   /** Graceful shutdown: turns that cannot finish are recorded as interrupted, with the reason. */
-  async interruptAll(reason: string): Promise<void> {
+  async interruptAll(replica: string, reason: string): Promise<void> {
     const { rows } = await this.db.query(
-      "select id from sessions where status in ('running', 'waiting_permission') and deleted_at is null",
+      `select s.id from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id
+       where s.status in ('running', 'waiting_permission') and s.deleted_at is null and (sh.replica = $1 or sh.replica is null)`,
+      [replica],
     );
     for (const r of rows)
       await this.finishTurn(r.id, "interrupted", { name: "ControlPlaneShutdown", message: reason }, reason);

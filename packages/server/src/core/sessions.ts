@@ -2,7 +2,6 @@ import {
   type CreateSessionBody,
   type Diff,
   type ErrorInfo,
-  type EventBody,
   FlotillaError,
   type Message,
   newId,
@@ -55,13 +54,14 @@ interface SessionRow {
   path: string;
   shard_id: string;
   shard_dir: string;
+  shard_replica: string | null;
   base_ref: string;
   base_commit: string;
   branch: string | null;
   pending: number;
 }
 
-const SELECT = `select s.*, w.repo, w.kind, w.path, w.shard_id, sh.dir as shard_dir, w.base_ref, w.base_commit, w.branch,
+const SELECT = `select s.*, w.repo, w.kind, w.path, w.shard_id, sh.dir as shard_dir, sh.replica as shard_replica, w.base_ref, w.base_commit, w.branch,
   (select count(*)::int from permission_requests p where p.session_id = s.id and p.status = 'pending') as pending
   from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id`;
 
@@ -114,6 +114,25 @@ export class SessionService {
   ) {}
 
   // ---- reads ---------------------------------------------------------------------------------
+
+  /**
+   * A session's workspace and harness live on the replica that made them: actions on it must be
+   * sent there. Reads (the session, its events and messages) work on any replica.
+   */
+  private async localRow(id: string, p: Principal): Promise<SessionRow> {
+    const r = await this.row(id, p);
+    if (r.shard_replica && r.shard_replica !== this.config.replicaId) {
+      throw new FlotillaError(
+        "conflict",
+        `session ${id} is served by replica ${r.shard_replica}; send this request there`,
+        {
+          field: "id",
+          details: { replica: r.shard_replica },
+        },
+      );
+    }
+    return r;
+  }
 
   private async row(id: string, p: Principal): Promise<SessionRow> {
     const { rows } = await this.db.query<SessionRow>(
@@ -202,7 +221,7 @@ export class SessionService {
   }
 
   async diff(id: string, p: Principal): Promise<Diff> {
-    const r = await this.row(id, p);
+    const r = await this.localRow(id, p);
     return workspaceDiff(r.path, r.base_commit);
   }
 
@@ -256,6 +275,7 @@ export class SessionService {
         const shard = await placeWorkspace(
           tx,
           this.config.home,
+          this.config.replicaId,
           p.orgId,
           projectId,
           this.config.pool.workspacesPerHarness,
@@ -419,7 +439,7 @@ export class SessionService {
   }
 
   async send(id: string, body: SendMessageBody, p: Principal): Promise<Session> {
-    let r = await this.row(id, p);
+    let r = await this.localRow(id, p);
     if (r.status === "provisioning" || ACTIVE.includes(r.status)) {
       throw new FlotillaError(
         "session_busy",
@@ -438,7 +458,7 @@ export class SessionService {
   }
 
   async abort(id: string, p: Principal): Promise<Session> {
-    const r = await this.row(id, p);
+    const r = await this.localRow(id, p);
     if (r.status === "provisioning") {
       // The first turn has not started: drop its prompt so provisioning ends idle instead; if
       // provisioning already took the prompt, it aborts the turn as soon as it has started it.
@@ -483,7 +503,7 @@ export class SessionService {
   }
 
   async fork(id: string, messageId: string | undefined, p: Principal): Promise<Session> {
-    const r = await this.row(id, p);
+    const r = await this.localRow(id, p);
     const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
     const ocId = await this.ensureOpencodeSession(h, r);
     const res = await h.client.session
@@ -520,7 +540,7 @@ export class SessionService {
   }
 
   async remove(id: string, opts: { workspace: boolean }, p: Principal): Promise<void> {
-    const r = await this.row(id, p);
+    const r = await this.localRow(id, p);
     if (ACTIVE.includes(r.status)) await this.abort(id, p).catch(() => {});
     await this.log.append(id, [{ type: "session.status", data: { status: "deleted" } }], {
       status: "deleted",
@@ -568,7 +588,7 @@ export class SessionService {
     body: PermissionReplyBody,
     p: Principal,
   ): Promise<void> {
-    const r = await this.row(id, p);
+    const r = await this.localRow(id, p);
     const { rows } = await this.db.query(
       "select status from permission_requests where id = $1 and session_id = $2",
       [requestId, id],
