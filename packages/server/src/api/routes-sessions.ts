@@ -1,7 +1,6 @@
 import {
   CreateSessionBody,
   Diff,
-  ErrorBody,
   EventsQuery,
   ForkBody,
   ListSessionsQuery,
@@ -15,23 +14,17 @@ import {
 } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Env, Services } from "./context.ts";
+import { errorResponses, IdParams, json, jsonBody } from "./openapi.ts";
 import { sessionEventStream } from "./sse.ts";
 
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  content: { "application/json": { schema } },
-  description,
+const errors = errorResponses({
+  400: "Invalid input",
+  401: "No or bad token",
+  404: "No such session",
+  409: "Session busy or request already answered",
+  422: "Repository missing, not git, or not clonable",
 });
-const body = <T extends z.ZodTypeAny>(schema: T) => ({
-  body: { content: { "application/json": { schema } }, required: true },
-});
-const errors = {
-  400: json(ErrorBody, "Invalid input"),
-  401: json(ErrorBody, "No or bad token"),
-  404: json(ErrorBody, "No such session"),
-  409: json(ErrorBody, "Session busy or request already answered"),
-  422: json(ErrorBody, "Repository missing, not git, or not clonable"),
-};
-const SessionParams = z.object({ id: z.string().min(1).max(100) });
+const SessionParams = IdParams;
 
 export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
   const tags = ["sessions"];
@@ -40,7 +33,7 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       method: "post",
       path: "/sessions",
       tags,
-      request: body(CreateSessionBody),
+      request: jsonBody(CreateSessionBody),
       responses: { 201: json(Session, "Created; provisioning continues, watch its events"), ...errors },
     }),
     async (c) => c.json(await s.sessions.create(c.req.valid("json"), c.get("principal")), 201),
@@ -96,7 +89,7 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       method: "post",
       path: "/sessions/{id}/messages",
       tags,
-      request: { params: SessionParams, ...body(SendMessageBody) },
+      request: { params: SessionParams, ...jsonBody(SendMessageBody) },
       responses: { 202: json(Session, "Turn started"), ...errors },
     }),
     async (c) =>
@@ -173,7 +166,7 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       tags,
       request: {
         params: SessionParams.extend({ requestId: z.string().min(1).max(200) }),
-        ...body(PermissionReplyBody),
+        ...jsonBody(PermissionReplyBody),
       },
       responses: { 200: json(z.object({ ok: z.literal(true) }), "Answered"), ...errors },
     }),

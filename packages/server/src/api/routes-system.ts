@@ -2,11 +2,7 @@ import { Catalog, Harness } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { catalog } from "../core/catalog.ts";
 import type { Env, Services } from "./context.ts";
-
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  content: { "application/json": { schema } },
-  description,
-});
+import { json } from "./openapi.ts";
 
 export function systemRoutes(app: OpenAPIHono<Env>, s: Services): void {
   app.openapi(

@@ -1,20 +1,17 @@
-import { CreateTaskBody, ErrorBody, ListTasksQuery, Task, TaskPage } from "@flotilla/contracts";
-import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { CreateTaskBody, ListTasksQuery, Task, TaskPage } from "@flotilla/contracts";
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Env, Services } from "./context.ts";
+import { errorResponses, IdParams, json } from "./openapi.ts";
 
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  content: { "application/json": { schema } },
-  description,
+const errors = errorResponses({
+  400: "Invalid input",
+  401: "No or bad token",
+  404: "No such task",
+  409: "Not in a state that allows this",
+  422: "Repository missing or not git",
+  429: "Queue full: try again after Retry-After seconds",
 });
-const errors = {
-  400: json(ErrorBody, "Invalid input"),
-  401: json(ErrorBody, "No or bad token"),
-  404: json(ErrorBody, "No such task"),
-  409: json(ErrorBody, "Not in a state that allows this"),
-  422: json(ErrorBody, "Repository missing or not git"),
-  429: json(ErrorBody, "Queue full: try again after Retry-After seconds"),
-};
-const Params = z.object({ id: z.string().min(1).max(100) });
+const Params = IdParams;
 
 export function taskRoutes(app: OpenAPIHono<Env>, s: Services): void {
   const tags = ["tasks"];

@@ -2,16 +2,13 @@ import { CreatedToken, CreateTokenBody, ErrorBody, TokenInfo } from "@flotilla/c
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { TokenService } from "../core/tokens.ts";
 import type { Env, Services } from "./context.ts";
+import { errorResponses, json } from "./openapi.ts";
 
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  content: { "application/json": { schema } },
-  description,
+const errors = errorResponses({
+  400: "Invalid input",
+  401: "No or bad token",
+  403: "Needs admin",
 });
-const errors = {
-  400: json(ErrorBody, "Invalid input"),
-  401: json(ErrorBody, "No or bad token"),
-  403: json(ErrorBody, "Needs admin"),
-};
 
 export function tokenRoutes(app: OpenAPIHono<Env>, s: Services): void {
   app.openapi(

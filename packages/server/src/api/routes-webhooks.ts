@@ -10,17 +10,14 @@ import {
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { TokenService } from "../core/tokens.ts";
 import type { Env, Services } from "./context.ts";
+import { errorResponses, IdParams, json } from "./openapi.ts";
 
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  content: { "application/json": { schema } },
-  description,
+const errors = errorResponses({
+  400: "Invalid input",
+  401: "No or bad token",
+  404: "No such webhook or task",
 });
-const errors = {
-  400: json(ErrorBody, "Invalid input"),
-  401: json(ErrorBody, "No or bad token"),
-  404: json(ErrorBody, "No such webhook or task"),
-};
-const Params = z.object({ id: z.string().min(1).max(100) });
+const Params = IdParams;
 
 export function webhookRoutes(app: OpenAPIHono<Env>, s: Services): void {
   const tags = ["webhooks"];
