@@ -2,7 +2,9 @@ import type { Command } from "commander";
 import { registerPermissions } from "./permissions.ts";
 import { registerRun } from "./run.ts";
 import { registerSessions } from "./sessions.ts";
+import { registerTasks } from "./tasks.ts";
 import { registerSystem, registerTokens } from "./tokens.ts";
+import { registerWebhooks } from "./webhooks.ts";
 
 const HELP = `
 Environment:
@@ -11,8 +13,9 @@ Environment:
   FLOTILLA_HOME   the server's home directory (default ~/.flotilla)
   NO_COLOR        plain output (it is also plain whenever stdout is not a terminal)
 
-Exit codes: 0 done (for run and send --wait: the turn succeeded), 1 the server refused or the
-turn did not succeed, 2 the server cannot be reached or no token was found, 130 Ctrl-C.`;
+Exit codes: 0 done (for run and send --wait: the turn succeeded; for run --queue and task submit
+--wait: the task succeeded), 1 the server refused or the turn or task did not succeed, 2 the server
+cannot be reached or no token was found, 130 Ctrl-C.`;
 
 /**
  * The client commands. Each module registers one resource's commands; they share the connection
@@ -24,6 +27,8 @@ export function registerCommands(program: Command): void {
   registerRun(program);
   registerSessions(program);
   registerPermissions(program);
+  registerTasks(program);
+  registerWebhooks(program);
   registerTokens(program);
   registerSystem(program);
   program.addHelpText("after", HELP);

@@ -97,6 +97,10 @@ export function reportError(e: unknown, url?: string): number {
     out(
       `${s.red(`error ${e.code}`)}: ${e.message}${e.field ? ` (field: ${e.field})` : ""}${reference ? ` (reference: ${reference})` : ""}`,
     );
+    // A full queue (429) says when to come back; the client keeps the Retry-After header here.
+    const retryAfter = (e as { retryAfterSeconds?: number }).retryAfterSeconds;
+    if (retryAfter !== undefined && Number.isFinite(retryAfter))
+      out(s.dim(`  the server asks to retry after ${retryAfter} s`));
     if (e.code === "unauthorized")
       out(s.dim("  check --token / FLOTILLA_TOKEN, or $FLOTILLA_HOME/admin.token for the local admin"));
     return EXIT.failed;

@@ -11,6 +11,10 @@ export function age(iso: string, now = Date.now()): string {
 export function duration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  if (ms >= 3600_000) {
+    const h = Math.floor(ms / 3600_000);
+    return `${h}h ${String(Math.floor((ms % 3600_000) / 60_000)).padStart(2, "0")}m`;
+  }
   const m = Math.floor(ms / 60_000);
   return `${m}m ${String(Math.round((ms % 60_000) / 1000)).padStart(2, "0")}s`;
 }

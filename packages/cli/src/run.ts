@@ -1,15 +1,14 @@
-import { resolve } from "node:path";
 import type { FlotillaClient, Session } from "@flotilla/client";
 import type { PermissionPolicy } from "@flotilla/contracts";
 import { type Command, Option } from "commander";
-import { action, connect } from "./connection.ts";
+import { repoArg } from "./args.ts";
+import { action, CliError, connect } from "./connection.ts";
 import { changes, count, money, plural } from "./format.ts";
 import { finishLine, Renderer } from "./render.ts";
 import { type Style, styleFor } from "./style.ts";
+import { submitTask } from "./task-wait.ts";
+import { taskBody } from "./tasks.ts";
 import { type TurnResult, turnExitCode, watchTurn } from "./watch.ts";
-
-// Same test as the server's: anything else is a local path, resolved here (the server has its own cwd).
-const URL_LIKE = /^(https?|git|ssh|file):\/\/|^[\w.-]+@[\w.-]+:/;
 
 interface RunFlags {
   repo?: string;
@@ -20,6 +19,7 @@ interface RunFlags {
   permission?: PermissionPolicy;
   yes?: boolean;
   json?: boolean;
+  queue?: boolean;
 }
 
 interface SendFlags {
@@ -35,6 +35,13 @@ With --json, every event is printed as one JSON line and nothing is asked at the
 --yes a permission ask is printed (as a permission.asked event) and the command waits until it is
 answered with \`flotilla approve\` / \`flotilla reject\` (or elsewhere). Exit code: 0 when the turn
 succeeds, 1 when it fails or is rejected by the server, 130 after Ctrl-C (which aborts the turn).`;
+
+const QUEUE_HELP = `
+With --queue the prompt is submitted as a task (\`flotilla task submit --wait\`): it waits for a free
+slot in the scheduler, is retried on failures that a retry can help, and its result is printed when
+it ends (--title does not apply; for priority, timeout, labels, verify and the rest use
+\`flotilla task submit\`). Its permission policy defaults to allow. --json then prints { task, created }
+once the task is final; exit 0 only when it succeeded. Ctrl-C stops waiting but leaves the task running.`;
 
 export function registerRun(program: Command): void {
   program
@@ -55,13 +62,18 @@ export function registerRun(program: Command): void {
     )
     .option("-y, --yes", "allow every permission ask once, without asking")
     .option("--json", "print events as JSON lines")
-    .addHelpText("after", JSON_HELP)
+    .option("--queue", "submit as a queued task and wait for its result (see below)")
+    .addHelpText("after", `${JSON_HELP}\n${QUEUE_HELP}`)
     .action(
       action(async (prompt: string, flags: RunFlags, cmd: Command) => {
+        if (flags.queue) {
+          if (flags.title)
+            throw new CliError("invalid_request", "--title does not apply to --queue: tasks have no title");
+          return submitTask(connect(cmd), taskBody(prompt, flags), { ...flags, wait: true });
+        }
         const { client, url } = connect(cmd);
-        const repo = flags.repo ?? process.cwd();
         const session = await client.sessions.create({
-          repo: URL_LIKE.test(repo) ? repo : resolve(repo),
+          repo: repoArg(flags.repo),
           prompt,
           ...(flags.base ? { baseRef: flags.base } : {}),
           ...(flags.model ? { model: flags.model } : {}),

@@ -21,6 +21,10 @@ export interface WatchOptions {
   style: Style;
   /** A keyboard to answer asks at; absent means asks wait for `flotilla approve|reject`. */
   term?: Terminal;
+  /** Stops following (the caller learnt elsewhere that the turn is over or moot). */
+  signal?: AbortSignal;
+  /** Replaces the default Ctrl-C (abort the turn): a queued task's turn is not the caller's to abort. */
+  onInterrupt?: () => void;
 }
 
 export interface TurnResult {
@@ -97,9 +101,10 @@ export async function watchTurn(o: WatchOptions): Promise<TurnResult> {
     requestAbort();
   };
 
+  const interrupt = o.onInterrupt ?? onInterrupt;
   const desk =
     renderer && o.term && !o.yes
-      ? new PermissionDesk(client, id, renderer, o.style, o.term, onInterrupt)
+      ? new PermissionDesk(client, id, renderer, o.style, o.term, interrupt)
       : undefined;
 
   const autoReply = (requestId: string) => {
@@ -109,7 +114,10 @@ export async function watchTurn(o: WatchOptions): Promise<TurnResult> {
     });
   };
 
-  process.on("SIGINT", onInterrupt);
+  const stop = () => ac.abort();
+  o.signal?.addEventListener("abort", stop);
+  if (o.signal?.aborted) ac.abort();
+  process.on("SIGINT", interrupt);
   try {
     const events = client.sessions.stream(id, {
       after: o.after,
@@ -133,7 +141,8 @@ export async function watchTurn(o: WatchOptions): Promise<TurnResult> {
       if (done(e)) break;
     }
   } finally {
-    process.off("SIGINT", onInterrupt);
+    process.off("SIGINT", interrupt);
+    o.signal?.removeEventListener("abort", stop);
     for (const t of timers) clearTimeout(t);
     ac.abort();
     await desk?.close();

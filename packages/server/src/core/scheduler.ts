@@ -87,7 +87,8 @@ export async function claimNext(
     const n = Number((await tx.query("select attempts from tasks where id = $1", [id])).rows[0].attempts) + 1;
     const tr = await transition(tx, id, ["queued"], "running", {
       reason: `attempt ${n} on ${replica}`,
-      set: { attempts: n, cancel_requested: false },
+      // session_id cleared: until this attempt has its session, the task names none rather than the last one.
+      set: { attempts: n, cancel_requested: false, session_id: null },
     });
     if (!tr) return null;
     await tx.query(

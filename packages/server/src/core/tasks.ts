@@ -131,7 +131,7 @@ export class TaskService {
     if (queued >= this.config.scheduler.maxQueued) {
       throw new FlotillaError(
         "rate_limited",
-        `the queue is full (${queued} tasks waiting); try again later`,
+        `the queue is full (${queued} ${queued === 1 ? "task" : "tasks"} waiting); try again later`,
         {
           details: { retryAfterSeconds: this.config.scheduler.retryAfterSeconds },
         },
@@ -271,7 +271,7 @@ export class TaskService {
     if (!t)
       throw new FlotillaError(
         "conflict",
-        `task ${id} is ${before.state}; only a finished task can be retried`,
+        `task ${id} is ${before.state}; only a failed, cancelled, timed-out or dead task can be retried`,
         { field: "id" },
       );
     this.published([t]);
