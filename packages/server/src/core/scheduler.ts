@@ -65,6 +65,8 @@ export async function claimNext(
 ): Promise<{ task: Row; n: number; transition: TaskTransition } | null> {
   return withTx(db, async (tx) => {
     await tx.query("select pg_advisory_xact_lock($1)", [CLAIM_LOCK]);
+    // Attempt times use clock_timestamp(), not now() (the transaction's start): a claim that waited
+    // on this lock must not appear to start before the attempt whose end freed its slot.
     const running = Number(
       (await tx.query("select count(*) from tasks where state = 'running'")).rows[0].count,
     );
@@ -92,7 +94,7 @@ export async function claimNext(
     });
     if (!tr) return null;
     await tx.query(
-      "insert into task_attempts (task_id, n, replica, lease_expires_at) values ($1, $2, $3, now() + make_interval(secs => $4::float / 1000))",
+      "insert into task_attempts (task_id, n, replica, started_at, lease_expires_at) values ($1, $2, $3, clock_timestamp(), now() + make_interval(secs => $4::float / 1000))",
       [id, n, replica, leaseMs],
     );
     const task = (await tx.query("select * from tasks where id = $1", [id])).rows[0];
@@ -367,7 +369,7 @@ export class Scheduler {
     const s = this.config.scheduler;
     const t = await withTx(this.db, async (tx) => {
       const held = await tx.query(
-        "update task_attempts set finished_at = now(), outcome = $4, error = $5 where task_id = $1 and n = $2 and replica = $3 and finished_at is null returning n",
+        "update task_attempts set finished_at = clock_timestamp(), outcome = $4, error = $5 where task_id = $1 and n = $2 and replica = $3 and finished_at is null returning n",
         [task.id, r.n, this.replica, to, error ? JSON.stringify(error) : null],
       );
       if (held.rowCount === 0) return null;
@@ -434,7 +436,7 @@ export class Scheduler {
       for (const a of rows) {
         const t = await withTx(this.db, async (tx) => {
           const upd = await tx.query(
-            "update task_attempts set finished_at = now(), outcome = 'lost', error = $3 where task_id = $1 and n = $2 and finished_at is null and lease_expires_at < now() returning n",
+            "update task_attempts set finished_at = clock_timestamp(), outcome = 'lost', error = $3 where task_id = $1 and n = $2 and finished_at is null and lease_expires_at < now() returning n",
             [
               a.task_id,
               a.n,
