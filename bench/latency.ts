@@ -4,7 +4,7 @@ import { performance } from "node:perf_hooks";
 import type { FlotillaClient } from "@flotilla/client";
 import type { RunningServer } from "@flotilla/server";
 import { label } from "./provision.ts";
-import { makeRepo, sseFrames } from "./support.ts";
+import { makeRepo, sseFrames, time } from "./support.ts";
 
 /** The prompt the scenario answers with the long streamed text (see run.ts). */
 export const STREAM_PROMPT = "bench-stream";
@@ -205,16 +205,6 @@ export async function runLatency(opts: {
     if (sessionId) await client.sessions.delete(sessionId, { workspace: true }).catch(() => {});
     rmSync(repo, { recursive: true, force: true });
   }
-}
-
-async function time(n: number, fn: () => Promise<unknown>): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await fn();
-    out.push(performance.now() - t);
-  }
-  return out;
 }
 
 /**

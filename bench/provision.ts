@@ -1,6 +1,7 @@
 import { rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { FlotillaClient, SessionEvent } from "@flotilla/client";
+import { LIVE, poll } from "./boot.ts";
 import { makeRepo } from "./support.ts";
 
 export interface ProvisionSample {
@@ -8,7 +9,7 @@ export interface ProvisionSample {
   createMs: number;
   /** First event (session.status provisioning) received over SSE. */
   firstEventMs: number;
-  /** harness.state ready received over SSE: the measure this phase is about. */
+  /** harness.state ready received over SSE: the measure this phase is about (a cold start). */
   readyMs: number;
   /** Same, from the event's own `at` (Postgres transaction time) against the request's wall clock. */
   readyAtMs: number;
@@ -16,31 +17,44 @@ export interface ProvisionSample {
   harnessBootMs: number;
   /** turn.started (OpenCode session made, prompt about to be sent) received over SSE. */
   turnStartedMs: number;
+  /** OpenCode's first model request for the turn reached the scripted model (wall clock). */
+  modelAskedMs: number;
   /** First text.delta of the reply received over SSE. */
   firstDeltaMs: number;
   /** turn.finished of the first (short) turn received over SSE. */
   turnFinishedMs: number;
-  /** DELETE /sessions/:id?workspace=true (stops the harness, removes the worktree). */
+  /** DELETE /sessions/:id?workspace=true (frees the directory's instance, removes the worktree; the
+   * harness is the pool's to stop). */
   deleteMs: number;
 }
 
 /**
- * One session at a time, each in a fresh repository, so every sample is a cold harness start with
- * nothing else competing for the two cores. Deleting the session stops its harness, keeping memory
- * flat across samples.
+ * COLD provisioning: one session at a time, each in a fresh repository (a new project, so a new
+ * shard), on a control plane with no warm harnesses (pool.warm = 0), and only once the pool has
+ * stopped every harness of the previous sample (pool.idleMs short): each sample starts a harness
+ * from nothing with nothing else competing for the cores. A session placed on a running (shared or
+ * warm) harness gets harness.state ready at once; a sample without `harness.state starting` is
+ * therefore refused rather than averaged in.
  */
 export async function runProvisioning(
   client: FlotillaClient,
   count: number,
   signal: AbortSignal,
+  /** Wall-clock time of the first agent request to the model whose prompt holds `marker`. */
+  modelAsked: (marker: string) => number | undefined,
   onSample: (i: number, s: ProvisionSample) => void,
 ): Promise<ProvisionSample[]> {
   const out: ProvisionSample[] = [];
   for (let i = 0; i < count; i++) {
-    signal.throwIfAborted();
+    await poll(
+      async () => ((await client.harnesses()).some((h) => LIVE.includes(h.state)) ? undefined : true),
+      "the pool to stop the previous sample's harness",
+      60_000,
+      signal,
+    );
     const repo = makeRepo();
     try {
-      const s = await provisionOnce(client, repo, signal);
+      const s = await provisionOnce(client, repo, `bench-session-${i + 1}`, modelAsked, signal);
       out.push(s);
       onSample(i, s);
     } finally {
@@ -53,14 +67,20 @@ export async function runProvisioning(
 async function provisionOnce(
   client: FlotillaClient,
   repo: string,
+  marker: string,
+  modelAsked: (marker: string) => number | undefined,
   outer: AbortSignal,
 ): Promise<ProvisionSample> {
   const wall0 = Date.now();
   const t0 = performance.now();
-  const session = await client.sessions.create({ repo, prompt: "hello from the bench", title: "bench" });
+  const session = await client.sessions.create({
+    repo,
+    prompt: `hello from the bench (${marker})`,
+    title: "bench",
+  });
   const createMs = performance.now() - t0;
   const ac = new AbortController();
-  const timeout = AbortSignal.timeout(60_000);
+  const timeout = AbortSignal.timeout(120_000);
   const signal = AbortSignal.any([ac.signal, outer, timeout]);
   let firstEventMs: number | undefined;
   let readyMs: number | undefined;
@@ -95,13 +115,17 @@ async function provisionOnce(
     }
   } catch (e) {
     if (timeout.aborted)
-      throw new Error(`session ${session.id} did not finish in 60 s; saw ${seen.join(", ")}`);
+      throw new Error(`session ${session.id} did not finish in 120 s; saw ${seen.join(", ")}`);
     throw e;
   } finally {
     ac.abort();
   }
   if (readyMs === undefined || turnFinishedMs === undefined || firstEventMs === undefined)
     throw new Error(`session ${session.id}: stream ended early; saw ${seen.join(", ")}`);
+  if (startingAt === undefined)
+    throw new Error(
+      `session ${session.id} found a running harness: not a cold start; saw ${seen.join(", ")}`,
+    );
   const d0 = performance.now();
   await client.sessions.delete(session.id, { workspace: true });
   return {
@@ -111,6 +135,7 @@ async function provisionOnce(
     readyAtMs: readyAtMs ?? NaN,
     harnessBootMs: harnessBootMs ?? NaN,
     turnStartedMs: turnStartedMs ?? NaN,
+    modelAskedMs: (modelAsked(marker) ?? NaN) - wall0,
     firstDeltaMs: firstDeltaMs ?? NaN,
     turnFinishedMs,
     deleteMs: performance.now() - d0,

@@ -1,20 +1,28 @@
 /**
  * `npm run bench`: one run against real components (embedded Postgres, `opencode serve` harnesses
- * started by Flotilla, the scripted model), control plane in this process.
- *   1. Session provisioning: POST /sessions → harness.state ready over SSE, one session at a time.
+ * started by Flotilla, the scripted model), control planes in this process, one per phase:
+ *   1. COLD session provisioning: POST /sessions → harness.state ready over SSE, one at a time.
  *   2. Latency Flotilla adds to streamed text deltas: harness SSE vs Flotilla SSE, same clock.
- * Env: BENCH_SESSIONS (10), BENCH_TURNS (5), BENCH_TIMEOUT_S (600), BENCH_KEEP=1 keeps temp dirs.
- * Report on stdout, ending with one `BENCH_RESULT {json}` line; progress on stderr.
+ *   3. Claim throughput: claimNext against a deep queue, one and two claimers (database only).
+ *   4. Enqueue → agent running: POST /tasks → first text.delta, warm pool vs cold start.
+ *   5. Sessions per GB of harness RSS: one project's sessions sharing a harness vs one each.
+ * Env: BENCH_SESSIONS (10), BENCH_TURNS (5), BENCH_TASKS (8), BENCH_CONCURRENT (8),
+ * BENCH_QUEUED (10000), BENCH_CLAIM_S (8, per claimer count), BENCH_TIMEOUT_S (900),
+ * BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
+ * progress on stderr.
  */
-import { createWriteStream, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
-import { join, resolve } from "node:path";
-import { FlotillaClient } from "@flotilla/client";
+import { resolve } from "node:path";
 import { type Scenario, startScriptedModel } from "@flotilla/scripted-model";
-import { createLogger, loadConfig, startEmbeddedPostgres, startFlotilla } from "@flotilla/server";
-import { type LatencyResult, runLatency, STREAM_PROMPT } from "./latency.ts";
-import { type ProvisionSample, runProvisioning } from "./provision.ts";
-import { machine, removeHome, stats, table, tempDir } from "./support.ts";
+import { createLogger, loadConfig, startEmbeddedPostgres } from "@flotilla/server";
+import { type Phase, Phases } from "./boot.ts";
+import { runClaims } from "./claim.ts";
+import { type DensityResult, HANG_PROMPT, runDensity } from "./density.ts";
+import { runLatency, STREAM_PROMPT } from "./latency.ts";
+import { runProvisioning } from "./provision.ts";
+import { type Figures, report, result } from "./report.ts";
+import { machine, removeHome, tempDir } from "./support.ts";
+import { runTaskLatency } from "./tasks.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
@@ -26,187 +34,212 @@ function intEnv(name: string, dflt: number): number {
   return n;
 }
 
-const SESSIONS = intEnv("BENCH_SESSIONS", 10);
-const TURNS = intEnv("BENCH_TURNS", 5);
-const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 600);
+const settings = {
+  sessions: intEnv("BENCH_SESSIONS", 10),
+  turns: intEnv("BENCH_TURNS", 5),
+  tasks: intEnv("BENCH_TASKS", 8),
+  concurrent: intEnv("BENCH_CONCURRENT", 8),
+  queued: intEnv("BENCH_QUEUED", 10_000),
+  claimSeconds: intEnv("BENCH_CLAIM_S", 8),
+  words: 200,
+  chunkDelayMs: 20,
+  warm: 2,
+  healthFailures: 20,
+};
+// A safety net against a hang, not the budget: the run takes ~5 min on 2 quiet cores, but a machine
+// busy with other work can stretch every harness start several times over.
+const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 900);
 const KEEP = process.env.BENCH_KEEP === "1";
-const WORDS = 200;
-const CHUNK_DELAY_MS = 20;
+/** Short, so the pool stops the previous sample's harness quickly (cold phases wait for that). */
+const QUICK_IDLE = { idleMs: 1000, tickMs: 500 };
+/**
+ * Every phase. The pool replaces a harness after healthFailures health checks in a row miss their
+ * 2 s deadline; with the cores oversubscribed by other work (other agents' test runs), a harness
+ * busy with a first turn answers that late for a few seconds, and the default (3) then kills it
+ * mid-turn and fails the sample. The health policy is not what this bench measures.
+ */
+const HEALTH = { healthFailures: settings.healthFailures };
 
-// Streamed turns answer with WORDS words, one SSE chunk per word (the scripted model splits after
-// each space), CHUNK_DELAY_MS apart: a steady stream like a fast real model's.
+// Streamed turns answer with `words` words, one SSE chunk per word (the scripted model splits after
+// each space), chunkDelayMs apart: a steady stream like a fast real model's. Hang turns send a
+// little text and then never finish, which holds a session live for as long as the bench wants.
 const scenario: Scenario = {
   rules: [
     {
       match: STREAM_PROMPT,
       steps: [
         {
-          text: Array.from({ length: WORDS }, (_, i) => `word${i + 1}`).join(" "),
-          chunkDelayMs: CHUNK_DELAY_MS,
+          text: Array.from({ length: settings.words }, (_, i) => `word${i + 1}`).join(" "),
+          chunkDelayMs: settings.chunkDelayMs,
         },
       ],
     },
+    { match: HANG_PROMPT, steps: [{ hang: true, text: "Working on it" }] },
   ],
   default: [{ text: "Hello from the bench." }],
 };
 
 const out = (s = "") => process.stdout.write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
 
-let logFile: string | undefined;
+let phases: Phases | undefined;
 
 async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<void> {
   const started = Date.now();
   const pgHome = tempDir("pg");
-  const home = tempDir("home");
+  const root = tempDir("home");
   if (!KEEP)
     cleanups.push(
       () => removeHome(pgHome),
-      () => removeHome(home),
+      () => removeHome(root),
     );
-  else progress(`keeping ${home} and ${pgHome}`);
-  logFile = join(home, "flotilla.log");
-  const logStream = createWriteStream(logFile);
-  cleanups.push(() => new Promise((r) => logStream.end(r)));
-  const logger = createLogger("warn", { destination: logStream });
-
-  const pg = await startEmbeddedPostgres(pgHome, logger);
+  else progress(`keeping ${root} and ${pgHome}`);
+  const pg = await startEmbeddedPostgres(pgHome, createLogger("warn"));
   cleanups.push(() => pg.stop());
   const model = await startScriptedModel({ scenario });
   cleanups.push(() => model.close());
-  const config = loadConfig({
-    env: { FLOTILLA_HOME: home, DATABASE_URL: pg.url, PATH: process.env.PATH },
-    overrides: {
-      port: 0,
-      providers: {
-        scripted: {
-          name: "Scripted",
-          baseURL: model.url,
-          models: { "scripted-1": { name: "Scripted", toolCall: true } },
-        },
-      },
-      defaultModel: "scripted/scripted-1",
-      permission: "allow",
-      demo: "off",
-      quiet: true,
-    },
-  });
-  const server = await startFlotilla(config, logger);
-  cleanups.push(() => server.close());
-  const token = readFileSync(join(home, "admin.token"), "utf8").trim();
-  const client = new FlotillaClient({ baseUrl: server.url, token });
+  phases = new Phases(root, pg.url, model);
+  // Where a first turn's time goes: OpenCode's own preparation before it asks the model, or after.
+  const modelAsked = (marker: string) =>
+    model.requests.find((r) => r.kind === "agent" && JSON.stringify(r.messages).includes(marker))?.time;
+  const ps = phases;
+  /** Boots a phase's control plane, runs fn against it, and always closes it (stops its harnesses). */
+  const phase = async <T>(
+    name: string,
+    pool: Parameters<Phases["boot"]>[1],
+    fn: (p: Phase) => Promise<T>,
+  ): Promise<T> => {
+    const p = await ps.boot(name, { ...HEALTH, ...pool });
+    cleanups.push(() => p.close());
+    try {
+      return await fn(p);
+    } finally {
+      await p.close();
+    }
+  };
 
-  const m = machine(config.harness.opencodeBin, ROOT);
+  // The same opencode the phases' control planes resolve (they are given the same env).
+  const opencodeBin = loadConfig({ env: { FLOTILLA_HOME: root, PATH: process.env.PATH } }).harness
+    .opencodeBin;
+  const m = machine(opencodeBin, ROOT);
   out(`Flotilla bench  ${new Date().toISOString()}  commit ${m.commit}`);
   out(`machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.platform}`);
   out(`software: node ${m.node}, opencode ${m.opencode}, embedded postgres, scripted model`);
-  const loadStart = loadavg().map((x) => Math.round(x * 100) / 100);
+  const loadStart = load();
   // Other work on the machine (test runs, other harnesses) shows up directly in these figures.
   out(`load average at start: ${loadStart.join(" ")} (1/5/15 min, ${m.cpus} cores)`);
   out(
-    `settings: BENCH_SESSIONS=${SESSIONS} BENCH_TURNS=${TURNS}, ${WORDS} deltas/turn every ${CHUNK_DELAY_MS} ms`,
+    `settings: BENCH_SESSIONS=${settings.sessions} BENCH_TURNS=${settings.turns} BENCH_TASKS=${settings.tasks} ` +
+      `BENCH_CONCURRENT=${settings.concurrent} BENCH_QUEUED=${settings.queued} BENCH_CLAIM_S=${settings.claimSeconds}, ` +
+      `${settings.words} deltas/turn every ${settings.chunkDelayMs} ms; every phase: pool.healthFailures=${HEALTH.healthFailures}`,
   );
   out();
+  const loads: Record<string, number[]> = {};
 
-  progress(`provisioning ${SESSIONS} sessions, one at a time`);
-  const prov = await runProvisioning(client, SESSIONS, signal, (i, s) =>
-    progress(
-      `session ${i + 1}/${SESSIONS}: ready ${Math.round(s.readyMs)} ms, turn ${Math.round(s.turnFinishedMs)} ms`,
+  progress(`1. cold provisioning: ${settings.sessions} sessions, one at a time`);
+  const provisioning = await phase("provision", { warm: 0, ...QUICK_IDLE }, (p) =>
+    runProvisioning(p.client, settings.sessions, signal, modelAsked, (i, s) =>
+      progress(
+        `session ${i + 1}/${settings.sessions}: ready ${Math.round(s.readyMs)} ms, turn ${Math.round(s.turnFinishedMs)} ms`,
+      ),
     ),
   );
-  progress(`latency: ${TURNS} streamed turns`);
-  const lat = await runLatency({ client, server, home, turns: TURNS, signal, progress });
-  report(prov, lat);
+  loads.provisioning = load();
 
-  const problems = readFileSync(logFile, "utf8")
-    .split("\n")
-    .filter((l) => l.trim());
-  out();
-  out(`server log: ${problems.length} warn/error lines${problems.length ? " (first 5 below)" : ""}`);
-  for (const l of problems.slice(0, 5)) out(`  ${l.slice(0, 300)}`);
-  const loadEnd = loadavg().map((x) => Math.round(x * 100) / 100);
-  out(`load average at end: ${loadEnd.join(" ")}; run took ${Math.round((Date.now() - started) / 1000)} s`);
-  const r = result(m, prov, lat, (Date.now() - started) / 1000, problems.length);
-  out(`BENCH_RESULT ${JSON.stringify({ ...r, load: { start: loadStart, end: loadEnd } })}`);
-}
-
-const pick = (xs: ProvisionSample[], k: keyof ProvisionSample) => stats(xs.map((x) => x[k]));
-
-function report(prov: ProvisionSample[], lat: LatencyResult): void {
-  out(
-    table(`1. Session provisioning (${prov.length} sessions, sequential, fresh repo each)`, [
-      ["POST /sessions answered", pick(prov, "createMs")],
-      ["first event over SSE", pick(prov, "firstEventMs")],
-      ["harness.state ready over SSE  <==", pick(prov, "readyMs")],
-      ["harness.state ready, by event `at`", pick(prov, "readyAtMs")],
-      ["  of which harness boot (server)", pick(prov, "harnessBootMs")],
-      ["turn.started over SSE", pick(prov, "turnStartedMs")],
-      ["first text.delta over SSE", pick(prov, "firstDeltaMs")],
-      ["first turn finished over SSE", pick(prov, "turnFinishedMs")],
-      ["DELETE ?workspace=true", pick(prov, "deleteMs")],
-    ]),
+  progress(`2. latency: ${settings.turns} streamed turns`);
+  const latency = await phase("latency", { warm: 0 }, (p) =>
+    runLatency({
+      client: p.client,
+      server: p.server,
+      home: p.home,
+      turns: settings.turns,
+      signal,
+      progress,
+    }),
   );
-  out("   times from sending POST /sessions, except harness boot (starting→ready `at`) and DELETE.");
-  out();
-  out(
-    table(`2. Latency Flotilla adds to text deltas (${lat.turnMs.length} turns)`, [
-      ["t_flotilla − t_direct  <==", stats(lat.added)],
-      ["  harness SSE → bus publish", stats(lat.ingest)],
-      ["  bus publish → client SSE", stats(lat.fanout)],
-      ["streamed turn (send → finished)", stats(lat.turnMs)],
-      ["idle: pg `select 1`", stats(lat.pingMs)],
-      ["idle: pg_notify", stats(lat.notifyMs)],
-      ["idle: EventLog.append(1 delta)", stats(lat.appendMs)],
-      ["idle: 1-row commit, sync commit on", stats(lat.commitSyncMs)],
-      ["idle: 1-row commit, sync commit off", stats(lat.commitAsyncMs)],
-    ]),
-  );
-  out(
-    `   deltas: ${lat.directDeltas} from the harness, ${lat.flotillaDeltas} from Flotilla, ${lat.matched} matched, ${lat.textMismatch} text mismatches`,
-  );
-  out("   bus publish = in-process EventBus emit, right after the event's transaction commits.");
-  out("   both streams are read by this one process: values within a few ms of 0 (even < 0) are noise.");
-}
+  loads.latency = load();
 
-function result(
-  m: ReturnType<typeof machine>,
-  prov: ProvisionSample[],
-  lat: LatencyResult,
-  durationS: number,
-  logProblems: number,
-) {
-  return {
-    machine: m,
-    settings: { sessions: SESSIONS, turns: TURNS, words: WORDS, chunkDelayMs: CHUNK_DELAY_MS },
-    provisioning: {
-      createMs: pick(prov, "createMs"),
-      firstEventMs: pick(prov, "firstEventMs"),
-      readyMs: pick(prov, "readyMs"),
-      readyAtMs: pick(prov, "readyAtMs"),
-      harnessBootMs: pick(prov, "harnessBootMs"),
-      turnStartedMs: pick(prov, "turnStartedMs"),
-      firstDeltaMs: pick(prov, "firstDeltaMs"),
-      turnFinishedMs: pick(prov, "turnFinishedMs"),
-      deleteMs: pick(prov, "deleteMs"),
-    },
-    latency: {
-      addedMs: stats(lat.added),
-      ingestMs: stats(lat.ingest),
-      fanoutMs: stats(lat.fanout),
-      turnMs: stats(lat.turnMs),
-      pgPingMs: stats(lat.pingMs),
-      pgNotifyMs: stats(lat.notifyMs),
-      appendMs: stats(lat.appendMs),
-      commitSyncMs: stats(lat.commitSyncMs),
-      commitAsyncMs: stats(lat.commitAsyncMs),
-      directDeltas: lat.directDeltas,
-      flotillaDeltas: lat.flotillaDeltas,
-      matched: lat.matched,
-      textMismatch: lat.textMismatch,
-    },
-    serverLogProblems: logProblems,
-    durationS: Math.round(durationS * 10) / 10,
+  progress(`3. claims: ${settings.queued} queued tasks, up to ${settings.claimSeconds} s per claimer count`);
+  const claims = await runClaims({
+    pgUrl: pg.url,
+    queued: settings.queued,
+    maxClaims: settings.queued,
+    maxSeconds: settings.claimSeconds,
+    signal,
+    progress,
+  });
+  loads.claims = load();
+
+  const taskPhase = (mode: "warm" | "cold") =>
+    phase(`tasks-${mode}`, { warm: mode === "warm" ? settings.warm : 0, ...QUICK_IDLE }, (p) =>
+      runTaskLatency({
+        client: p.client,
+        mode,
+        count: settings.tasks,
+        warm: mode === "warm" ? settings.warm : 0,
+        signal,
+        modelAsked,
+        onSample: (i, s) =>
+          progress(
+            `task ${mode} ${i + 1}/${settings.tasks}: first delta at ${Math.round(s.firstDeltaAtMs)} ms`,
+          ),
+      }),
+    );
+  progress(`4. enqueue → running: ${settings.tasks} tasks warm, then ${settings.tasks} cold`);
+  const tasksWarm = await taskPhase("warm");
+  const tasksCold = await taskPhase("cold");
+  loads.tasks = load();
+
+  const densityPhase = (workspacesPerHarness: number): Promise<DensityResult> =>
+    phase(`density-${workspacesPerHarness}`, { warm: 0, workspacesPerHarness, tickMs: 500 }, (p) =>
+      runDensity({
+        client: p.client,
+        sessions: settings.concurrent,
+        workspacesPerHarness,
+        signal,
+        progress,
+      }),
+    );
+  progress(`5. density: ${settings.concurrent} hanging sessions of one project, shared vs one harness each`);
+  const densityShared = await densityPhase(8);
+  const densitySplit = await densityPhase(1);
+  loads.density = load();
+
+  const figures: Figures = {
+    provisioning,
+    latency,
+    claims,
+    tasksWarm,
+    tasksCold,
+    densityShared,
+    densitySplit,
   };
+  report(out, figures, settings);
+
+  const problems = ps.problems();
+  const controlPlaneRssBytes = process.memoryUsage().rss;
+  out();
+  out(
+    `control plane RSS at end (this process: every phase's control plane, bench client, scripted model): ` +
+      `${Math.round(controlPlaneRssBytes / 2 ** 20)} MiB`,
+  );
+  out(`server logs: ${problems.length} warn/error lines${problems.length ? " (first 5 below)" : ""}`);
+  for (const l of problems.slice(0, 5)) out(`  ${l}`);
+  const loadEnd = load();
+  out(
+    `load average after each phase: ${Object.entries(loads)
+      .map(([k, v]) => `${k} ${v[0]}`)
+      .join(", ")}`,
+  );
+  out(`load average at end: ${loadEnd.join(" ")}; run took ${Math.round((Date.now() - started) / 1000)} s`);
+  const r = result(m, figures, settings, {
+    controlPlaneRssBytes,
+    durationS: Math.round((Date.now() - started) / 100) / 10,
+    serverLogProblems: problems.length,
+    load: { start: loadStart, end: loadEnd, afterPhase: loads },
+  });
+  out(`BENCH_RESULT ${JSON.stringify(r)}`);
 }
 
 /** Every resource is released on every exit path, in reverse order of creation. */
@@ -239,9 +272,8 @@ try {
 } catch (e) {
   process.exitCode = 1;
   progress(`failed: ${(e as Error).stack ?? e}`);
-  // The server log (warn and up) usually says why; it is about to be removed with the temp home.
-  const tail = logFile ? readFileSync(logFile, "utf8").trim().split("\n").slice(-10) : [];
-  for (const l of tail) if (l) progress(`server log: ${l.slice(0, 500)}`);
+  // The server logs (warn and up) usually say why; they are about to be removed with the temp home.
+  for (const l of phases?.problems().slice(-10) ?? []) progress(`server log: ${l.slice(0, 500)}`);
 } finally {
   clearTimeout(watchdog);
   await cleanup(cleanups);

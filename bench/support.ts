@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 
 // Copied from test/support.ts rather than imported: the bench must not depend on the test tree
 // (which pulls in vitest's `inject`).
@@ -72,6 +73,17 @@ export function stats(xs: number[]): Stats {
     max: r(s.at(-1) ?? NaN),
     mean: r(s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN),
   };
+}
+
+/** n sequential runs of fn, each timed. */
+export async function time(n: number, fn: () => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    out.push(performance.now() - t);
+  }
+  return out;
 }
 
 const COLS = ["n", "min", "p50", "p95", "p99", "max", "mean"] as const;
