@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { registerAttach } from "./attach.ts";
 import { registerPermissions } from "./permissions.ts";
 import { registerRun } from "./run.ts";
 import { registerSessions } from "./sessions.ts";
@@ -27,6 +28,7 @@ export function registerCommands(program: Command): void {
   registerRun(program);
   registerSessions(program);
   registerPermissions(program);
+  registerAttach(program);
   registerTasks(program);
   registerWebhooks(program);
   registerTokens(program);

@@ -25,6 +25,8 @@ export class CliError extends Error {
 export interface Connection {
   client: FlotillaClient;
   url: string;
+  /** For transports the client does not open itself (the terminal's WebSocket). */
+  token: string;
 }
 
 interface GlobalOptions {
@@ -57,7 +59,7 @@ export function connect(cmd: Command): Connection {
       );
     }
   }
-  return { client: new FlotillaClient({ baseUrl: url, token }), url };
+  return { client: new FlotillaClient({ baseUrl: url, token }), url, token };
 }
 
 /**

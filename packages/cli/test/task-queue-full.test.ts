@@ -42,6 +42,8 @@ describe("a full queue", () => {
     const { items } = await t.client.tasks.list();
     const r = await runCli(["task", "retry", items[0]!.id, ...conn]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error conflict: task tsk_\w+ is queued; only a finished task can be retried/);
+    expect(r.stderr).toMatch(
+      /^error conflict: task tsk_\w+ is queued; only a failed, cancelled, timed-out or dead task can be retried/,
+    );
   });
 });

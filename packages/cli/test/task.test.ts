@@ -197,7 +197,7 @@ describe("idempotency, options, cancel, retry", () => {
     const refused = await runCli(["task", "retry", queued, ...conn]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(
-      /^error conflict: task tsk_\w+ is succeeded; only a finished task can be retried/,
+      /^error conflict: task tsk_\w+ is succeeded; only a failed, cancelled, timed-out or dead task can be retried/,
     );
   });
 });

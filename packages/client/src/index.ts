@@ -21,19 +21,40 @@ import {
   type Task,
   type TaskPage,
   type TaskState,
+  type TerminalClientFrame,
+  type TerminalMode,
+  type TerminalServerFrame,
   type TokenInfo,
   type Webhook,
   type WebhookSecret,
+  type WebSession,
 } from "@flotilla/contracts";
 import { createParser } from "eventsource-parser";
 
-export type { Catalog, Diff, Harness, Message, PermissionRequest, Session, SessionEvent, TokenInfo };
+export type {
+  Catalog,
+  Diff,
+  Harness,
+  Message,
+  PermissionRequest,
+  Session,
+  SessionEvent,
+  TerminalClientFrame,
+  TerminalMode,
+  TerminalServerFrame,
+  TokenInfo,
+  WebSession,
+};
 export { FlotillaError };
 
 export interface ClientOptions {
   baseUrl: string;
   token?: string;
   fetch?: typeof fetch;
+  /** Passed to fetch: a browser page that authenticates by cookie sets "include" (or "same-origin"). */
+  credentials?: "include" | "same-origin" | "omit";
+  /** Extra headers computed per request, e.g. the CSRF header a cookie-authenticated page must send. */
+  headers?: () => Record<string, string>;
 }
 
 export interface StreamOptions {
@@ -55,11 +76,17 @@ export class FlotillaClient {
   private readonly fetch: typeof fetch;
   constructor(private readonly opts: ClientOptions) {
     this.baseUrl = opts.baseUrl.replace(/\/$/, "");
-    this.fetch = opts.fetch ?? globalThis.fetch;
+    // Called through a wrapper: a browser's fetch throws "Illegal invocation" when called as a method
+    // of another object (this.fetch(...)).
+    this.fetch = opts.fetch ?? ((input, init) => globalThis.fetch(input, init));
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { ...(this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {}), ...extra };
+    return {
+      ...(this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {}),
+      ...this.opts.headers?.(),
+      ...extra,
+    };
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -78,6 +105,7 @@ export class FlotillaClient {
         method,
         headers: this.headers(body !== undefined ? { "content-type": "application/json" } : {}),
         body: body !== undefined ? JSON.stringify(body) : undefined,
+        ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
       });
     } catch (e) {
       throw new FlotillaError(
@@ -110,6 +138,20 @@ export class FlotillaClient {
   health = () => this.request<{ ok: boolean }>("GET", "/healthz");
   models = () => this.request<Catalog>("GET", "/models");
   harnesses = () => this.request<{ items: Harness[] }>("GET", "/harnesses").then((r) => r.items);
+
+  /**
+   * The WebSocket URL of a session's terminal (frames: TerminalClientFrame / TerminalServerFrame).
+   * The client opens it with its own WebSocket: Node clients send the token as a header, so it is
+   * put in the query only when asked (`tokenInQuery`, for browsers, which cannot set headers).
+   */
+  terminalUrl = (id: string, o: { mode?: TerminalMode; client?: string; tokenInQuery?: boolean } = {}) => {
+    const u = new URL(`${this.baseUrl}/sessions/${encodeURIComponent(id)}/terminal`);
+    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    if (o.mode) u.searchParams.set("mode", o.mode);
+    if (o.client) u.searchParams.set("client", o.client);
+    if (o.tokenInQuery && this.opts.token) u.searchParams.set("token", this.opts.token);
+    return u.toString();
+  };
 
   sessions = {
     create: (body: CreateSessionBody) => this.request<Session>("POST", "/sessions", body),
@@ -178,6 +220,13 @@ export class FlotillaClient {
       this.request<DeliveryPage>("GET", `/tasks/${enc(taskId)}/deliveries${query(q)}`),
   };
 
+  /** Browser sessions: trade a token for cookies (the page then needs no token), and back. */
+  auth = {
+    login: (token: string) => this.request<WebSession>("POST", "/auth/session", { token }),
+    whoami: () => this.request<WebSession>("GET", "/auth/session"),
+    logout: () => this.request<{ ok: true }>("POST", "/auth/logout"),
+  };
+
   tokens = {
     create: (name: string, role: "admin" | "member" = "member") =>
       this.request<{ token: string; info: TokenInfo }>("POST", "/tokens", { name, role }),
@@ -195,6 +244,7 @@ export class FlotillaClient {
         const res = await this.fetch(`${this.baseUrl}/sessions/${enc(id)}/events`, {
           headers: this.headers({ accept: "text/event-stream", "last-event-id": String(last) }),
           signal: opts.signal,
+          ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
         });
         if (!res.ok) {
           const text = await res.text();
@@ -213,7 +263,7 @@ export class FlotillaClient {
           },
         });
         const decoder = new TextDecoder();
-        for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           parser.feed(decoder.decode(chunk, { stream: true }));
           while (queue.length) {
             const e = queue.shift()!;

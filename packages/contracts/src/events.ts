@@ -102,6 +102,8 @@ export const EventBody = z.discriminatedUnion("type", [
       reason: z.string().optional(),
     }),
   ),
+  // Who drives the session's terminal; holder is a client label (token id and client id), null when free.
+  ev("terminal.lease", z.object({ holder: z.string().nullable(), reason: z.string() })),
 ]);
 export type EventBody = z.infer<typeof EventBody>;
 export type EventType = EventBody["type"];

@@ -109,8 +109,10 @@ export interface Config {
     maxSessionsPerHarness: number;
     recycleMemoryMb: number;
     tickMs: number;
-    /** Stop a harness whose health check fails this many ticks in a row. */
+    /** Replace a harness whose health check failed this many ticks in a row AND for this long: a
+     * busy server on a loaded machine misses a 2 s probe now and then; a wedged one never answers. */
     healthFailures: number;
+    healthGraceMs: number;
   };
   scheduler: {
     /** Sessions run by the scheduler at once, across every replica. */
@@ -129,6 +131,17 @@ export interface Config {
     backoffMaxMs: number;
     /** Off: this control plane claims no tasks (an API-only replica). */
     enabled: boolean;
+  };
+  terminal: {
+    /** Started as a login shell (`-l`) in the session's workspace. */
+    shell: string;
+    /** The shell's whole environment is PATH, HOME and TERM: no provider keys, no Flotilla secrets. */
+    path: string;
+    home: string;
+    /** A driver that drops keeps the lease this long, so a reconnect does not lose it. */
+    graceMs: number;
+    /** The shell is killed this long after its last client left. */
+    idleMs: number;
   };
   bodyLimitBytes: number;
   /** Runs under vitest or a bench: no banner on stdout. */
@@ -233,6 +246,7 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       recycleMemoryMb: file.pool?.recycleMemoryMb ?? 3072,
       tickMs: 2000,
       healthFailures: 3,
+      healthGraceMs: 30_000,
     },
     scheduler: {
       maxConcurrent: file.scheduler?.maxConcurrent ?? 4,
@@ -247,6 +261,13 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       backoffBaseMs: 1000,
       backoffMaxMs: 60_000,
       enabled: env.FLOTILLA_SCHEDULER !== "off",
+    },
+    terminal: {
+      shell: env.SHELL || "bash",
+      path: env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+      home: env.HOME ?? homedir(),
+      graceMs: 5000,
+      idleMs: 5 * 60_000,
     },
     bodyLimitBytes: 1024 * 1024,
     quiet: false,

@@ -1,9 +1,11 @@
+import type { Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { newId } from "@flotilla/contracts";
 import { demoScenario, type ScriptedModelServer, startScriptedModel } from "@flotilla/scripted-model";
 import { serve } from "@hono/node-server";
 import { createApp } from "./api/app.ts";
 import type { Services } from "./api/context.ts";
+import { attachTerminalSocket } from "./api/terminal-socket.ts";
 import type { Config } from "./config.ts";
 import { HarnessManager } from "./core/harnesses.ts";
 import { HarnessPool } from "./core/pool.ts";
@@ -11,7 +13,9 @@ import { Scheduler } from "./core/scheduler.ts";
 import { SessionIngest } from "./core/session-ingest.ts";
 import { SessionService } from "./core/sessions.ts";
 import { TaskService } from "./core/tasks.ts";
+import { TerminalService } from "./core/terminals.ts";
 import { DEFAULT_ORG, TokenService } from "./core/tokens.ts";
+import { WebSessionService } from "./core/web-sessions.ts";
 import { WebhookService } from "./core/webhooks.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
@@ -174,6 +178,21 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
           server.close(() => res());
         }),
     );
+    // Pushed after the HTTP server's cleanup, so it runs first: shells killed, lease events stored
+    // while the database is still there, and upgraded sockets (which server.close ignores) closed.
+    const terminals = new TerminalService(
+      config.terminal,
+      events,
+      bus,
+      log.child({ component: "terminals" }),
+    );
+    const terminalSocket = attachTerminalSocket(server as HttpServer, services, terminals, {
+      webSessions: new WebSessionService(db),
+    });
+    cleanups.push(async () => {
+      terminalSocket.close();
+      await terminals.stop();
+    });
     ready = true;
     const base = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
     log.info({ url: base, org: DEFAULT_ORG }, "flotilla listening");

@@ -106,7 +106,7 @@ describe("harness pool", () => {
   });
 
   it("replaces a harness whose health check hangs", async () => {
-    t = await startTestServer({ scenario, pool: { tickMs: 300, healthFailures: 2 } });
+    t = await startTestServer({ scenario, pool: { tickMs: 300, healthFailures: 2, healthGraceMs: 1000 } });
     const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang on" });
     await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
     const [h] = await harnessOf(t, s.shardId);

@@ -1,13 +1,18 @@
 import { ErrorBody, FlotillaError } from "@flotilla/contracts";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import { WebSessionService } from "../core/web-sessions.ts";
+import { authenticate, isPublicAuthRoute } from "./auth.ts";
 import type { Env, Services } from "./context.ts";
 import { renderError, validationError } from "./errors.ts";
+import { authRoutes } from "./routes-auth.ts";
 import { sessionRoutes } from "./routes-sessions.ts";
 import { systemRoutes } from "./routes-system.ts";
 import { taskRoutes } from "./routes-tasks.ts";
+import { terminalRoutes } from "./routes-terminal.ts";
 import { tokenRoutes } from "./routes-tokens.ts";
 import { webhookRoutes } from "./routes-webhooks.ts";
+import { webUi } from "./web-ui.ts";
 
 const PUBLIC = new Set(["/healthz", "/readyz", "/openapi.json"]);
 
@@ -50,11 +55,12 @@ export function createApp(s: Services): OpenAPIHono<Env> {
         ),
     }),
   );
+  // Made here, not in Services: browser sessions are an API concern that no core service uses.
+  const web = new WebSessionService(s.db);
+  app.use("*", webUi(app));
   app.use("*", async (c, next) => {
-    if (PUBLIC.has(c.req.path)) return next();
-    const header = c.req.header("authorization") ?? "";
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    c.set("principal", await s.tokens.verify(m?.[1]));
+    if (PUBLIC.has(c.req.path) || isPublicAuthRoute(c)) return next();
+    c.set("principal", await authenticate(c, s, web));
     return next();
   });
 
@@ -63,6 +69,8 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   tokenRoutes(app, s);
   taskRoutes(app, s);
   webhookRoutes(app, s);
+  authRoutes(app, s, web);
+  terminalRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>
@@ -79,5 +87,5 @@ export const openapiInfo = {
     version: "0.1.0",
     description: "Control plane for fleets of coding agents.",
   },
-  security: [{ bearer: [] }],
+  security: [{ bearer: [] }, { cookie: [] }] as Record<string, string[]>[],
 };

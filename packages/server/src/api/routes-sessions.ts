@@ -70,7 +70,7 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       responses: {
         200: json(
           z.object({ deleted: z.literal(true) }),
-          "Deleted; harness stopped; workspace removed if asked",
+          "Deleted; its directory released on the harness; workspace removed if asked",
         ),
         ...errors,
       },
@@ -203,8 +203,10 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       const q = c.req.valid("query");
       const p = c.get("principal");
       const session = await s.sessions.get(id, p);
-      const lastEventId = Number(c.req.header("last-event-id"));
-      const after = q.after ?? (Number.isFinite(lastEventId) ? lastEventId : 0);
+      // Last-Event-ID wins over `after`: a browser's EventSource reconnects to its original URL
+      // (with its original `after`) and says where it really got to only in this header.
+      const lastEventId = Number(c.req.header("last-event-id") ?? Number.NaN);
+      const after = Number.isFinite(lastEventId) ? lastEventId : (q.after ?? 0);
       if ((c.req.header("accept") ?? "").includes("text/event-stream"))
         return sessionEventStream(c, s, id, after);
       const items = await s.sessions.events(id, p, after, q.limit);

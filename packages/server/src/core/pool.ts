@@ -13,7 +13,7 @@ import { createShard } from "./shards.ts";
 export class HarnessPool {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private readonly failures = new Map<string, number>();
+  private readonly failures = new Map<string, { count: number; since: number }>();
   private stopped = false;
 
   constructor(
@@ -64,11 +64,17 @@ export class HarnessPool {
       if (!r) continue;
       // A harness whose health check hangs is as good as dead (OPENCODE.md): replace it.
       const ok = await this.harnesses.healthy(h, 2000);
-      const failures = ok ? 0 : (this.failures.get(h.id) ?? 0) + 1;
-      this.failures.set(h.id, failures);
-      if (failures >= pool.healthFailures) {
+      const prev = this.failures.get(h.id);
+      const failing = ok ? undefined : { count: (prev?.count ?? 0) + 1, since: prev?.since ?? Date.now() };
+      if (failing) this.failures.set(h.id, failing);
+      else this.failures.delete(h.id);
+      if (
+        failing &&
+        failing.count >= pool.healthFailures &&
+        Date.now() - failing.since >= pool.healthGraceMs
+      ) {
         this.failures.delete(h.id);
-        await this.harnesses.replace(h, `health check failed ${failures} times in a row`);
+        await this.harnesses.replace(h, `health check failed ${failing.count} times in a row`);
         continue;
       }
       const { rssBytes } = await this.harnesses.stats(h);

@@ -71,21 +71,46 @@ export async function claimNext(
       (await tx.query("select count(*) from tasks where state = 'running'")).rows[0].count,
     );
     if (running >= limits.maxConcurrent) return null;
-    const { rows } = await tx.query(
-      `with rp as (select project_id, count(*) as c from tasks where state = 'running' group by project_id),
-            rt as (select token_id, count(*) as c from tasks where state = 'running' group by token_id)
-       select t.id from tasks t
-         left join rp on rp.project_id = t.project_id
-         left join rt on rt.token_id = t.token_id
-       where t.state = 'queued' and t.available_at <= now()
-         and coalesce(rp.c, 0) < $1 and coalesce(rt.c, 0) < $2
-       order by t.priority desc, coalesce(rp.c, 0) asc, t.created_at asc, t.id asc
-       limit 1
-       for update of t skip locked`,
-      [limits.perProject, limits.perToken],
-    );
-    if (!rows[0]) return null;
-    const id = rows[0].id;
+    // Each project's best eligible task (priority, then age) from the per-project index, then the
+    // best of those: priority, then the project with the fewest running (fair share), then age.
+    // Same order as sorting every queued task, without sorting the queue under the lock.
+    const pick = async (skip: string[]) =>
+      (
+        await tx.query(
+          `with rp as (select project_id, count(*) as c from tasks where state = 'running' group by project_id),
+                rt as (select token_id, count(*) as c from tasks where state = 'running' group by token_id)
+           select best.id from projects p
+             left join rp on rp.project_id = p.id
+             cross join lateral (
+               select t.id, t.priority, t.created_at from tasks t
+                 left join rt on rt.token_id = t.token_id
+               where t.project_id = p.id and t.state = 'queued' and t.available_at <= now()
+                 and coalesce(rt.c, 0) < $2 and not (t.id = any($3::text[]))
+               order by t.priority desc, t.created_at asc, t.id asc
+               limit 1
+             ) best
+           where coalesce(rp.c, 0) < $1
+           order by best.priority desc, coalesce(rp.c, 0) asc, best.created_at asc, best.id asc
+           limit 1`,
+          [limits.perProject, limits.perToken, skip],
+        )
+      ).rows[0]?.id as string | undefined;
+    const skipped: string[] = [];
+    let chosen: string | undefined;
+    for (let candidate = await pick(skipped); candidate; candidate = await pick(skipped)) {
+      // Rows a cancel or retry transaction holds are passed over, not waited on.
+      const locked = await tx.query(
+        "select id from tasks where id = $1 and state = 'queued' for update skip locked",
+        [candidate],
+      );
+      if (locked.rows[0]) {
+        chosen = candidate;
+        break;
+      }
+      skipped.push(candidate);
+    }
+    if (!chosen) return null;
+    const id = chosen;
     const n = Number((await tx.query("select attempts from tasks where id = $1", [id])).rows[0].attempts) + 1;
     const tr = await transition(tx, id, ["queued"], "running", {
       reason: `attempt ${n} on ${replica}`,

@@ -180,6 +180,11 @@ export class SessionService {
     return workspaceDiff(r.path, r.base_commit);
   }
 
+  /** Where a terminal for the session runs: its workspace, on the replica that holds it. */
+  async terminalDir(id: string, p: Principal): Promise<string> {
+    return (await this.localRow(id, p)).path;
+  }
+
   async permissions(id: string, p: Principal): Promise<PermissionRequest[]> {
     await this.row(id, p);
     const { rows } = await this.db.query(

@@ -1,0 +1,118 @@
+import type { SessionEvent } from "@flotilla/client";
+
+type Of<T extends SessionEvent["type"]> = Extract<SessionEvent, { type: T }>["data"];
+export type SessionStatus = Of<"session.status">["status"];
+export type ToolStatus = Of<"tool.updated">["status"];
+
+export type Row =
+  | { kind: "user"; key: string; text: string }
+  | { kind: "text"; key: string; text: string }
+  | { kind: "reasoning"; key: string; text: string }
+  | { kind: "tool"; key: string; tool: string; status: ToolStatus; title?: string; error?: string }
+  | { kind: "notice"; key: string; tone: "info" | "error"; text: string };
+
+export type PendingPermission = Of<"permission.asked">;
+
+export interface Transcript {
+  rows: Row[];
+  permissions: PendingPermission[];
+  status: SessionStatus | undefined;
+  lastSeq: number;
+}
+
+export const emptyTranscript: Transcript = { rows: [], permissions: [], status: undefined, lastSeq: 0 };
+
+/**
+ * Folds a batch of events into the conversation. Idempotent by seq, so a replay after a reconnect
+ * (the server resumes after Last-Event-ID, but a fresh connection may overlap) changes nothing.
+ * Copies the state once per batch: React sees a new object, and a burst of deltas costs one render.
+ */
+export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
+  const rows = [...prev.rows];
+  let permissions = prev.permissions;
+  let { status, lastSeq } = prev;
+  const at = new Map(rows.map((r, i) => [r.key, i]));
+  const upsert = (row: Row, merge?: (old: Row) => Row) => {
+    const i = at.get(row.key);
+    if (i === undefined) {
+      at.set(row.key, rows.length);
+      rows.push(row);
+    } else rows[i] = merge ? merge(rows[i]!) : row;
+  };
+  for (const e of events) {
+    if (e.seq <= lastSeq) continue;
+    lastSeq = e.seq;
+    switch (e.type) {
+      case "turn.started":
+        upsert({ kind: "user", key: `turn-${e.seq}`, text: e.data.prompt });
+        break;
+      case "text.delta":
+        upsert({ kind: "text", key: e.data.partId, text: e.data.delta }, (old) =>
+          old.kind === "text" ? { ...old, text: old.text + e.data.delta } : old,
+        );
+        break;
+      case "text.completed":
+        upsert({ kind: "text", key: e.data.partId, text: e.data.text });
+        break;
+      case "reasoning.delta":
+        upsert({ kind: "reasoning", key: e.data.partId, text: e.data.delta }, (old) =>
+          old.kind === "reasoning" ? { ...old, text: old.text + e.data.delta } : old,
+        );
+        break;
+      case "reasoning.completed":
+        upsert({ kind: "reasoning", key: e.data.partId, text: e.data.text });
+        break;
+      case "tool.updated":
+        upsert({
+          kind: "tool",
+          key: e.data.callId,
+          tool: e.data.tool,
+          status: e.data.status,
+          title: e.data.title,
+          error: e.data.error,
+        });
+        break;
+      case "permission.asked":
+        permissions = [...permissions.filter((p) => p.requestId !== e.data.requestId), e.data];
+        break;
+      case "permission.replied":
+        permissions = permissions.filter((p) => p.requestId !== e.data.requestId);
+        break;
+      case "turn.finished":
+        // A finished turn can no longer be waiting on anything it asked.
+        permissions = [];
+        if (e.data.outcome !== "success")
+          upsert({
+            kind: "notice",
+            key: `fin-${e.seq}`,
+            tone: e.data.outcome === "aborted" ? "info" : "error",
+            text: `Turn ${e.data.outcome}${e.data.error ? `: ${e.data.error.message}` : ""}`,
+          });
+        break;
+      case "session.status":
+        status = e.data.status;
+        if (e.data.error)
+          upsert({ kind: "notice", key: `st-${e.seq}`, tone: "error", text: e.data.error.message });
+        break;
+      case "error":
+        upsert({
+          kind: "notice",
+          key: `err-${e.seq}`,
+          tone: "error",
+          text: `${e.data.name}: ${e.data.message}`,
+        });
+        break;
+      case "provider.retry":
+        upsert({
+          kind: "notice",
+          key: "retry",
+          tone: "info",
+          text: `Provider retry ${e.data.attempt}: ${e.data.message}`,
+        });
+        break;
+      default:
+        break;
+    }
+  }
+  return { rows, permissions, status, lastSeq };
+}
