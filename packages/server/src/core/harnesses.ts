@@ -157,6 +157,14 @@ export class HarnessManager {
         env,
         password,
         readyTimeoutMs: this.config.harness.readyTimeoutMs,
+        onSpawn: async (rec) => {
+          await this.db.query("update harnesses set pid = $2, pid_start = $3, url = $4 where id = $1", [
+            id,
+            rec.pid,
+            rec.pidStart,
+            rec.url,
+          ]);
+        },
       });
     } catch (e) {
       const reason =

@@ -15,6 +15,9 @@ export interface HarnessSpec {
   env: Record<string, string>;
   password: string;
   readyTimeoutMs: number;
+  /** Called as soon as the process exists (before it is ready), so a crash of the control plane
+   * during start-up still leaves a record that finds and stops it. */
+  onSpawn?: (record: HarnessRecord) => Promise<void>;
 }
 
 export interface HarnessRecord {

@@ -103,6 +103,7 @@ export class LocalDriver implements RuntimeDriver {
       url,
       runDir: spec.runDir,
     };
+    await spec.onSpawn?.(record);
     let gone: string | undefined;
     void exited.then((x) => {
       gone = `exited with ${x.signal ?? x.code}`;
