@@ -138,7 +138,8 @@ describe("tasks", () => {
     expect(restartedAt - failedAt).toBeGreaterThanOrEqual(100);
 
     const again = await t.client.tasks.retry(task.id);
-    expect(again.state).toBe("queued");
+    // Back in the queue (a scheduler poll may already have claimed it again).
+    expect(["queued", "running"]).toContain(again.state);
     expect(again.maxAttempts).toBe(4);
     await t.client.tasks.cancel(task.id);
   });

@@ -250,8 +250,10 @@ export class TaskService {
       return done;
     });
     this.published([t]);
+    // Read before waking the schedulers, so the answer is the state this request made.
+    const after = await this.get(id, p);
     await this.db.query("select pg_notify('flotilla_task_cancel', $1)", [id]).catch(() => {});
-    return this.get(id, p);
+    return after;
   }
 
   /** A finished task goes back to the queue with a fresh budget of attempts. */
@@ -275,8 +277,10 @@ export class TaskService {
         { field: "id" },
       );
     this.published([t]);
+    // Read before waking the schedulers: a claim would otherwise show as this answer's state.
+    const after = await this.get(id, p);
     await this.db.query("select pg_notify('flotilla_tasks', $1)", [id]).catch(() => {});
-    return this.get(id, p);
+    return after;
   }
 }
 
