@@ -45,7 +45,13 @@ export const EventBody = z.discriminatedUnion("type", [
   ),
   ev(
     "turn.started",
-    z.object({ prompt: z.string(), model: z.string().optional(), agent: z.string().optional() }),
+    z.object({
+      prompt: z.string(),
+      model: z.string().optional(),
+      agent: z.string().optional(),
+      // The harness's id for the prompt's message: what fork takes to branch before this turn.
+      messageId: z.string().optional(),
+    }),
   ),
   ev(
     "turn.finished",

@@ -141,6 +141,6 @@ describe("browser sessions", () => {
     expect(js.headers.get("cache-control")).toContain("immutable");
     // An API path a browser tab opens is still the API (here: no credential, so 401).
     expect((await fetch(`${t.url}/sessions`, { headers: html })).status).toBe(401);
-    expect((await fetch(`${t.url}/assets/nope.js`)).status).toBe(401);
+    expect((await fetch(`${t.url}/assets/nope.js`)).status).toBe(404);
   });
 });

@@ -16,8 +16,13 @@ import { createRoot } from "react-dom/client";
 import { api, hasSessionCookie, isUnauthorized } from "./api.ts";
 import { ChangesPage } from "./pages/changes.tsx";
 import { LoginPage } from "./pages/login.tsx";
+import { OverviewPage } from "./pages/overview.tsx";
 import { ConversationPage, SessionLayout } from "./pages/session.tsx";
 import { SessionsPage } from "./pages/sessions.tsx";
+import { SettingsPage } from "./pages/settings.tsx";
+import { TaskPage, TasksPage } from "./pages/tasks.tsx";
+import { TerminalPage } from "./pages/terminal.tsx";
+import { WebhookPage, WebhooksPage } from "./pages/webhooks.tsx";
 import "./styles.css";
 
 // Any 401 means the cookie session ended (expired, logged out, token revoked): go log in again.
@@ -30,6 +35,16 @@ const queryClient = new QueryClient({
   defaultOptions: { queries: { retry: (n, e) => !isUnauthorized(e) && n < 2, refetchOnWindowFocus: true } },
 });
 
+// UI paths are short and never an API path's first segment (/sessions, /tasks, /webhooks are the
+// API's), so a deep link typed into the address bar gets the UI and an API GET still gets JSON.
+const NAV = [
+  ["/", "Overview"],
+  ["/s", "Sessions"],
+  ["/t", "Tasks"],
+  ["/hooks", "Webhooks"],
+  ["/settings", "Settings"],
+] as const;
+
 function Shell() {
   const path = useRouterState({ select: (s) => s.location.pathname });
   const navigate = useNavigate();
@@ -41,22 +56,32 @@ function Shell() {
   return (
     <div className="min-h-dvh">
       <header className="border-b border-stone-200 bg-white/80 backdrop-blur dark:border-stone-800 dark:bg-stone-900/80">
-        <div className="mx-auto flex max-w-5xl items-center gap-4 px-4 py-3">
+        <div className="mx-auto flex max-w-6xl items-center gap-4 px-4 py-3">
           <Link to="/" className="font-semibold tracking-tight">
             Flotilla
           </Link>
           {path !== "/login" && (
             <>
-              <Link
-                to="/"
-                className="text-sm text-stone-600 hover:text-stone-900 dark:text-stone-400 dark:hover:text-white"
+              <nav
+                aria-label="Main"
+                className="flex min-w-0 flex-1 items-center gap-3 overflow-x-auto text-sm sm:gap-4"
               >
-                Sessions
-              </Link>
+                {NAV.map(([to, label]) => (
+                  <Link
+                    key={to}
+                    to={to}
+                    activeOptions={{ exact: to === "/" }}
+                    className="shrink-0 text-stone-600 hover:text-stone-900 dark:text-stone-400 dark:hover:text-white"
+                    activeProps={{ className: "font-medium !text-stone-900 dark:!text-white" }}
+                  >
+                    {label}
+                  </Link>
+                ))}
+              </nav>
               <button
                 type="button"
                 onClick={logout}
-                className="ml-auto text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
+                className="shrink-0 text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
               >
                 Log out
               </button>
@@ -64,7 +89,7 @@ function Shell() {
           )}
         </div>
       </header>
-      <main className="mx-auto max-w-5xl px-4 py-6">
+      <main className="mx-auto max-w-6xl px-4 py-6">
         <Outlet />
       </main>
     </div>
@@ -85,11 +110,18 @@ const sessionRoute = createRoute({
   component: SessionLayout,
 });
 const routeTree = rootRoute.addChildren([
-  createRoute({ getParentRoute: () => rootRoute, path: "/", component: SessionsPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/", component: OverviewPage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/login", component: LoginPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/s", component: SessionsPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/t", component: TasksPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/t/$id", component: TaskPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/hooks", component: WebhooksPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/hooks/$id", component: WebhookPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/settings", component: SettingsPage }),
   sessionRoute.addChildren([
     createRoute({ getParentRoute: () => sessionRoute, path: "/", component: ConversationPage }),
     createRoute({ getParentRoute: () => sessionRoute, path: "/changes", component: ChangesPage }),
+    createRoute({ getParentRoute: () => sessionRoute, path: "/terminal", component: TerminalPage }),
   ]),
 ]);
 

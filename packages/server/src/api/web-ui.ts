@@ -78,6 +78,8 @@ export function webUi(app: OpenAPIHono<Env>, dist = WEB_DIST): MiddlewareHandler
     // Vite fingerprints everything under /assets, so those may be cached forever.
     if (file && path !== "/index.html")
       return send(c, file, path.startsWith("/assets/") ? "public, max-age=31536000, immutable" : "no-cache");
+    // A stale page asking for an asset of an older build: say it is gone, not that it needs a login.
+    if (path.startsWith("/assets/")) return c.text("not found", 404);
     if (!(c.req.header("accept") ?? "").includes("text/html")) return next();
     apiSegments ??= new Set(
       app.routes.filter((r) => r.path.startsWith("/")).map((r) => r.path.split("/")[1] ?? ""),

@@ -367,16 +367,19 @@ export class SessionService {
     const model = msg.model ?? r.model;
     const agent = msg.agent ?? r.agent ?? undefined;
     this.ingest.turnStarted(r.id);
+    const messageID = opencodeMessageId();
     await this.log.append(
       r.id,
       [
-        { type: "turn.started", data: { prompt: msg.text, model, ...(agent ? { agent } : {}) } },
+        {
+          type: "turn.started",
+          data: { prompt: msg.text, model, ...(agent ? { agent } : {}), messageId: messageID },
+        },
         { type: "session.status", data: { status: "running" } },
       ],
       { status: "running", error: null, turnStartedAt: new Date() },
     );
     await this.db.query("update harnesses set last_active_at = now() where id = $1", [h.id]);
-    const messageID = opencodeMessageId();
     await this.db.query("update sessions set turn_message_id = $2 where id = $1", [r.id, messageID]);
     try {
       await h.client.session.promptAsync(

@@ -16,7 +16,7 @@ export function transcript(events: SessionEvent[]): Message[] {
   for (const e of events) {
     if (e.type === "turn.started")
       out.push({
-        id: e.id,
+        id: e.data.messageId ?? e.id,
         role: "user",
         at: e.at,
         parts: [{ type: "text", id: e.id, text: e.data.prompt }],

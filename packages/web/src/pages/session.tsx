@@ -61,6 +61,9 @@ export function SessionLayout() {
           <Link to="/s/$id/changes" params={{ id }} className={tab} activeProps={{ className: activeTab }}>
             Changes
           </Link>
+          <Link to="/s/$id/terminal" params={{ id }} className={tab} activeProps={{ className: activeTab }}>
+            Terminal
+          </Link>
         </nav>
         <Outlet />
       </div>
