@@ -137,7 +137,9 @@ export async function runLatency(opts: {
     if (!res.ok || !res.body) throw new Error(`harness event stream answered ${res.status}`);
     loops.push(
       (async () => {
-        for await (const f of sseFrames(res.body as AsyncIterable<Uint8Array>, () => performance.now())) {
+        for await (const f of sseFrames(res.body as unknown as AsyncIterable<Uint8Array>, () =>
+          performance.now(),
+        )) {
           const frame = JSON.parse(f.data) as {
             payload?: { type: string; properties: Record<string, string> };
           };

@@ -1,4 +1,5 @@
 import {
+  type ActivityNotice,
   type Catalog,
   type CreatedWebhook,
   type CreateSessionBody,
@@ -11,6 +12,7 @@ import {
   FlotillaError,
   type Harness,
   type Message,
+  type Overview,
   type PermissionReplyBody,
   type PermissionRequest,
   type SendMessageBody,
@@ -32,10 +34,12 @@ import {
 import { createParser } from "eventsource-parser";
 
 export type {
+  ActivityNotice,
   Catalog,
   Diff,
   Harness,
   Message,
+  Overview,
   PermissionRequest,
   Session,
   SessionEvent,
@@ -138,6 +142,8 @@ export class FlotillaClient {
   health = () => this.request<{ ok: boolean }>("GET", "/healthz");
   models = () => this.request<Catalog>("GET", "/models");
   harnesses = () => this.request<{ items: Harness[] }>("GET", "/harnesses").then((r) => r.items);
+  /** The caller's organisation at a glance: sessions, tasks, harnesses, today's usage, recent failures. */
+  overview = () => this.request<Overview>("GET", "/overview");
 
   /**
    * The WebSocket URL of a session's terminal (frames: TerminalClientFrame / TerminalServerFrame).
@@ -155,7 +161,8 @@ export class FlotillaClient {
 
   sessions = {
     create: (body: CreateSessionBody) => this.request<Session>("POST", "/sessions", body),
-    list: (q: { status?: SessionStatus; limit?: number; cursor?: string } = {}) => {
+    /** `q`: only sessions whose title or repository contains it (any case). */
+    list: (q: { status?: SessionStatus; q?: string; limit?: number; cursor?: string } = {}) => {
       const p = new URLSearchParams();
       for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
       const qs = p.toString();
@@ -233,6 +240,30 @@ export class FlotillaClient {
     list: () => this.request<{ items: TokenInfo[] }>("GET", "/tokens").then((r) => r.items),
     revoke: (id: string) => this.request<TokenInfo>("DELETE", `/tokens/${enc(id)}`),
   };
+
+  /**
+   * The activity feed: a notice each time a session or task of the caller's org changes. Ends when
+   * the connection does (no replay: re-read what you show and open it again).
+   */
+  async *activity(opts: { signal?: AbortSignal } = {}): AsyncGenerator<ActivityNotice> {
+    const res = await this.fetch(`${this.baseUrl}/activity`, {
+      headers: this.headers({ accept: "text/event-stream" }),
+      signal: opts.signal,
+      ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+    });
+    if (!res.ok) throw FlotillaError.fromBody(res.status, await res.json().catch(() => ({})));
+    const queue: ActivityNotice[] = [];
+    const parser = createParser({ onEvent: (ev) => queue.push(JSON.parse(ev.data) as ActivityNotice) });
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        parser.feed(decoder.decode(chunk, { stream: true }));
+        while (queue.length) yield queue.shift()!;
+      }
+    } catch (e) {
+      if (!opts.signal?.aborted) throw e;
+    }
+  }
 
   private async *stream(id: string, opts: StreamOptions): AsyncGenerator<SessionEvent> {
     let last = opts.after ?? 0;

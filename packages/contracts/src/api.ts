@@ -73,6 +73,11 @@ export type Session = z.infer<typeof Session>;
 
 export const ListSessionsQuery = z.object({
   status: SessionStatus.optional(),
+  q: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ description: "Only sessions whose title or repository contains this (any case); blank: all" }),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
 });
@@ -218,3 +223,92 @@ export const Harness = z
   })
   .openapi("Harness");
 export type Harness = z.infer<typeof Harness>;
+
+/** One line of the activity feed (`GET /activity`): that something changed, not what. */
+export const ActivityNotice = z
+  .discriminatedUnion("kind", [
+    z.object({ kind: z.literal("session"), id: z.string(), status: SessionStatus.optional() }),
+    z.object({ kind: z.literal("task"), id: z.string(), state: z.string() }),
+  ])
+  .openapi("ActivityNotice");
+export type ActivityNotice = z.infer<typeof ActivityNotice>;
+
+const Count = z.number().int().min(0);
+export const OverviewFailure = z
+  .object({
+    kind: z.enum(["session", "task"]),
+    id: z.string(),
+    title: z.string().openapi({ description: "The session's title, or the first line of the task's prompt" }),
+    state: z.string().openapi({ description: "The session's status or the task's state" }),
+    error: ErrorInfo.nullable(),
+    at: z.string().openapi({ description: "When it failed (a task's finish, a session's last change)" }),
+  })
+  .openapi("OverviewFailure");
+export type OverviewFailure = z.infer<typeof OverviewFailure>;
+
+export const OverviewHarness = z
+  .object({
+    id: z.string(),
+    state: z.enum(["starting", "ready", "stopping"]),
+    rssBytes: z.number().nullable().openapi({ description: "Resident memory, last sampled" }),
+    activeSessions: z.number().int(),
+    projectId: z.string().nullable().openapi({ description: "Null for a warm harness" }),
+    repo: z.string().nullable().openapi({ description: "The project's repository" }),
+    startedAt: z.string(),
+  })
+  .openapi("OverviewHarness");
+export type OverviewHarness = z.infer<typeof OverviewHarness>;
+
+/**
+ * One reading of the organisation's fleet for a dashboard. "Today" is the UTC day: from 00:00 UTC
+ * (`since`) to the reading (`at`).
+ */
+export const Overview = z
+  .object({
+    at: z.string().openapi({ description: "Server time of the reading" }),
+    since: z.string().openapi({ description: "Start of today's window: the last midnight, UTC" }),
+    sessions: z
+      .object({
+        provisioning: Count,
+        idle: Count,
+        running: Count,
+        waiting_permission: Count,
+        interrupted: Count,
+        failed: Count,
+      })
+      .openapi({ description: "Sessions (not deleted) by status, now" }),
+    tasks: z
+      .object({
+        queued: Count,
+        running: Count,
+        succeeded: Count,
+        failed: Count,
+        cancelled: Count,
+        timed_out: Count,
+        dead: Count,
+      })
+      .openapi({ description: "queued and running: now; the final states: tasks that ended today (UTC)" }),
+    queue: z.object({
+      depth: Count.openapi({ description: "Tasks queued" }),
+      ready: Count.openapi({ description: "Queued tasks a scheduler may claim now (not backing off)" }),
+    }),
+    harnesses: z.object({
+      items: z.array(OverviewHarness).openapi({ description: "Live harnesses (starting, ready, stopping)" }),
+      totalRssBytes: z.number().openapi({ description: "Sum of their last sampled memory" }),
+    }),
+    today: z
+      .object({
+        tokens: Tokens,
+        cost: z.number(),
+        messages: Count.openapi({ description: "Assistant messages that reported usage" }),
+        failedTasks: Count.openapi({ description: "Tasks that ended failed, dead or timed out" }),
+        failedSessions: Count.openapi({ description: "Sessions that failed or whose turn failed" }),
+      })
+      .openapi({ description: "Since `since` (00:00 UTC), summed from the sessions' usage events" }),
+    failures: z.array(OverviewFailure).openapi({
+      description:
+        "Newest first, at most 10: failed, dead and timed-out tasks; sessions that failed, were interrupted, or whose last turn ended in an error",
+    }),
+  })
+  .openapi("Overview");
+export type Overview = z.infer<typeof Overview>;

@@ -91,6 +91,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     await bus.start();
     cleanups.push(() => bus.stop());
     const tasks = new TaskService(db, config);
+    // Every task transition reaches the activity feed of every replica (UIs refresh from it).
+    tasks.onTransition((t) => bus.publishTask({ id: t.task.id, state: t.to }));
     // Started before recovery and pushed before the session and scheduler cleanups (so it stops
     // after them): the changes they make at boot and at shutdown still reach the outbox.
     const webhooks = new WebhookService(

@@ -5,7 +5,9 @@ import { WebSessionService } from "../core/web-sessions.ts";
 import { authenticate, isPublicAuthRoute } from "./auth.ts";
 import type { Env, Services } from "./context.ts";
 import { renderError, validationError } from "./errors.ts";
+import { activityRoutes } from "./routes-activity.ts";
 import { authRoutes } from "./routes-auth.ts";
+import { overviewRoutes } from "./routes-overview.ts";
 import { sessionRoutes } from "./routes-sessions.ts";
 import { systemRoutes } from "./routes-system.ts";
 import { taskRoutes } from "./routes-tasks.ts";
@@ -71,6 +73,8 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   webhookRoutes(app, s);
   authRoutes(app, s, web);
   terminalRoutes(app, s);
+  overviewRoutes(app, s);
+  activityRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>

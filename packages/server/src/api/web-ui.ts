@@ -1,6 +1,8 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { extname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { brotliCompress, gzip, constants as zlib } from "node:zlib";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import type { Env } from "./context.ts";
@@ -23,6 +25,18 @@ const TYPES: Record<string, string> = {
 // The UI talks only to its own origin; inline styles are allowed for React's style attributes.
 const CSP =
   "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+const COMPRESSIBLE = new Set([".html", ".js", ".css", ".svg", ".json", ".txt"]);
+const brotli = promisify(brotliCompress);
+const gzipP = promisify(gzip);
+
+/** The encoding to answer with: brotli, else gzip, else none (q-values are not weighed: browsers send both). */
+function pickEncoding(accept: string | undefined): "br" | "gzip" | undefined {
+  const a = accept ?? "";
+  if (/\bbr\b/.test(a)) return "br";
+  if (/\bgzip\b/.test(a)) return "gzip";
+  return undefined;
+}
 
 const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Flotilla</title>
 <p>The web UI is not built. Run <code>npm run build -w @flotilla/web</code> (npm start does it for you).</p>`;
@@ -50,6 +64,8 @@ export function webUi(app: OpenAPIHono<Env>, dist = WEB_DIST): MiddlewareHandler
   let files = new Map<string, string>();
   let builtAt = -1;
   let apiSegments: Set<string> | undefined;
+  // Compressed once per file and encoding, on first request: the build is fixed until index.html changes.
+  let packed = new Map<string, Promise<Uint8Array>>();
   // Rebuilds replace hashed asset names: re-list whenever index.html changes.
   const current = async () => {
     const m = await stat(join(dist, "index.html")).then(
@@ -58,6 +74,7 @@ export function webUi(app: OpenAPIHono<Env>, dist = WEB_DIST): MiddlewareHandler
     );
     if (m !== builtAt) {
       files = m < 0 ? new Map() : await listFiles(dist);
+      packed = new Map();
       builtAt = m;
     }
     return files;
@@ -67,8 +84,21 @@ export function webUi(app: OpenAPIHono<Env>, dist = WEB_DIST): MiddlewareHandler
     c.header("cache-control", cache);
     c.header("x-content-type-options", "nosniff");
     if (abs.endsWith(".html")) c.header("content-security-policy", CSP);
+    const enc = COMPRESSIBLE.has(extname(abs)) ? pickEncoding(c.req.header("accept-encoding")) : undefined;
+    if (COMPRESSIBLE.has(extname(abs))) c.header("vary", "accept-encoding");
+    if (enc) c.header("content-encoding", enc);
     if (c.req.method === "HEAD") return c.body(null);
-    return c.body(new Uint8Array(await readFile(abs)));
+    if (!enc) return c.body(new Uint8Array(await readFile(abs)));
+    const key = `${enc}:${abs}`;
+    let body = packed.get(key);
+    if (!body) {
+      body = readFile(abs).then((raw) =>
+        enc === "br" ? brotli(raw, { params: { [zlib.BROTLI_PARAM_QUALITY]: 9 } }) : gzipP(raw, { level: 9 }),
+      );
+      packed.set(key, body);
+      body.catch(() => packed.delete(key));
+    }
+    return c.body(new Uint8Array(await body));
   };
   return async (c, next) => {
     if (c.req.method !== "GET" && c.req.method !== "HEAD") return next();

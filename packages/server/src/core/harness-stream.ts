@@ -121,7 +121,8 @@ export class HarnessStream {
         },
       });
       const decoder = new TextDecoder();
-      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      // (via unknown: with @xterm/xterm installed for the UI, its typings pull in the DOM lib, whose ReadableStream type is not async-iterable)
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         arm();
         parser.feed(decoder.decode(chunk, { stream: true }));
       }

@@ -249,6 +249,8 @@ export class Scheduler {
         s.id,
       ]);
       await this.db.query("update tasks set session_id = $2 where id = $1", [task.id, s.id]);
+      // Not a transition, but what a task's page shows changed: it now has a session to open.
+      this.bus.publishTask({ id: task.id, state: "running" });
       const remaining = task.timeout_ms - (Date.now() - started);
       const end = await this.waitTurn(s.id, remaining, r.abort.signal);
       if (end === "timeout" || end === "abort") {

@@ -149,12 +149,19 @@ export class SessionService {
   }
 
   async list(
-    q: { status?: SessionStatus; limit: number; cursor?: string },
+    q: { status?: SessionStatus; q?: string; limit: number; cursor?: string },
     p: Principal,
   ): Promise<SessionPage> {
     const args: unknown[] = [p.orgId, q.limit + 1];
     let where = "s.org_id = $1 and s.deleted_at is null";
     if (q.status) where += ` and s.status = $${args.push(q.status)}`;
+    // A substring match, not LIKE: the user's text needs no escaping. It walks the org's sessions
+    // newest first until a page is full, which the list's index already orders.
+    const text = q.q?.trim().toLowerCase();
+    if (text) {
+      const n = args.push(text);
+      where += ` and (strpos(lower(s.title), $${n}) > 0 or strpos(lower(w.repo), $${n}) > 0)`;
+    }
     if (q.cursor) where += ` and s.id < $${args.push(q.cursor)}`;
     const { rows } = await this.db.query<SessionRow>(
       `${SELECT} where ${where} order by s.id desc limit $2`,

@@ -5,6 +5,11 @@ import type { Db } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 
 export type Listener = (e: SessionEvent) => void;
+/** A task changed state: what the activity feed tells UIs, on whichever replica made the change. */
+export interface TaskNotice {
+  id: string;
+  state: string;
+}
 const CHANNEL = "flotilla_events";
 
 /**
@@ -57,6 +62,20 @@ export class EventBus {
     return () => this.emitter.off("*local", fn);
   }
 
+  /** Task state changes from every replica (sessions have their own events; tasks only transitions). */
+  subscribeTasks(fn: (n: TaskNotice) => void): () => void {
+    this.emitter.on("*task", fn);
+    return () => this.emitter.off("*task", fn);
+  }
+
+  /** Called after a task transition commits. */
+  publishTask(n: TaskNotice): void {
+    this.emitter.emit("*task", n);
+    this.db
+      .query("select pg_notify($1, $2)", [CHANNEL, `${this.instance}|task|${n.id}|${n.state}`])
+      .catch((err) => this.log.warn({ err }, "notify failed"));
+  }
+
   /** Called after commit with the events just stored. */
   async publish(events: SessionEvent[]): Promise<void> {
     if (events.length === 0) return;
@@ -74,8 +93,14 @@ export class EventBus {
   }
 
   private async onNotify(payload: string): Promise<void> {
-    const [instance, sessionId, seqText] = payload.split("|");
-    if (!sessionId || instance === this.instance) return;
+    const parts = payload.split("|");
+    if (parts[0] === this.instance) return;
+    if (parts[1] === "task") {
+      if (parts[2] && parts[3]) this.emitter.emit("*task", { id: parts[2], state: parts[3] });
+      return;
+    }
+    const [, sessionId, seqText] = parts;
+    if (!sessionId) return;
     if (this.emitter.listenerCount(sessionId) === 0 && this.emitter.listenerCount("*") === 0) return;
     const seq = Number(seqText);
     const after = this.lastSeen.get(sessionId) ?? seq - 1;
