@@ -5,7 +5,18 @@ import { defineConfig } from "vite";
 
 // The API paths the dev server forwards to a running control plane (`npm start`), so that
 // `npm run dev -w @flotilla/web` talks to it same-origin and its cookies just work.
-const API = ["/auth", "/sessions", "/models", "/harnesses", "/tasks", "/tokens", "/webhooks", "/healthz"];
+const API = [
+  "/activity",
+  "/auth",
+  "/sessions",
+  "/models",
+  "/overview",
+  "/harnesses",
+  "/tasks",
+  "/tokens",
+  "/webhooks",
+  "/healthz",
+];
 const target = process.env.FLOTILLA_URL ?? "http://127.0.0.1:7700";
 
 export default defineConfig({

@@ -24,6 +24,7 @@ import { TaskPage, TasksPage } from "./pages/tasks.tsx";
 import { TerminalPage } from "./pages/terminal.tsx";
 import { WebhookPage, WebhooksPage } from "./pages/webhooks.tsx";
 import "./styles.css";
+import { useActivity, useActivityConnection } from "./use-activity.ts";
 
 // Any 401 means the cookie session ended (expired, logged out, token revoked): go log in again.
 const queryClient = new QueryClient({
@@ -48,6 +49,8 @@ const NAV = [
 function Shell() {
   const path = useRouterState({ select: (s) => s.location.pathname });
   const navigate = useNavigate();
+  useActivity(path !== "/login");
+  const feed = useActivityConnection();
   const logout = async () => {
     await api.auth.logout().catch(() => {});
     queryClient.clear();
@@ -78,6 +81,14 @@ function Shell() {
                   </Link>
                 ))}
               </nav>
+              {feed === "reconnecting" && (
+                <span
+                  role="status"
+                  className="shrink-0 text-xs font-medium text-amber-700 dark:text-amber-300"
+                >
+                  Reconnecting…
+                </span>
+              )}
               <button
                 type="button"
                 onClick={logout}

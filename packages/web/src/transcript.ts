@@ -3,24 +3,57 @@ import type { SessionEvent } from "@flotilla/client";
 type Of<T extends SessionEvent["type"]> = Extract<SessionEvent, { type: T }>["data"];
 export type SessionStatus = Of<"session.status">["status"];
 export type ToolStatus = Of<"tool.updated">["status"];
+export type Todo = Of<"todo.updated">["todos"][number];
 
 export type Row =
-  | { kind: "user"; key: string; text: string }
-  | { kind: "text"; key: string; text: string }
+  | { kind: "user"; key: string; text: string; messageId?: string; at: string }
+  | { kind: "text"; key: string; text: string; messageId: string }
   | { kind: "reasoning"; key: string; text: string }
-  | { kind: "tool"; key: string; tool: string; status: ToolStatus; title?: string; error?: string }
+  | {
+      kind: "tool";
+      key: string;
+      tool: string;
+      status: ToolStatus;
+      title?: string;
+      input?: unknown;
+      output?: string;
+      error?: string;
+    }
   | { kind: "notice"; key: string; tone: "info" | "error"; text: string };
 
 export type PendingPermission = Of<"permission.asked">;
+
+export interface Usage {
+  input: number;
+  output: number;
+  reasoning: number;
+  cache: number;
+  cost: number;
+}
 
 export interface Transcript {
   rows: Row[];
   permissions: PendingPermission[];
   status: SessionStatus | undefined;
+  todos: Todo[];
+  /** Summed over the session's messages (a message's usage may be reported more than once: last wins). */
+  usage: Usage;
   lastSeq: number;
+  /** Internal: each message's latest usage, so re-reports replace rather than add. */
+  byMessage: ReadonlyMap<string, Usage>;
 }
 
-export const emptyTranscript: Transcript = { rows: [], permissions: [], status: undefined, lastSeq: 0 };
+const zero: Usage = { input: 0, output: 0, reasoning: 0, cache: 0, cost: 0 };
+
+export const emptyTranscript: Transcript = {
+  rows: [],
+  permissions: [],
+  status: undefined,
+  todos: [],
+  usage: zero,
+  lastSeq: 0,
+  byMessage: new Map(),
+};
 
 /**
  * Folds a batch of events into the conversation. Idempotent by seq, so a replay after a reconnect
@@ -28,9 +61,9 @@ export const emptyTranscript: Transcript = { rows: [], permissions: [], status: 
  * Copies the state once per batch: React sees a new object, and a burst of deltas costs one render.
  */
 export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
+  if (events.every((e) => e.seq <= prev.lastSeq)) return prev;
   const rows = [...prev.rows];
-  let permissions = prev.permissions;
-  let { status, lastSeq } = prev;
+  let { permissions, status, lastSeq, todos, byMessage } = prev;
   const at = new Map(rows.map((r, i) => [r.key, i]));
   const upsert = (row: Row, merge?: (old: Row) => Row) => {
     const i = at.get(row.key);
@@ -44,15 +77,22 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
     lastSeq = e.seq;
     switch (e.type) {
       case "turn.started":
-        upsert({ kind: "user", key: `turn-${e.seq}`, text: e.data.prompt });
+        upsert({
+          kind: "user",
+          key: `turn-${e.seq}`,
+          text: e.data.prompt,
+          messageId: e.data.messageId,
+          at: e.at,
+        });
         break;
       case "text.delta":
-        upsert({ kind: "text", key: e.data.partId, text: e.data.delta }, (old) =>
-          old.kind === "text" ? { ...old, text: old.text + e.data.delta } : old,
+        upsert(
+          { kind: "text", key: e.data.partId, text: e.data.delta, messageId: e.data.messageId },
+          (old) => (old.kind === "text" ? { ...old, text: old.text + e.data.delta } : old),
         );
         break;
       case "text.completed":
-        upsert({ kind: "text", key: e.data.partId, text: e.data.text });
+        upsert({ kind: "text", key: e.data.partId, text: e.data.text, messageId: e.data.messageId });
         break;
       case "reasoning.delta":
         upsert({ kind: "reasoning", key: e.data.partId, text: e.data.delta }, (old) =>
@@ -69,9 +109,27 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           tool: e.data.tool,
           status: e.data.status,
           title: e.data.title,
+          input: e.data.input,
+          output: e.data.output,
           error: e.data.error,
         });
         break;
+      case "todo.updated":
+        todos = e.data.todos;
+        break;
+      case "usage": {
+        const t = e.data.tokens;
+        const m = new Map(byMessage);
+        m.set(e.data.messageId, {
+          input: t.input,
+          output: t.output,
+          reasoning: t.reasoning,
+          cache: t.cacheRead + t.cacheWrite,
+          cost: e.data.cost,
+        });
+        byMessage = m;
+        break;
+      }
       case "permission.asked":
         permissions = [...permissions.filter((p) => p.requestId !== e.data.requestId), e.data];
         break;
@@ -93,6 +151,13 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
         status = e.data.status;
         if (e.data.error)
           upsert({ kind: "notice", key: `st-${e.seq}`, tone: "error", text: e.data.error.message });
+        else if (e.data.reason?.startsWith("forked from"))
+          upsert({
+            kind: "notice",
+            key: `st-${e.seq}`,
+            tone: "info",
+            text: `This session was ${e.data.reason}.`,
+          });
         break;
       case "error":
         upsert({
@@ -114,5 +179,18 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
         break;
     }
   }
-  return { rows, permissions, status, lastSeq };
+  const usage =
+    byMessage === prev.byMessage
+      ? prev.usage
+      : [...byMessage.values()].reduce(
+          (a, u) => ({
+            input: a.input + u.input,
+            output: a.output + u.output,
+            reasoning: a.reasoning + u.reasoning,
+            cache: a.cache + u.cache,
+            cost: a.cost + u.cost,
+          }),
+          zero,
+        );
+  return { rows, permissions, status, todos, usage, lastSeq, byMessage };
 }

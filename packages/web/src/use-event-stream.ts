@@ -33,6 +33,8 @@ export function useEventStream(sessionId: string): { transcript: Transcript; con
       setTranscript((t) => fold(t, batch));
     };
     const onEvent = (m: MessageEvent<string>) => {
+      // Our "error" events share their name with EventSource's own failure event, which has no data.
+      if (typeof m.data !== "string") return;
       const e = JSON.parse(m.data) as SessionEvent;
       if (e.seq <= last) return;
       last = e.seq;

@@ -1,5 +1,6 @@
 import { useQuery } from "@tanstack/react-query";
 import { useParams } from "@tanstack/react-router";
+import { useState } from "react";
 import { api } from "../api.ts";
 import { Button, ErrorNote } from "../ui.tsx";
 
@@ -27,11 +28,112 @@ function lineClass(l: string): string {
   return "";
 }
 
+type Cell = { n: number; text: string; kind: "ctx" | "add" | "del" } | null;
+
+/**
+ * A file's patch as rows of (old, new) for the side-by-side view: context on both sides, and each
+ * run of deletions paired line by line with the run of additions that follows it.
+ */
+function sideBySide(lines: string[]): ({ hunk: string } | { left: Cell; right: Cell })[] {
+  const out: ({ hunk: string } | { left: Cell; right: Cell })[] = [];
+  let oldN = 0;
+  let newN = 0;
+  let dels: Cell[] = [];
+  let adds: Cell[] = [];
+  const flush = () => {
+    for (let i = 0; i < Math.max(dels.length, adds.length); i++)
+      out.push({ left: dels[i] ?? null, right: adds[i] ?? null });
+    dels = [];
+    adds = [];
+  };
+  for (const l of lines) {
+    const h = /^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(l);
+    if (h) {
+      flush();
+      oldN = Number(h[1]);
+      newN = Number(h[2]);
+      out.push({ hunk: l });
+    } else if (l.startsWith("+++") || l.startsWith("---") || l.startsWith("diff ") || l.startsWith("index "))
+      continue;
+    else if (l.startsWith("-")) dels.push({ n: oldN++, text: l.slice(1), kind: "del" });
+    else if (l.startsWith("+")) adds.push({ n: newN++, text: l.slice(1), kind: "add" });
+    else if (l.startsWith(" ")) {
+      flush();
+      out.push({
+        left: { n: oldN++, text: l.slice(1), kind: "ctx" },
+        right: { n: newN++, text: l.slice(1), kind: "ctx" },
+      });
+    }
+  }
+  flush();
+  return out;
+}
+
+const CELL = {
+  ctx: "",
+  add: "bg-emerald-50 text-emerald-900 dark:bg-emerald-950/50 dark:text-emerald-200",
+  del: "bg-red-50 text-red-900 dark:bg-red-950/50 dark:text-red-200",
+};
+
+function SplitDiff({ lines }: { lines: string[] }) {
+  const half = (c: Cell) =>
+    c ? (
+      <>
+        <td
+          className={`w-10 select-none border-r border-stone-200 px-2 text-right text-stone-400 dark:border-stone-800 ${CELL[c.kind]}`}
+        >
+          {c.n}
+        </td>
+        <td className={`whitespace-pre px-2 ${CELL[c.kind]}`}>{c.text || " "}</td>
+      </>
+    ) : (
+      <>
+        <td className="w-10 border-r border-stone-200 bg-stone-50 dark:border-stone-800 dark:bg-stone-900" />
+        <td className="bg-stone-50 dark:bg-stone-900" />
+      </>
+    );
+  return (
+    <div className="overflow-x-auto">
+      <table
+        data-testid="split-diff"
+        className="w-full table-fixed border-collapse bg-white font-mono text-xs leading-5 dark:bg-stone-950"
+      >
+        <colgroup>
+          <col className="w-10" />
+          <col />
+          <col className="w-10" />
+          <col />
+        </colgroup>
+        <tbody>
+          {sideBySide(lines).map((r, i) =>
+            "hunk" in r ? (
+              // biome-ignore lint/suspicious/noArrayIndexKey: rows of a fixed patch never reorder
+              <tr key={i}>
+                <td colSpan={4} className="bg-sky-50 px-2 text-sky-800 dark:bg-sky-950/40 dark:text-sky-300">
+                  {r.hunk}
+                </td>
+              </tr>
+            ) : (
+              // biome-ignore lint/suspicious/noArrayIndexKey: rows of a fixed patch never reorder
+              <tr key={i} className="align-top">
+                {half(r.left)}
+                {half(r.right)}
+              </tr>
+            ),
+          )}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 const STATUS_MARK = { added: "A", modified: "M", deleted: "D", renamed: "R" } as const;
 
 export function ChangesPage() {
   const { id } = useParams({ from: "/s/$id" });
   const diff = useQuery({ queryKey: ["diff", id], queryFn: () => api.sessions.diff(id) });
+  // Side by side where there is room for it; one column on a phone.
+  const [split, setSplit] = useState(() => window.matchMedia("(min-width: 1024px)").matches);
   if (diff.error) return <ErrorNote error={diff.error} />;
   if (!diff.data) return <p className="text-sm text-stone-500">Loading changes…</p>;
   const d = diff.data;
@@ -47,7 +149,23 @@ export function ChangesPage() {
         <span className="hidden font-mono text-xs text-stone-500 sm:inline">
           against {d.baseCommit.slice(0, 10)}
         </span>
-        <Button className="ml-auto" onClick={() => diff.refetch()} disabled={diff.isFetching}>
+        <fieldset
+          aria-label="Diff layout"
+          className="ml-auto flex overflow-hidden rounded-md border border-stone-300 text-xs dark:border-stone-700"
+        >
+          {(["Split", "Unified"] as const).map((label) => (
+            <button
+              key={label}
+              type="button"
+              aria-pressed={(label === "Split") === split}
+              onClick={() => setSplit(label === "Split")}
+              className="px-2 py-1 aria-pressed:bg-stone-900 aria-pressed:text-white dark:aria-pressed:bg-stone-100 dark:aria-pressed:text-stone-900"
+            >
+              {label}
+            </button>
+          ))}
+        </fieldset>
+        <Button onClick={() => diff.refetch()} disabled={diff.isFetching}>
           Refresh
         </Button>
       </div>
@@ -87,6 +205,8 @@ export function ChangesPage() {
           </h3>
           {f.binary ? (
             <p className="px-3 py-2 text-xs text-stone-500">Binary file</p>
+          ) : split ? (
+            <SplitDiff lines={chunks.get(f.path) ?? []} />
           ) : (
             <pre className="overflow-x-auto bg-white py-1 font-mono text-xs leading-5 dark:bg-stone-950">
               {(chunks.get(f.path) ?? []).map((l, i) => (

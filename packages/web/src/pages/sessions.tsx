@@ -1,7 +1,7 @@
 import type { Session } from "@flotilla/client";
-import { useMutation, useQuery } from "@tanstack/react-query";
-import { Link, useNavigate } from "@tanstack/react-router";
-import { type FormEvent, useState } from "react";
+import { keepPreviousData, useInfiniteQuery, useMutation, useQuery } from "@tanstack/react-query";
+import { Link, useNavigate, useRouterState } from "@tanstack/react-router";
+import { type FormEvent, useEffect, useRef, useState } from "react";
 import { api } from "../api.ts";
 import { Button, Card, ErrorNote, inputClass, StatusBadge, timeAgo } from "../ui.tsx";
 
@@ -103,28 +103,172 @@ function SessionRow({ s }: { s: Session }) {
   );
 }
 
-export function SessionsPage() {
-  // Polling keeps every row's status honest without one stream per session; 2 s is calm enough.
-  const list = useQuery({
-    queryKey: ["sessions"],
-    queryFn: () => api.sessions.list({ limit: 50 }),
-    refetchInterval: 2000,
-  });
+const PAGE = 50;
+type Status = Exclude<Session["status"], "deleted">;
+type OverviewCounts = Record<Status, number>;
+
+// The filter pills, in the order a person scans for trouble: what runs, what waits on them, the rest.
+const FILTERS: [Status | "", string][] = [
+  ["", "All"],
+  ["running", "Running"],
+  ["waiting_permission", "Needs approval"],
+  ["idle", "Idle"],
+  ["provisioning", "Provisioning"],
+  ["interrupted", "Interrupted"],
+  ["failed", "Failed"],
+];
+const isStatus = (v: unknown): v is Status => FILTERS.some(([s]) => s !== "" && s === v);
+
+/**
+ * The filters live in the URL (`/s?status=idle&q=api`), so the Overview can link to a filtered list
+ * and a filtered list survives a reload. The search box edits a local copy and writes it back after
+ * a pause in typing, so the list is not re-read on every keystroke.
+ */
+function useFilters() {
+  const search = useRouterState({ select: (s) => s.location.search as Record<string, unknown> });
+  const navigate = useNavigate();
+  const raw = search.status;
+  const status: Status | "" = isStatus(raw) ? raw : "";
+  // The router parses values as JSON where it can: a search for "42" comes back as a number.
+  const q = search.q === undefined || search.q === null ? "" : String(search.q);
+  const set = (next: { status?: Status | ""; q?: string }) => {
+    const merged = { status, q, ...next };
+    const out: Record<string, string> = {};
+    if (merged.status) out.status = merged.status;
+    if (merged.q.trim()) out.q = merged.q.trim();
+    void navigate({ to: "/s", search: out, replace: true });
+  };
+  return { status, q, set };
+}
+
+function StatusFilter({
+  value,
+  counts,
+  onChange,
+}: {
+  value: Status | "";
+  counts: OverviewCounts | undefined;
+  onChange: (s: Status | "") => void;
+}) {
   return (
-    <div className="grid gap-6">
+    <fieldset className="flex flex-wrap gap-1.5">
+      <legend className="sr-only">Filter by status</legend>
+      {FILTERS.map(([s, name]) => {
+        const n = s === "" ? undefined : counts?.[s];
+        const on = value === s;
+        return (
+          <button
+            key={s || "all"}
+            type="button"
+            aria-pressed={on}
+            onClick={() => onChange(s)}
+            className={`inline-flex items-center gap-1.5 rounded-full border px-2.5 py-1 text-xs font-medium transition ${
+              on
+                ? "border-stone-900 bg-stone-900 text-white dark:border-stone-100 dark:bg-stone-100 dark:text-stone-900"
+                : "border-stone-300 bg-white text-stone-700 hover:bg-stone-100 dark:border-stone-700 dark:bg-stone-900 dark:text-stone-300 dark:hover:bg-stone-800"
+            }`}
+          >
+            {name}
+            {n !== undefined && n > 0 && (
+              <span className={`tabular-nums ${on ? "opacity-80" : "text-stone-500 dark:text-stone-400"}`}>
+                {n}
+              </span>
+            )}
+          </button>
+        );
+      })}
+    </fieldset>
+  );
+}
+
+function SearchBox({ value, onChange }: { value: string; onChange: (q: string) => void }) {
+  const [text, setText] = useState(value);
+  // Follow the URL when it changes from outside (back button, a link); not while the user types.
+  const last = useRef(value);
+  useEffect(() => {
+    if (value !== last.current) {
+      last.current = value;
+      setText(value);
+    }
+  }, [value]);
+  const changed = useRef(onChange);
+  changed.current = onChange;
+  useEffect(() => {
+    if (text.trim() === last.current.trim()) return;
+    const t = setTimeout(() => {
+      last.current = text.trim();
+      changed.current(text);
+    }, 250);
+    return () => clearTimeout(t);
+  }, [text]);
+  return (
+    <input
+      type="search"
+      aria-label="Search sessions"
+      placeholder="Search title or repository"
+      value={text}
+      onChange={(e) => setText(e.target.value)}
+      className={`${inputClass} py-1.5 sm:w-64`}
+    />
+  );
+}
+
+export function SessionsPage() {
+  const { status, q, set } = useFilters();
+  const filters = { ...(status ? { status } : {}), ...(q.trim() ? { q: q.trim() } : {}) };
+  // No polling: the app-wide activity hook invalidates ["sessions"] (and ["overview"], whose counts
+  // label the filters) whenever the server reports a change.
+  const list = useInfiniteQuery({
+    queryKey: ["sessions", filters],
+    queryFn: ({ pageParam }) => api.sessions.list({ ...filters, limit: PAGE, cursor: pageParam }),
+    initialPageParam: undefined as string | undefined,
+    getNextPageParam: (last) => last.nextCursor ?? undefined,
+    placeholderData: keepPreviousData,
+  });
+  const overview = useQuery({ queryKey: ["overview"], queryFn: api.overview });
+  const items = list.data?.pages.flatMap((p) => p.items) ?? [];
+  const filtered = Object.keys(filters).length > 0;
+  return (
+    <div className="grid grid-cols-[minmax(0,1fr)] gap-6">
       <NewSessionForm />
-      <section>
-        <h2 className="mb-2 font-semibold">Sessions</h2>
+      <section aria-labelledby="sessions-heading" className="grid gap-3">
+        <div className="flex flex-wrap items-center gap-3">
+          <h2 id="sessions-heading" className="mr-auto font-semibold">
+            Sessions
+          </h2>
+          <SearchBox value={q} onChange={(text) => set({ q: text })} />
+        </div>
+        <StatusFilter value={status} counts={overview.data?.sessions} onChange={(s) => set({ status: s })} />
         <ErrorNote error={list.error} />
-        {list.data && list.data.items.length === 0 && (
-          <p className="text-sm text-stone-500">No sessions yet. Start one above.</p>
+        {list.isPending && <p className="text-sm text-stone-500">Loading sessions…</p>}
+        {list.data && items.length === 0 && (
+          <Card className="text-center">
+            {filtered ? (
+              <div className="grid justify-items-center gap-2">
+                <p className="text-sm text-stone-500">No session matches these filters.</p>
+                <Button onClick={() => set({ status: "", q: "" })}>Clear filters</Button>
+              </div>
+            ) : (
+              <p className="text-sm text-stone-500">No sessions yet. Start one above.</p>
+            )}
+          </Card>
         )}
-        {list.data && list.data.items.length > 0 && (
-          <ul className="divide-y divide-stone-200 overflow-hidden rounded-lg border border-stone-200 bg-white dark:divide-stone-800 dark:border-stone-800 dark:bg-stone-900">
-            {list.data.items.map((s) => (
+        {items.length > 0 && (
+          <ul
+            aria-label="Sessions"
+            className={`divide-y divide-stone-200 overflow-hidden rounded-lg border border-stone-200 bg-white transition-opacity dark:divide-stone-800 dark:border-stone-800 dark:bg-stone-900 ${list.isPlaceholderData ? "opacity-60" : ""}`}
+          >
+            {items.map((s) => (
               <SessionRow key={s.id} s={s} />
             ))}
           </ul>
+        )}
+        {list.hasNextPage && (
+          <div className="flex justify-center">
+            <Button onClick={() => list.fetchNextPage()} disabled={list.isFetchingNextPage}>
+              {list.isFetchingNextPage ? "Loading…" : "Load more"}
+            </Button>
+          </div>
         )}
       </section>
     </div>

@@ -1,0 +1,273 @@
+import { useMutation } from "@tanstack/react-query";
+import { useNavigate } from "@tanstack/react-router";
+import { useWindowVirtualizer } from "@tanstack/react-virtual";
+import { useEffect, useLayoutEffect, useRef, useState } from "react";
+import { api } from "../api.ts";
+import type { PendingPermission, Row, Todo, Transcript } from "../transcript.ts";
+import { Button, ErrorNote, inputClass } from "../ui.tsx";
+import { InlineDiff, linesOfPatch } from "./diff-view.tsx";
+import { Markdown } from "./markdown.tsx";
+import { ToolCall } from "./tool-row.tsx";
+
+function ForkButton({ sessionId, messageId }: { sessionId: string; messageId: string }) {
+  const navigate = useNavigate();
+  const fork = useMutation({
+    mutationFn: () => api.sessions.fork(sessionId, messageId),
+    onSuccess: (s) => navigate({ to: "/s/$id", params: { id: s.id } }),
+  });
+  return (
+    <span className="flex items-center gap-2">
+      <button
+        type="button"
+        onClick={() => fork.mutate()}
+        disabled={fork.isPending}
+        title="A new session with the conversation before this message"
+        className="text-xs text-stone-500 underline-offset-2 hover:text-stone-900 hover:underline disabled:opacity-50 dark:hover:text-white"
+      >
+        {fork.isPending ? "Forking…" : "Fork from here"}
+      </button>
+      {fork.error && <span className="text-xs text-red-700">{(fork.error as Error).message}</span>}
+    </span>
+  );
+}
+
+function RowView({ row, sessionId }: { row: Row; sessionId: string }) {
+  switch (row.kind) {
+    case "user":
+      return (
+        <div className="ml-auto grid max-w-[85%] justify-items-end gap-1">
+          <div className="whitespace-pre-wrap rounded-lg bg-stone-900 px-3 py-2 text-sm text-white dark:bg-stone-100 dark:text-stone-900">
+            {row.text}
+          </div>
+          {row.messageId && <ForkButton sessionId={sessionId} messageId={row.messageId} />}
+        </div>
+      );
+    case "text":
+      return (
+        <div data-testid="assistant-text">
+          <Markdown text={row.text} />
+        </div>
+      );
+    case "reasoning":
+      return (
+        <details className="text-xs text-stone-500">
+          <summary className="cursor-pointer select-none">Thinking</summary>
+          <div className="mt-1 whitespace-pre-wrap border-l-2 border-stone-300 pl-3 italic">{row.text}</div>
+        </details>
+      );
+    case "tool":
+      return <ToolCall row={row} />;
+    case "notice":
+      return (
+        <p
+          className={`text-xs ${row.tone === "error" ? "text-red-700 dark:text-red-300" : "text-stone-500"}`}
+        >
+          {row.text}
+        </p>
+      );
+  }
+}
+
+/** What the agent is asking to do, as plainly as its metadata allows: the diff, or the command. */
+function PermissionTarget({ p }: { p: PendingPermission }) {
+  const diff = typeof p.metadata.diff === "string" ? p.metadata.diff : undefined;
+  const command = typeof p.metadata.command === "string" ? p.metadata.command : undefined;
+  const target = p.patterns.join(", ");
+  return (
+    <div className="mt-2 grid gap-2">
+      {target && <p className="break-all font-mono text-xs text-amber-900 dark:text-amber-200">{target}</p>}
+      {command && <pre className="hljs-block whitespace-pre-wrap break-all">$ {command}</pre>}
+      {diff && <InlineDiff lines={linesOfPatch(diff)} label={`Proposed change to ${target}`} />}
+    </div>
+  );
+}
+
+/**
+ * A permission request. It takes focus when it appears (unless the person is typing), so Tab
+ * reaches Allow once, Always allow and Reject in that order and Enter or Space answers; the card
+ * itself takes the focus, not a button, so a stray Enter never answers for anyone.
+ */
+function PermissionCard({ sessionId, p }: { sessionId: string; p: PendingPermission }) {
+  const [rejecting, setRejecting] = useState(false);
+  const [message, setMessage] = useState("");
+  const card = useRef<HTMLDivElement>(null);
+  const reply = useMutation({
+    mutationFn: (body: { reply: "once" | "always" | "reject"; message?: string }) =>
+      api.sessions.reply(sessionId, p.requestId, body),
+  });
+  useEffect(() => {
+    const active = document.activeElement;
+    const typing = active instanceof HTMLTextAreaElement || active instanceof HTMLInputElement;
+    if (!typing) card.current?.focus({ preventScroll: false });
+  }, []);
+  return (
+    <div
+      ref={card}
+      tabIndex={-1}
+      role="alertdialog"
+      aria-label="Permission request"
+      aria-describedby={`perm-${p.requestId}`}
+      onKeyDown={(e) => {
+        if (e.key === "Escape" && rejecting) setRejecting(false);
+      }}
+      className="rounded-lg border-2 border-amber-400 bg-amber-50 p-4 outline-none focus-visible:ring-4 focus-visible:ring-amber-300 dark:border-amber-600 dark:bg-amber-950/40"
+    >
+      <p id={`perm-${p.requestId}`} className="text-sm font-semibold text-amber-950 dark:text-amber-100">
+        The agent asks permission to {p.permission}
+      </p>
+      <PermissionTarget p={p} />
+      <div className="mt-3 flex flex-wrap gap-2">
+        <Button tone="primary" disabled={reply.isPending} onClick={() => reply.mutate({ reply: "once" })}>
+          Allow once
+        </Button>
+        <Button disabled={reply.isPending} onClick={() => reply.mutate({ reply: "always" })}>
+          Always allow
+        </Button>
+        <Button
+          tone="danger"
+          disabled={reply.isPending}
+          aria-expanded={rejecting}
+          onClick={() => setRejecting((r) => !r)}
+        >
+          Reject…
+        </Button>
+      </div>
+      {rejecting && (
+        <form
+          className="mt-3 grid gap-2"
+          onSubmit={(e) => {
+            e.preventDefault();
+            reply.mutate({ reply: "reject", ...(message.trim() ? { message: message.trim() } : {}) });
+          }}
+        >
+          <textarea
+            rows={2}
+            // Opening the reject form is asking to write the message.
+            // biome-ignore lint/a11y/noAutofocus: focus follows the person's own action
+            autoFocus
+            aria-label="Message to the agent"
+            placeholder="Tell the agent what to do instead (optional)"
+            value={message}
+            onChange={(e) => setMessage(e.target.value)}
+            onKeyDown={(e) => {
+              if (e.key === "Enter" && (e.metaKey || e.ctrlKey)) {
+                e.preventDefault();
+                e.currentTarget.form?.requestSubmit();
+              }
+            }}
+            className={inputClass}
+          />
+          <Button tone="danger" type="submit" disabled={reply.isPending} className="justify-self-start">
+            Reject with message
+          </Button>
+        </form>
+      )}
+      <div className="mt-2">
+        <ErrorNote error={reply.error} />
+      </div>
+    </div>
+  );
+}
+
+const TODO_MARK: Record<string, string> = { completed: "✓", in_progress: "▸", cancelled: "✕" };
+
+function Todos({ todos }: { todos: Todo[] }) {
+  if (todos.length === 0) return null;
+  const done = todos.filter((t) => t.status === "completed").length;
+  return (
+    <details
+      open
+      className="rounded-lg border border-stone-200 bg-white p-3 text-sm dark:border-stone-800 dark:bg-stone-900"
+    >
+      <summary className="cursor-pointer select-none font-medium">
+        Plan · {done}/{todos.length} done
+      </summary>
+      <ul aria-label="Agent's todo list" className="mt-2 grid gap-1">
+        {todos.map((t, i) => (
+          <li
+            // biome-ignore lint/suspicious/noArrayIndexKey: the agent's list has no ids
+            key={i}
+            className={`flex gap-2 ${t.status === "completed" || t.status === "cancelled" ? "text-stone-400 line-through" : ""}`}
+          >
+            <span aria-hidden className="w-3 shrink-0 text-center font-mono">
+              {TODO_MARK[t.status] ?? "○"}
+            </span>
+            <span className={t.status === "in_progress" ? "font-medium" : ""}>{t.content}</span>
+          </li>
+        ))}
+      </ul>
+    </details>
+  );
+}
+
+/** Within this many pixels of the bottom counts as "at the bottom": the view then follows new output. */
+const FOLLOW_SLACK = 120;
+const atBottom = () =>
+  window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - FOLLOW_SLACK;
+
+/**
+ * The conversation. Rows are virtualised against the window's scroll (only those near the viewport
+ * are in the DOM), so a session of 10,000 events scrolls as lightly as one of ten. While the reader
+ * is at the bottom the view follows new output; scrolled up, it stays put.
+ */
+export function Conversation({ sessionId, transcript }: { sessionId: string; transcript: Transcript }) {
+  const list = useRef<HTMLDivElement>(null);
+  const [margin, setMargin] = useState(0);
+  const following = useRef(true);
+  useLayoutEffect(() => {
+    setMargin(list.current?.offsetTop ?? 0);
+  }, []);
+  useEffect(() => {
+    const onScroll = () => {
+      following.current = atBottom();
+    };
+    window.addEventListener("scroll", onScroll, { passive: true });
+    return () => window.removeEventListener("scroll", onScroll);
+  }, []);
+  const rows = transcript.rows;
+  const v = useWindowVirtualizer({
+    count: rows.length,
+    estimateSize: () => 48,
+    overscan: 8,
+    scrollMargin: margin,
+    getItemKey: (i) => rows[i]!.key,
+  });
+  // biome-ignore lint/correctness/useExhaustiveDependencies: re-run whenever rows or requests change
+  useEffect(() => {
+    if (!following.current) return;
+    if (rows.length) v.scrollToIndex(rows.length - 1, { align: "end" });
+    requestAnimationFrame(() => window.scrollTo({ top: document.documentElement.scrollHeight }));
+  }, [rows, transcript.permissions]);
+  const items = v.getVirtualItems();
+  return (
+    <div className="grid gap-3 lg:grid-cols-[minmax(0,1fr)_16rem] lg:items-start">
+      <div className="grid grid-cols-[minmax(0,1fr)] gap-3 lg:order-2 lg:sticky lg:top-4">
+        <Todos todos={transcript.todos} />
+      </div>
+      <div className="grid grid-cols-[minmax(0,1fr)] gap-3">
+        {rows.length === 0 && <p className="text-sm text-stone-500">Waiting for the agent…</p>}
+        <div
+          ref={list}
+          data-testid="transcript"
+          data-rows={rows.length}
+          style={{ height: v.getTotalSize(), position: "relative" }}
+        >
+          {items.map((it) => (
+            <div
+              key={it.key}
+              data-index={it.index}
+              ref={v.measureElement}
+              className="absolute inset-x-0 pb-3"
+              style={{ top: it.start - v.options.scrollMargin }}
+            >
+              <RowView row={rows[it.index]!} sessionId={sessionId} />
+            </div>
+          ))}
+        </div>
+        {transcript.permissions.map((p) => (
+          <PermissionCard key={p.requestId} sessionId={sessionId} p={p} />
+        ))}
+      </div>
+    </div>
+  );
+}
