@@ -17,6 +17,7 @@ export interface Phase {
   name: string;
   server: RunningServer;
   client: FlotillaClient;
+  token: string;
   home: string;
   config: Config;
   close(): Promise<void>;
@@ -95,6 +96,7 @@ export class Phases {
       home,
       config,
       client: new FlotillaClient({ baseUrl: server.url, token }),
+      token,
       // Idempotent: a phase closes itself when done and the run's cleanup closes it again on failure.
       close: () => (closed ??= server.close().finally(() => new Promise<void>((r) => stream.end(() => r())))),
     };

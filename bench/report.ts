@@ -180,6 +180,7 @@ export function result(
   f: Figures,
   s: Settings,
   extra: {
+    ui: unknown;
     controlPlaneRssBytes: number;
     durationS: number;
     serverLogProblems: number;

@@ -6,9 +6,10 @@
  *   3. Claim throughput: claimNext against a deep queue, one and two claimers (database only).
  *   4. Enqueue → agent running: POST /tasks → first text.delta, warm pool vs cold start.
  *   5. Sessions per GB of harness RSS: one project's sessions sharing a harness vs one each.
+ *   6. UI first load of a session page in Chromium: JavaScript transferred, time to first event rendered.
  * Env: BENCH_SESSIONS (10), BENCH_TURNS (5), BENCH_TASKS (8), BENCH_CONCURRENT (8),
  * BENCH_QUEUED (10000), BENCH_CLAIM_S (8, per claimer count), BENCH_TIMEOUT_S (900),
- * BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
+ * BENCH_UI_LOADS (5), BENCH_ONLY=ui runs phase 6 alone, BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
  * progress on stderr.
  */
 import { loadavg } from "node:os";
@@ -23,6 +24,7 @@ import { runProvisioning } from "./provision.ts";
 import { type Figures, report, result } from "./report.ts";
 import { machine, removeHome, tempDir } from "./support.ts";
 import { runTaskLatency } from "./tasks.ts";
+import { reportUi, runUi, type UiResult } from "./ui.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
@@ -41,6 +43,7 @@ const settings = {
   concurrent: intEnv("BENCH_CONCURRENT", 8),
   queued: intEnv("BENCH_QUEUED", 10_000),
   claimSeconds: intEnv("BENCH_CLAIM_S", 8),
+  uiLoads: intEnv("BENCH_UI_LOADS", 5),
   words: 200,
   chunkDelayMs: 20,
   warm: 2,
@@ -137,6 +140,18 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   out();
   const loads: Record<string, number[]> = {};
 
+  const uiPhase = (): Promise<UiResult | undefined> =>
+    phase("ui", { warm: 0 }, (p) =>
+      runUi({ client: p.client, url: p.server.url, token: p.token, loads: settings.uiLoads, progress }),
+    );
+  if (process.env.BENCH_ONLY === "ui") {
+    progress(`6. UI first load: ${settings.uiLoads} loads`);
+    const ui = await uiPhase();
+    reportUi(out, ui, "6");
+    out(`BENCH_RESULT ${JSON.stringify({ machine: m, ui })}`);
+    return;
+  }
+
   progress(`1. cold provisioning: ${settings.sessions} sessions, one at a time`);
   const provisioning = await phase("provision", { warm: 0, ...QUICK_IDLE }, (p) =>
     runProvisioning(p.client, settings.sessions, signal, modelAsked, (i, s) =>
@@ -206,6 +221,10 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   const densitySplit = await densityPhase(1);
   loads.density = load();
 
+  progress(`6. UI first load: ${settings.uiLoads} loads`);
+  const ui = await uiPhase();
+  loads.ui = load();
+
   const figures: Figures = {
     provisioning,
     latency,
@@ -216,6 +235,8 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     densitySplit,
   };
   report(out, figures, settings);
+  out();
+  reportUi(out, ui, "6");
 
   const problems = ps.problems();
   const controlPlaneRssBytes = process.memoryUsage().rss;
@@ -234,6 +255,7 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   );
   out(`load average at end: ${loadEnd.join(" ")}; run took ${Math.round((Date.now() - started) / 1000)} s`);
   const r = result(m, figures, settings, {
+    ui,
     controlPlaneRssBytes,
     durationS: Math.round((Date.now() - started) / 100) / 10,
     serverLogProblems: problems.length,

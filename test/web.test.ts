@@ -57,8 +57,11 @@ describe.skipIf(!haveChromium)("web UI in a real browser", () => {
 
       await page.getByRole("link", { name: "Changes" }).click();
       await page.getByTestId("changed-files").getByText("hello.txt").waitFor();
-      await page.getByText("+hello from the agent").waitFor();
+      // Side by side on a wide screen: the new line on the right, nothing on the left.
+      await page.getByTestId("split-diff").getByText("hello from the agent").waitFor();
       await shoot(page, "changes");
+      await page.getByRole("button", { name: "Unified" }).click();
+      await page.getByText("+hello from the agent").waitFor();
 
       await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Sessions" }).click();
       await page.getByText("write hello please").first().waitFor();
