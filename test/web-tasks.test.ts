@@ -123,7 +123,7 @@ describe.skipIf(!haveChromium)("tasks and webhooks pages in a real browser", () 
       await ask.getByRole("button", { name: "Allow once" }).click();
       await page.getByText("I wrote hello.txt for you.").waitFor({ timeout: 60_000 });
       await page.getByRole("link", { name: "Changes" }).click();
-      await page.getByText("+hello from the agent").waitFor();
+      await page.getByTestId("split-diff").getByText("hello from the agent").waitFor();
 
       // Back on the task page: it finished while we were away, with the agent's answer as its result.
       await page.goto(helloTaskUrl);

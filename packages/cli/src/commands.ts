@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerAttach } from "./attach.ts";
+import { registerOverview } from "./overview.ts";
 import { registerPermissions } from "./permissions.ts";
 import { registerRun } from "./run.ts";
 import { registerSessions } from "./sessions.ts";
@@ -33,6 +34,7 @@ export function registerCommands(program: Command): void {
   registerWebhooks(program);
   registerTokens(program);
   registerSystem(program);
+  registerOverview(program);
   program.addHelpText("after", HELP);
   // `flotilla logs … | head` closes the pipe early: that is the reader being done, not a crash.
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {

@@ -33,27 +33,37 @@ export function registerSessions(program: Command): void {
     .command("sessions")
     .description("List sessions, newest first")
     .addOption(new Option("--status <status>", "only sessions in this status").choices(SessionStatus.options))
+    .option("--search <text>", "only sessions whose title or repository contains this (any case)")
     .option("--limit <n>", "how many (1-200)", positiveInt, 50)
     .option("--json", "print the page as JSON")
     .action(
-      action(async (flags: { status?: SessionStatus; limit: number; json?: boolean }, cmd: Command) => {
-        const { client } = connect(cmd);
-        const page = await client.sessions.list({ status: flags.status, limit: flags.limit });
-        if (flags.json) return void printJson(page);
-        const s = styleFor(process.stdout);
-        if (!page.items.length)
-          return void print(s.dim(flags.status ? `no ${flags.status} sessions` : "no sessions yet"));
-        const rows = page.items.map((x) => [
-          x.id,
-          statusColor(x.status, s),
-          truncate(x.title, 40),
-          truncateLeft(tildify(x.repo), 40),
-          age(x.createdAt),
-        ]);
-        print(table(["ID", "STATUS", "TITLE", "REPO", "AGE"], rows, s));
-        if (page.nextCursor) print(s.dim(`… more; raise --limit (showing ${page.items.length})`));
-        return 0;
-      }),
+      action(
+        async (
+          flags: { status?: SessionStatus; search?: string; limit: number; json?: boolean },
+          cmd: Command,
+        ) => {
+          const { client } = connect(cmd);
+          const page = await client.sessions.list({
+            status: flags.status,
+            q: flags.search,
+            limit: flags.limit,
+          });
+          if (flags.json) return void printJson(page);
+          const s = styleFor(process.stdout);
+          if (!page.items.length)
+            return void print(s.dim(flags.status ? `no ${flags.status} sessions` : "no sessions yet"));
+          const rows = page.items.map((x) => [
+            x.id,
+            statusColor(x.status, s),
+            truncate(x.title, 40),
+            truncateLeft(tildify(x.repo), 40),
+            age(x.createdAt),
+          ]);
+          print(table(["ID", "STATUS", "TITLE", "REPO", "AGE"], rows, s));
+          if (page.nextCursor) print(s.dim(`… more; raise --limit (showing ${page.items.length})`));
+          return 0;
+        },
+      ),
     );
 
   program

@@ -21,6 +21,4 @@ export const WebSession = z
 export type WebSession = z.infer<typeof WebSession>;
 
 /** Cookie and header names, shared by the server and the web UI. */
-export const SESSION_COOKIE = "flotilla_session";
-export const CSRF_COOKIE = "flotilla_csrf";
-export const CSRF_HEADER = "x-csrf-token";
+export { CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE } from "./light.ts";

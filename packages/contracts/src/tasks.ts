@@ -12,7 +12,7 @@ export const TaskState = z.enum([
   "dead",
 ]);
 export type TaskState = z.infer<typeof TaskState>;
-export const FINAL_TASK_STATES: TaskState[] = ["succeeded", "failed", "cancelled", "timed_out", "dead"];
+export { FINAL_TASK_STATES } from "./light.ts";
 
 const Labels = z
   .record(z.string().min(1).max(63), z.string().max(255))

@@ -10,7 +10,7 @@ export const WebhookEventPattern = z
   .enum(["task.*", ...TaskState.options.map((s) => `task.${s}` as const), "session.status"])
   .openapi("WebhookEventPattern");
 export type WebhookEventPattern = z.infer<typeof WebhookEventPattern>;
-export const DEFAULT_WEBHOOK_EVENTS: WebhookEventPattern[] = ["task.*", "session.status"];
+export { DEFAULT_WEBHOOK_EVENTS } from "./light.ts";
 
 /** Request headers on every delivery. The signature covers `<timestamp>.<raw body>`. */
 export const WEBHOOK_HEADERS = {

@@ -68,8 +68,10 @@ describe("scale", () => {
     const states = await db.query("select state, count(*)::int as n from tasks group by state");
     expect(states.rows).toEqual([{ state: "succeeded", n: TASKS }]);
     // None twice: one attempt each, one final transition each.
+    // With each extra attempt's outcome and error, so a failure here says why a task ran again.
     const attempts = await db.query(
-      "select task_id, count(*)::int as n from task_attempts group by task_id having count(*) <> 1",
+      `select task_id, count(*)::int as n, json_agg(json_build_object('outcome', outcome, 'error', error) order by n) as tries
+       from task_attempts group by task_id having count(*) <> 1`,
     );
     expect(attempts.rows).toEqual([]);
     const finals = await db.query(

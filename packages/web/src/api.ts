@@ -1,5 +1,5 @@
 import { FlotillaClient } from "@flotilla/client";
-import { CSRF_COOKIE, CSRF_HEADER } from "@flotilla/contracts";
+import { CSRF_COOKIE, CSRF_HEADER } from "@flotilla/contracts/light";
 
 function cookie(name: string): string | undefined {
   for (const part of document.cookie.split(";")) {

@@ -1,10 +1,10 @@
-import "./zod-jitless.ts";
 import { QueryCache, QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import {
   createRootRoute,
   createRoute,
   createRouter,
   Link,
+  lazyRouteComponent,
   Outlet,
   RouterProvider,
   redirect,
@@ -14,15 +14,10 @@ import {
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { api, hasSessionCookie, isUnauthorized } from "./api.ts";
-import { ChangesPage } from "./pages/changes.tsx";
 import { LoginPage } from "./pages/login.tsx";
-import { OverviewPage } from "./pages/overview.tsx";
 import { ConversationPage, SessionLayout } from "./pages/session.tsx";
 import { SessionsPage } from "./pages/sessions.tsx";
-import { SettingsPage } from "./pages/settings.tsx";
-import { TaskPage, TasksPage } from "./pages/tasks.tsx";
 import { TerminalPage } from "./pages/terminal.tsx";
-import { WebhookPage, WebhooksPage } from "./pages/webhooks.tsx";
 import "./styles.css";
 import { useActivity, useActivityConnection } from "./use-activity.ts";
 
@@ -59,7 +54,7 @@ function Shell() {
   return (
     <div className="min-h-dvh">
       <header className="border-b border-stone-200 bg-white/80 backdrop-blur dark:border-stone-800 dark:bg-stone-900/80">
-        <div className="mx-auto flex max-w-6xl items-center gap-4 px-4 py-3">
+        <div className="mx-auto flex max-w-6xl flex-wrap items-center gap-x-4 gap-y-2 px-4 py-3">
           <Link to="/" className="font-semibold tracking-tight">
             Flotilla
           </Link>
@@ -67,7 +62,8 @@ function Shell() {
             <>
               <nav
                 aria-label="Main"
-                className="flex min-w-0 flex-1 items-center gap-3 overflow-x-auto text-sm sm:gap-4"
+                // On a phone the links take a row of their own under the name, so none is cut off.
+                className="order-last flex basis-full items-center gap-4 overflow-x-auto text-sm sm:order-none sm:min-w-0 sm:flex-1 sm:basis-auto"
               >
                 {NAV.map(([to, label]) => (
                   <Link
@@ -84,7 +80,7 @@ function Shell() {
               {feed === "reconnecting" && (
                 <span
                   role="status"
-                  className="shrink-0 text-xs font-medium text-amber-700 dark:text-amber-300"
+                  className="ml-auto shrink-0 sm:ml-0 text-xs font-medium text-amber-700 dark:text-amber-300"
                 >
                   Reconnecting…
                 </span>
@@ -92,7 +88,7 @@ function Shell() {
               <button
                 type="button"
                 onClick={logout}
-                className="shrink-0 text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
+                className="ml-auto shrink-0 text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
               >
                 Log out
               </button>
@@ -106,6 +102,16 @@ function Shell() {
     </div>
   );
 }
+
+// Each page's code is loaded when it is first visited (the session page, the most opened, ships in
+// the main bundle), so a link to one page does not download all the others.
+const OverviewPage = lazyRouteComponent(() => import("./pages/overview.tsx"), "OverviewPage");
+const TasksPage = lazyRouteComponent(() => import("./pages/tasks.tsx"), "TasksPage");
+const TaskPage = lazyRouteComponent(() => import("./pages/tasks.tsx"), "TaskPage");
+const WebhooksPage = lazyRouteComponent(() => import("./pages/webhooks.tsx"), "WebhooksPage");
+const WebhookPage = lazyRouteComponent(() => import("./pages/webhooks.tsx"), "WebhookPage");
+const SettingsPage = lazyRouteComponent(() => import("./pages/settings.tsx"), "SettingsPage");
+const ChangesPage = lazyRouteComponent(() => import("./pages/changes.tsx"), "ChangesPage");
 
 const rootRoute = createRootRoute({
   component: Shell,

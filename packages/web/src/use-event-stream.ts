@@ -1,5 +1,5 @@
 import type { SessionEvent } from "@flotilla/client";
-import { EventBody } from "@flotilla/contracts";
+import { EVENT_TYPES } from "@flotilla/contracts/light";
 import { useEffect, useState } from "react";
 import { emptyTranscript, fold, type Transcript } from "./transcript.ts";
 
@@ -7,7 +7,7 @@ export type Connection = "connecting" | "live" | "reconnecting";
 
 // The server names each SSE event by its type, and EventSource only delivers named events to
 // listeners registered under that name.
-const TYPES = EventBody.options.map((o) => o.shape.type.value);
+const TYPES = EVENT_TYPES;
 
 /**
  * The session's events over EventSource, folded into a transcript. EventSource sends the cookie and,

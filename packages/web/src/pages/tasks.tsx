@@ -1,4 +1,5 @@
-import { FINAL_TASK_STATES, type Task, type TaskState } from "@flotilla/contracts";
+import type { Task, TaskState } from "@flotilla/contracts";
+import { FINAL_TASK_STATES } from "@flotilla/contracts/light";
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, useParams } from "@tanstack/react-router";
 import { useDeferredValue, useState } from "react";

@@ -1,11 +1,11 @@
-import {
-  type CreatedWebhook,
-  DEFAULT_WEBHOOK_EVENTS,
-  type DeliveryPage,
-  type DeliveryStatus,
-  type Webhook,
-  type WebhookEventPattern,
+import type {
+  CreatedWebhook,
+  DeliveryPage,
+  DeliveryStatus,
+  Webhook,
+  WebhookEventPattern,
 } from "@flotilla/contracts";
+import { DEFAULT_WEBHOOK_EVENTS } from "@flotilla/contracts/light";
 import {
   type InfiniteData,
   useInfiniteQuery,

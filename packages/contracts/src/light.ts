@@ -1,0 +1,141 @@
+import type { TaskState } from "./tasks.ts";
+import type { WebhookEventPattern } from "./webhooks.ts";
+
+/**
+ * The contracts' run-time values that need no zod: the error class, cookie names and a few
+ * constant lists. The browser imports these from `@flotilla/contracts/light` (and everything else
+ * as types only), which keeps zod and the OpenAPI builder out of the UI's bundle. The full entry
+ * re-exports all of it, so there is one FlotillaError class either way.
+ */
+
+export const ERROR_CODES = [
+  "invalid_request",
+  "invalid_json",
+  "body_too_large",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "conflict",
+  "repo_not_found",
+  "repo_not_git",
+  "repo_clone_failed",
+  "harness_unavailable",
+  "harness_error",
+  "session_busy",
+  "session_not_resumable",
+  "rate_limited",
+  "internal",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** The wire shape of an error (the zod schema `ErrorBody` in errors.ts describes the same). */
+export interface ErrorBodyShape {
+  error: {
+    code: ErrorCode;
+    message: string;
+    field?: string;
+    retriable: boolean;
+    reference?: string;
+    details?: unknown;
+  };
+}
+
+const STATUS = {
+  invalid_request: 400,
+  invalid_json: 400,
+  body_too_large: 413,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  repo_not_found: 422,
+  repo_not_git: 422,
+  repo_clone_failed: 422,
+  harness_unavailable: 503,
+  harness_error: 502,
+  session_busy: 409,
+  session_not_resumable: 409,
+  rate_limited: 429,
+  internal: 500,
+} as const satisfies Record<ErrorCode, number>;
+
+const RETRIABLE: Partial<Record<ErrorCode, boolean>> = {
+  harness_unavailable: true,
+  harness_error: true,
+  rate_limited: true,
+  session_busy: true,
+  internal: true,
+};
+
+/** A typed, serializable error. Thrown anywhere below the routes; rendered once by the server. */
+export class FlotillaError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly field?: string;
+  readonly retriable: boolean;
+  readonly details?: unknown;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { field?: string; details?: unknown; cause?: unknown } = {},
+  ) {
+    super(message, { cause: opts.cause });
+    this.name = "FlotillaError";
+    this.code = code;
+    this.status = STATUS[code];
+    this.field = opts.field;
+    this.retriable = RETRIABLE[code] ?? false;
+    this.details = opts.details;
+  }
+  toBody(reference?: string): ErrorBodyShape {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        retriable: this.retriable,
+        ...(this.field ? { field: this.field } : {}),
+        ...(reference ? { reference } : {}),
+        ...(this.details !== undefined ? { details: this.details } : {}),
+      },
+    };
+  }
+  static fromBody(status: number, body: ErrorBodyShape): FlotillaError {
+    const e = new FlotillaError(body.error.code, body.error.message, {
+      field: body.error.field,
+      details: body.error.details,
+    });
+    (e as { status: number }).status = status;
+    return e;
+  }
+}
+
+export const httpStatusOf = (code: ErrorCode): number => STATUS[code];
+
+export const SESSION_COOKIE = "flotilla_session";
+export const CSRF_COOKIE = "flotilla_csrf";
+export const CSRF_HEADER = "x-csrf-token";
+
+export const FINAL_TASK_STATES: TaskState[] = ["succeeded", "failed", "cancelled", "timed_out", "dead"];
+
+export const DEFAULT_WEBHOOK_EVENTS: WebhookEventPattern[] = ["task.*", "session.status"];
+
+/** Every event type (events.ts checks at compile time that this is exactly its union's). */
+export const EVENT_TYPES = [
+  "session.status",
+  "turn.started",
+  "turn.finished",
+  "text.delta",
+  "text.completed",
+  "reasoning.delta",
+  "reasoning.completed",
+  "tool.updated",
+  "file.edited",
+  "permission.asked",
+  "permission.replied",
+  "todo.updated",
+  "usage",
+  "provider.retry",
+  "error",
+  "harness.state",
+  "terminal.lease",
+] as const;
