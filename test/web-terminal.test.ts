@@ -157,12 +157,20 @@ describe.skipIf(!haveChromium)("the terminal tab in real browsers", () => {
       await shoot(a.page, "terminal");
       await shoot(b.page, "terminal-viewer");
 
-      // B asks; A is asked and hands over.
+      // B asks; A keeps control, and B is told so.
       await b.page.getByRole("button", { name: "Take control" }).click();
       await expect
         .poll(() => b.page.getByTestId("terminal-ask").textContent())
         .toMatch(/waiting for an answer/);
       const ask = a.page.getByRole("alertdialog", { name: "Control request" });
+      await ask.waitFor();
+      await ask.getByRole("button", { name: "Keep control" }).click();
+      await expect.poll(() => b.page.getByTestId("terminal-ask").textContent()).toMatch(/kept control/);
+      expect(await role(b.page).textContent()).toBe("Watching · read-only");
+      expect(await role(a.page).textContent()).toBe("Driving");
+
+      // B asks again; this time A hands over.
+      await b.page.getByRole("button", { name: "Take control" }).click();
       await ask.waitFor();
       expect(await ask.textContent()).toContain("bob (a browser) asks to take control.");
       await ask.getByRole("button", { name: "Hand over" }).click();

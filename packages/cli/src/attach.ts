@@ -112,6 +112,9 @@ function attach(ws: WebSocket, id: string, url: string, mode: "drive" | "view"):
         case "request":
           note(`${f.from} asks for control: detach (Ctrl-]) to hand it over`);
           return;
+        case "declined":
+          note(`${f.by} kept control`);
+          return;
         case "error":
           note(`${f.code}: ${f.message}`);
           return;

@@ -26,6 +26,8 @@ export const TerminalClientFrame = z.discriminatedUnion("type", [
   // force: admin tokens only; moves the lease at once instead of asking the driver.
   z.object({ type: z.literal("take"), force: z.boolean().optional() }),
   z.object({ type: z.literal("release") }),
+  // The driver keeps control: the one who asked is told so.
+  z.object({ type: z.literal("decline") }),
 ]);
 export type TerminalClientFrame = z.infer<typeof TerminalClientFrame>;
 
@@ -41,8 +43,10 @@ export const TerminalServerFrame = z.discriminatedUnion("type", [
     you: z.boolean(),
     message: z.string().optional(),
   }),
-  // Sent to the driver: someone asks for control; answer with `release` (or ignore it).
+  // Sent to the driver: someone asks for control; answer with `release` (hand over) or `decline`.
   z.object({ type: z.literal("request"), from: z.string() }),
+  // Sent to the one who asked: the driver kept control.
+  z.object({ type: z.literal("declined"), by: z.string() }),
   z.object({ type: z.literal("error"), code: z.string(), message: z.string() }),
   // The shell ended; the server closes the socket after this frame.
   z.object({ type: z.literal("exit"), code: z.number().int().nullable() }),

@@ -1,3 +1,4 @@
+import { loadavg } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
 import { scenario } from "./scenario.ts";
@@ -67,13 +68,37 @@ describe("scale", () => {
     const db = t.server.services.db;
     const states = await db.query("select state, count(*)::int as n from tasks group by state");
     expect(states.rows).toEqual([{ state: "succeeded", n: TASKS }]);
-    // None twice: one attempt each, one final transition each.
-    // With each extra attempt's outcome and error, so a failure here says why a task ran again.
+    // None twice: exactly one succeeded attempt per task, and a task's attempts never overlap. On a
+    // quiet machine every task takes one attempt; on an oversubscribed one a harness may miss its
+    // health checks and an attempt fail retriably and be retried. That is the scheduler working, so
+    // it is allowed, but only after the earlier attempt ended without success, and it is reported.
     const attempts = await db.query(
-      `select task_id, count(*)::int as n, json_agg(json_build_object('outcome', outcome, 'error', error) order by n) as tries
-       from task_attempts group by task_id having count(*) <> 1`,
+      `select task_id, n, outcome, error, started_at, finished_at,
+         lead(started_at) over (partition by task_id order by n) as next_started
+       from task_attempts`,
     );
-    expect(attempts.rows).toEqual([]);
+    const byTask = new Map<string, typeof attempts.rows>();
+    for (const a of attempts.rows) byTask.set(a.task_id, [...(byTask.get(a.task_id) ?? []), a]);
+    expect(byTask.size).toBe(TASKS);
+    for (const [id, tries] of byTask) {
+      expect({ id, succeeded: tries.filter((a) => a.outcome === "succeeded").length }).toEqual({
+        id,
+        succeeded: 1,
+      });
+      expect(tries.at(-1).outcome).toBe("succeeded");
+      for (const a of tries.slice(0, -1))
+        expect(a.finished_at.getTime()).toBeLessThanOrEqual(a.next_started.getTime());
+    }
+    const retried = [...byTask].filter(([, tries]) => tries.length > 1);
+    if (retried.length)
+      console.log(
+        `retried (machine load ${loadavg()[0]?.toFixed(1)}): ${retried
+          .map(
+            ([id, tries]) =>
+              `${id}: ${tries.map((a) => `${a.outcome} ${JSON.stringify(a.error)}`).join(" → ")}`,
+          )
+          .join("; ")}`,
+      );
     const finals = await db.query(
       "select task_id from task_history where to_state = 'succeeded' group by task_id having count(*) <> 1",
     );

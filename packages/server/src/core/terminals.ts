@@ -156,7 +156,11 @@ class Terminal {
         this.driver?.peer.send({ type: "request", from: c.label });
       }
     } else if (!isDriver) this.refuse(c, "conflict", "you do not hold the lease");
-    else if (this.requester && this.clients.has(this.requester))
+    else if (f.type === "decline") {
+      const asked = this.requester;
+      this.requester = undefined;
+      if (asked && this.clients.has(asked)) asked.peer.send({ type: "declined", by: c.label });
+    } else if (this.requester && this.clients.has(this.requester))
       this.setDriver(this.requester, "handed over");
     else this.setDriver(undefined, "released");
   }

@@ -1,3 +1,4 @@
+import type { Diff } from "@flotilla/client";
 import { useQuery } from "@tanstack/react-query";
 import { useParams } from "@tanstack/react-router";
 import { useState } from "react";
@@ -127,6 +128,52 @@ function SplitDiff({ lines }: { lines: string[] }) {
   );
 }
 
+type ChangedFile = Diff["files"][number];
+type TreeRow =
+  | { kind: "dir"; path: string; name: string; depth: number }
+  | { kind: "file"; file: ChangedFile; name: string; depth: number };
+
+/**
+ * The changed files as a tree: each directory once, above its files, indented by depth. A chain of
+ * directories holding nothing but one directory is shown as one row (`src/core/`), as editors do.
+ */
+function treeRows(files: ChangedFile[]): TreeRow[] {
+  type Node = { dirs: Map<string, Node>; files: ChangedFile[] };
+  const root: Node = { dirs: new Map(), files: [] };
+  for (const f of files) {
+    const parts = f.path.split("/");
+    let n = root;
+    for (const p of parts.slice(0, -1)) {
+      let next = n.dirs.get(p);
+      if (!next) {
+        next = { dirs: new Map(), files: [] };
+        n.dirs.set(p, next);
+      }
+      n = next;
+    }
+    n.files.push(f);
+  }
+  const out: TreeRow[] = [];
+  const walk = (n: Node, prefix: string, depth: number) => {
+    for (const [name, child] of [...n.dirs].sort(([a], [b]) => a.localeCompare(b))) {
+      let label = name;
+      let node = child;
+      while (node.files.length === 0 && node.dirs.size === 1) {
+        const [k, v] = [...node.dirs][0]!;
+        label = `${label}/${k}`;
+        node = v;
+      }
+      const path = `${prefix}${label}`;
+      out.push({ kind: "dir", path, name: label, depth });
+      walk(node, `${path}/`, depth + 1);
+    }
+    for (const f of [...n.files].sort((a, b) => a.path.localeCompare(b.path)))
+      out.push({ kind: "file", file: f, name: f.path.slice(prefix.length), depth });
+  };
+  walk(root, "", 0);
+  return out;
+}
+
 const STATUS_MARK = { added: "A", modified: "M", deleted: "D", renamed: "R" } as const;
 
 export function ChangesPage() {
@@ -175,23 +222,37 @@ export function ChangesPage() {
           data-testid="changed-files"
           className="divide-y divide-stone-200 rounded-lg border border-stone-200 bg-white text-sm dark:divide-stone-800 dark:border-stone-800 dark:bg-stone-900"
         >
-          {d.files.map((f) => (
-            <li key={f.path}>
-              <a
-                href={`#file-${encodeURIComponent(f.path)}`}
-                className="flex items-center gap-3 px-3 py-2 hover:bg-stone-50 dark:hover:bg-stone-800/50"
+          {treeRows(d.files).map((r) =>
+            r.kind === "dir" ? (
+              <li
+                key={`dir:${r.path}`}
+                className="px-3 py-1.5 font-mono text-xs text-stone-500"
+                style={{ paddingLeft: `${0.75 + r.depth}rem` }}
               >
-                <span className="w-4 font-mono text-xs text-stone-500" title={f.status}>
-                  {STATUS_MARK[f.status]}
-                </span>
-                <span className="min-w-0 flex-1 truncate font-mono">{f.path}</span>
-                <span className="font-mono text-xs text-emerald-700 dark:text-emerald-400">
-                  +{f.additions}
-                </span>
-                <span className="font-mono text-xs text-red-700 dark:text-red-400">−{f.deletions}</span>
-              </a>
-            </li>
-          ))}
+                {r.name}/
+              </li>
+            ) : (
+              <li key={r.file.path}>
+                <a
+                  href={`#file-${encodeURIComponent(r.file.path)}`}
+                  title={r.file.path}
+                  className="flex items-center gap-3 px-3 py-2 hover:bg-stone-50 dark:hover:bg-stone-800/50"
+                  style={{ paddingLeft: `${0.75 + r.depth}rem` }}
+                >
+                  <span className="w-4 font-mono text-xs text-stone-500" title={r.file.status}>
+                    {STATUS_MARK[r.file.status]}
+                  </span>
+                  <span className="min-w-0 flex-1 truncate font-mono">{r.name}</span>
+                  <span className="font-mono text-xs text-emerald-700 dark:text-emerald-400">
+                    +{r.file.additions}
+                  </span>
+                  <span className="font-mono text-xs text-red-700 dark:text-red-400">
+                    −{r.file.deletions}
+                  </span>
+                </a>
+              </li>
+            ),
+          )}
         </ul>
       )}
       {d.files.map((f) => (

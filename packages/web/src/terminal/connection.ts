@@ -5,11 +5,10 @@ import { api, errorText } from "../api.ts";
 export type Link = "connecting" | "live" | "reconnecting" | "exited" | "failed";
 
 /**
- * A viewer's request for control. The server tells the driver, never the requester, when a request
- * is declined (the driver simply does not answer), so `unanswered` is as far as a viewer can know;
- * `superseded` means the lease went to someone else meanwhile.
+ * A viewer's request for control: `declined` when the driver kept control, `unanswered` when the
+ * driver (a CLI, say) has said nothing for a while, `superseded` when the lease went to someone else.
  */
-export type Ask = "none" | "pending" | "granted" | "unanswered" | "superseded";
+export type Ask = "none" | "pending" | "granted" | "declined" | "unanswered" | "superseded";
 
 export interface TerminalState {
   link: Link;
@@ -127,9 +126,10 @@ export class TerminalConnection {
     this.send({ type: "release" });
   }
 
-  /** Keeps control: the server has no "no" frame, so the requester is simply not answered. */
+  /** Keeps control; the server tells the one who asked. */
   decline(): void {
     this.set({ request: null });
+    this.send({ type: "decline" });
   }
 
   private send(f: TerminalClientFrame): void {
@@ -229,6 +229,10 @@ export class TerminalConnection {
       }
       case "request":
         this.set({ request: f.from });
+        return;
+      case "declined":
+        clearTimeout(this.askTimer);
+        if (this.state.ask === "pending" || this.state.ask === "unanswered") this.set({ ask: "declined" });
         return;
       case "error":
         this.set({ error: f.message });

@@ -228,6 +228,7 @@ function AskNote({ s, holder }: { s: TerminalState; holder: string }) {
     none: "",
     pending: `Asked ${holder} for control; waiting for an answer…`,
     granted: "Control granted: you are driving.",
+    declined: `${holder} kept control. You can ask again.`,
     unanswered: `${holder} has not handed over control (they may have declined). You can ask again.`,
     superseded: `Control went to ${holder} before your request was answered.`,
   }[s.ask];
