@@ -224,3 +224,27 @@ describe("GET /sessions?q=", () => {
     expect((await ids("  ")).length).toBeGreaterThan(1);
   });
 });
+
+describe("GET /harnesses", () => {
+  it("lists the caller's org's harnesses and the warm ones, never another org's", async () => {
+    const db = t.server.services.db;
+    const own = await t.client.sessions.create({ repo: makeRepo(), prompt: "hello" });
+    await collectUntil(t.client, own.id, untilTurnFinished(1));
+    // Another org with a live harness of its own, made directly: the API has no way to make orgs.
+    await db.query("insert into orgs (id, name) values ('org_other', 'other')");
+    await db.query("insert into shards (id, org_id, dir) values ('shd_other', 'org_other', '/nonexistent')");
+    await db.query(
+      "insert into harnesses (id, driver, state, run_dir, shard_id) values ('hrn_other', 'local', 'ready', '/nonexistent', 'shd_other')",
+    );
+    try {
+      const listed = (await t.client.harnesses()).map((h) => h.id);
+      expect(listed).not.toContain("hrn_other");
+      const ownShard = (await t.client.sessions.get(own.id)).shardId;
+      expect((await t.client.harnesses()).some((h) => h.shardId === ownShard)).toBe(true);
+    } finally {
+      await db.query("delete from harnesses where id = 'hrn_other'");
+      await db.query("delete from shards where id = 'shd_other'");
+      await db.query("delete from orgs where id = 'org_other'");
+    }
+  });
+});

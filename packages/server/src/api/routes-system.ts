@@ -48,8 +48,13 @@ export function systemRoutes(app: OpenAPIHono<Env>, s: Services): void {
       method: "get",
       path: "/harnesses",
       tags: ["harnesses"],
-      responses: { 200: json(z.object({ items: z.array(Harness) }), "Harnesses, newest first") },
+      responses: {
+        200: json(
+          z.object({ items: z.array(Harness) }),
+          "The caller's org's harnesses and the warm ones not yet given to an org, newest first",
+        ),
+      },
     }),
-    async (c) => c.json({ items: await s.harnesses.list() }, 200),
+    async (c) => c.json({ items: await s.harnesses.list(c.get("principal").orgId) }, 200),
   );
 }

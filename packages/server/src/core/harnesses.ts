@@ -106,9 +106,12 @@ export class HarnessManager {
     return [...this.live.values()];
   }
 
-  async list(): Promise<Harness[]> {
+  /** An org's harnesses, and the warm ones not yet given to any org (capacity every org draws on). */
+  async list(orgId: string): Promise<Harness[]> {
     const { rows } = await this.db.query(
-      "select h.*, s.project_id from harnesses h join shards s on s.id = h.shard_id order by h.started_at desc limit 200",
+      `select h.*, s.project_id from harnesses h join shards s on s.id = h.shard_id
+       where s.org_id = $1 or s.org_id is null order by h.started_at desc limit 200`,
+      [orgId],
     );
     return rows.map(harnessFromRow);
   }
