@@ -1,3 +1,4 @@
+import type { Catalog } from "@flotilla/client";
 import type { ButtonHTMLAttributes, ReactNode } from "react";
 import type { SessionStatus } from "./transcript.ts";
 
@@ -77,4 +78,33 @@ export function timeAgo(iso: string): string {
   if (s < 3600) return `${Math.round(s / 60)}m ago`;
   if (s < 86400) return `${Math.round(s / 3600)}h ago`;
   return new Date(iso).toLocaleDateString();
+}
+
+/** The options of a model picker: every model the server offers, demo ones marked as such. */
+export function ModelOptions({ models }: { models: Catalog["models"] | undefined }) {
+  return (
+    <>
+      {models?.map((m) => (
+        <option key={m.id} value={m.id}>
+          {m.name} ({m.id}){m.demo ? " — demo, not an LLM" : ""}
+        </option>
+      ))}
+    </>
+  );
+}
+
+/** The next page of a list, for TanStack Query's infinite queries. */
+export function LoadMore({
+  query,
+}: {
+  query: { hasNextPage: boolean; isFetchingNextPage: boolean; fetchNextPage: () => unknown };
+}) {
+  if (!query.hasNextPage) return null;
+  return (
+    <div className="mt-3 flex justify-center">
+      <Button onClick={() => query.fetchNextPage()} disabled={query.isFetchingNextPage}>
+        {query.isFetchingNextPage ? "Loading…" : "Load more"}
+      </Button>
+    </div>
+  );
 }

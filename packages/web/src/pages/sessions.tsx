@@ -3,7 +3,7 @@ import { keepPreviousData, useInfiniteQuery, useMutation, useQuery } from "@tans
 import { Link, useNavigate, useRouterState } from "@tanstack/react-router";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { api } from "../api.ts";
-import { Button, Card, ErrorNote, inputClass, StatusBadge, timeAgo } from "../ui.tsx";
+import { Button, Card, ErrorNote, inputClass, LoadMore, ModelOptions, StatusBadge, timeAgo } from "../ui.tsx";
 
 const LAST_REPO = "flotilla.lastRepo";
 
@@ -61,11 +61,7 @@ function NewSessionForm() {
               onChange={(e) => setModel(e.target.value)}
               className={inputClass}
             >
-              {models.data?.models.map((m) => (
-                <option key={m.id} value={m.id}>
-                  {m.name} ({m.id}){m.demo ? " — demo, not an LLM" : ""}
-                </option>
-              ))}
+              <ModelOptions models={models.data?.models} />
             </select>
           </label>
           <Button tone="primary" type="submit" disabled={create.isPending || !repo.trim() || !prompt.trim()}>
@@ -263,13 +259,7 @@ export function SessionsPage() {
             ))}
           </ul>
         )}
-        {list.hasNextPage && (
-          <div className="flex justify-center">
-            <Button onClick={() => list.fetchNextPage()} disabled={list.isFetchingNextPage}>
-              {list.isFetchingNextPage ? "Loading…" : "Load more"}
-            </Button>
-          </div>
-        )}
+        <LoadMore query={list} />
       </section>
     </div>
   );

@@ -18,7 +18,7 @@ import {
   taskStateLabel,
   When,
 } from "../tasks/task-ui.tsx";
-import { Button, Card, ErrorNote, inputClass, timeAgo } from "../ui.tsx";
+import { Button, Card, ErrorNote, inputClass, LoadMore, timeAgo } from "../ui.tsx";
 
 export { TaskStateBadge };
 
@@ -128,13 +128,7 @@ export function TasksPage() {
             ))}
           </ul>
         )}
-        {list.hasNextPage && (
-          <div className="mt-3 flex justify-center">
-            <Button onClick={() => list.fetchNextPage()} disabled={list.isFetchingNextPage}>
-              {list.isFetchingNextPage ? "Loading…" : "Load more"}
-            </Button>
-          </div>
-        )}
+        <LoadMore query={list} />
       </section>
     </div>
   );

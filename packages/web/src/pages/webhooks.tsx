@@ -27,7 +27,7 @@ import {
   taskStateLabel,
   When,
 } from "../tasks/task-ui.tsx";
-import { Button, Card, ErrorNote, inputClass, timeAgo } from "../ui.tsx";
+import { Button, Card, ErrorNote, inputClass, LoadMore, timeAgo } from "../ui.tsx";
 
 const FIELDS = new Set(["url", "events", "projectId"]);
 
@@ -429,13 +429,7 @@ export function WebhookPage() {
           </p>
         )}
         {items.length > 0 && <DeliveryList items={items} />}
-        {log.hasNextPage && (
-          <div className="mt-3 flex justify-center">
-            <Button onClick={() => log.fetchNextPage()} disabled={log.isFetchingNextPage}>
-              {log.isFetchingNextPage ? "Loading…" : "Load more"}
-            </Button>
-          </div>
-        )}
+        <LoadMore query={log} />
       </section>
     </div>
   );

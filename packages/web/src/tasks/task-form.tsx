@@ -3,7 +3,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link } from "@tanstack/react-router";
 import { type FormEvent, useState } from "react";
 import { api } from "../api.ts";
-import { Button, Card, ErrorNote, inputClass } from "../ui.tsx";
+import { Button, Card, ErrorNote, inputClass, ModelOptions } from "../ui.tsx";
 import { controlProps, Field, fieldErrorOf } from "./task-ui.tsx";
 
 // Shared with the new-session form: whichever was used last is the likeliest next repository.
@@ -161,11 +161,7 @@ export function TaskForm() {
               onChange={(e) => setModel(e.target.value)}
               className={inputClass}
             >
-              {models.data?.models.map((m) => (
-                <option key={m.id} value={m.id}>
-                  {m.name} ({m.id}){m.demo ? " — demo, not an LLM" : ""}
-                </option>
-              ))}
+              <ModelOptions models={models.data?.models} />
             </select>
           </Field>
           <Field
