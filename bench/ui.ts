@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import type { FlotillaClient } from "@flotilla/client";
 import { chromium } from "playwright-core";
-import { makeRepo, type Stats, stats, table } from "./support.ts";
+import { makeRepo, type Stats, sseFrames, stats, table } from "./support.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -29,13 +29,13 @@ async function apiFirstEvent(url: string, token: string, sessionId: string): Pro
     headers: { authorization: `Bearer ${token}`, accept: "text/event-stream" },
     signal: ac.signal,
   });
-  const decoder = new TextDecoder();
-  let text = "";
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    text += decoder.decode(chunk, { stream: true });
-    if (/\ndata: /.test(`\n${text}`)) break;
+  let ms = Number.NaN;
+  for await (const f of sseFrames(res.body as unknown as AsyncIterable<Uint8Array>, () =>
+    performance.now(),
+  )) {
+    ms = f.t - t0;
+    break;
   }
-  const ms = performance.now() - t0;
   ac.abort();
   return ms;
 }

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { ERROR_CODES, type ErrorBodyShape } from "./light.ts";
+import { ERROR_CODES, type ErrorBodyShape, type Same } from "./light.ts";
 
 /**
  * Every error that crosses the API is one of these codes. The code is the stable contract;
@@ -26,6 +26,5 @@ export type ErrorBody = z.infer<typeof ErrorBody>;
 export { FlotillaError, httpStatusOf } from "./light.ts";
 
 // The zod schema and the light interface must describe the same wire shape.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const _sameBody: Same<ErrorBody, ErrorBodyShape> = true;
 void _sameBody;

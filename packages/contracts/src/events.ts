@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import type { EVENT_TYPES } from "./light.ts";
+import type { EVENT_TYPES, Same } from "./light.ts";
 
 /**
  * The event union: what a session did, normalized from the harness's own events. This is the unit
@@ -115,7 +115,6 @@ export const EventBody = z.discriminatedUnion("type", [
 export type EventBody = z.infer<typeof EventBody>;
 export type EventType = EventBody["type"];
 // EVENT_TYPES (light.ts, for the browser) must list exactly the union's types.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const _allTypes: Same<(typeof EVENT_TYPES)[number], EventType> = true;
 void _allTypes;
 export type EventData<T extends EventType> = Extract<EventBody, { type: T }>["data"];

@@ -8,6 +8,9 @@ import type { WebhookEventPattern } from "./webhooks.ts";
  * re-exports all of it, so there is one FlotillaError class either way.
  */
 
+/** For compile-time checks that a light list and its zod schema agree: `true` only if A and B are the same. */
+export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+
 export const ERROR_CODES = [
   "invalid_request",
   "invalid_json",

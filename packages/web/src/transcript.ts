@@ -41,6 +41,8 @@ export interface Transcript {
   lastSeq: number;
   /** Internal: each message's latest usage, so re-reports replace rather than add. */
   byMessage: ReadonlyMap<string, Usage>;
+  /** Internal: each row's place by key, so a delta finds its row without a scan. */
+  index: ReadonlyMap<string, number>;
 }
 
 const zero: Usage = { input: 0, output: 0, reasoning: 0, cache: 0, cost: 0 };
@@ -53,22 +55,26 @@ export const emptyTranscript: Transcript = {
   usage: zero,
   lastSeq: 0,
   byMessage: new Map(),
+  index: new Map(),
 };
 
 /**
  * Folds a batch of events into the conversation. Idempotent by seq, so a replay after a reconnect
  * (the server resumes after Last-Event-ID, but a fresh connection may overlap) changes nothing.
  * Copies the state once per batch: React sees a new object, and a burst of deltas costs one render.
+ * The key index is copied only by a batch that adds a row; deltas to existing rows (the hot path
+ * while a turn streams) reuse it. The previous state is never changed, so fold stays pure.
  */
 export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
   if (events.every((e) => e.seq <= prev.lastSeq)) return prev;
   const rows = [...prev.rows];
   let { permissions, status, lastSeq, todos, byMessage } = prev;
-  const at = new Map(rows.map((r, i) => [r.key, i]));
+  let index = prev.index;
   const upsert = (row: Row, merge?: (old: Row) => Row) => {
-    const i = at.get(row.key);
+    const i = index.get(row.key);
     if (i === undefined) {
-      at.set(row.key, rows.length);
+      if (index === prev.index) index = new Map(prev.index);
+      (index as Map<string, number>).set(row.key, rows.length);
       rows.push(row);
     } else rows[i] = merge ? merge(rows[i]!) : row;
   };
@@ -192,5 +198,5 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           }),
           zero,
         );
-  return { rows, permissions, status, todos, usage, lastSeq, byMessage };
+  return { rows, permissions, status, todos, usage, lastSeq, byMessage, index };
 }
