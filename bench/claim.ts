@@ -1,9 +1,9 @@
 import { performance } from "node:perf_hooks";
 import { createLogger } from "@flotilla/server";
-import { claimNext, type Limits } from "../packages/server/src/core/scheduler.ts";
-import { DEFAULT_ORG, TokenService } from "../packages/server/src/core/tokens.ts";
-import { migrate } from "../packages/server/src/db/migrate.ts";
-import { createPool, type Db } from "../packages/server/src/db/pool.ts";
+import { DEFAULT_ORG, TokenService } from "../packages/server/src/identity/tokens.ts";
+import { migrate } from "../packages/server/src/platform/db/migrate.ts";
+import { createPool, type Db } from "../packages/server/src/platform/db/pool.ts";
+import { claimNext, type Limits } from "../packages/server/src/tasks/scheduler.ts";
 import { createDatabase } from "./boot.ts";
 import { type Stats, stats, time } from "./support.ts";
 

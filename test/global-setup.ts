@@ -15,7 +15,7 @@ export default async function setup(project: TestProject) {
   project.provide("pgUrl", pg.url);
   return async () => {
     await pg.stop();
-    // As root the cluster may live outside the home, behind a link (see db/embedded.ts).
+    // As root the cluster may live outside the home, behind a link (see platform/db/embedded.ts).
     rmSync(realpathSync(join(home, "postgres")), { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });
   };

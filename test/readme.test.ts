@@ -63,7 +63,7 @@ afterAll(async () => {
     const pid = postgresPid();
     if (pidAlive(pid)) process.kill(pid, "SIGKILL");
   } catch {}
-  // As root the cluster lives outside FLOTILLA_HOME (see db/embedded.ts); remove it too.
+  // As root the cluster lives outside FLOTILLA_HOME (see platform/db/embedded.ts); remove it too.
   try {
     rmSync(realpathSync(join(home, "postgres")), { recursive: true, force: true });
   } catch {}

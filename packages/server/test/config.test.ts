@@ -6,7 +6,7 @@ import { type Scenario, startScriptedModel } from "@flotilla/scripted-model";
 import { createLogger, loadConfig, startFlotilla } from "@flotilla/server";
 import { describe, expect, it } from "vitest";
 import { collectUntil, createTestDb, makeRepo, tempDir, untilTurnFinished } from "../../../test/support.ts";
-import { opencodeConfig } from "../src/core/opencode-config.ts";
+import { opencodeConfig } from "../src/agents/opencode/config.ts";
 
 describe("configuration", () => {
   it("a custom OpenAI-compatible provider declared in config.yaml drives a session, with its key from the environment", async () => {

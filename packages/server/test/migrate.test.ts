@@ -1,8 +1,8 @@
 import { createLogger } from "@flotilla/server";
 import { describe, expect, it } from "vitest";
 import { createTestDb } from "../../../test/support.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { createPool } from "../src/db/pool.ts";
+import { migrate } from "../src/platform/db/migrate.ts";
+import { createPool } from "../src/platform/db/pool.ts";
 
 describe("migrations", () => {
   it("two processes booting at once against one database apply each migration exactly once", async () => {

@@ -8,7 +8,7 @@ import {
   untilTurnFinished,
   waitFor,
 } from "../../../test/support.ts";
-import { readOverview } from "../src/core/overview.ts";
+import { readOverview } from "../src/metrics/overview.ts";
 import { scenario } from "./scenario.ts";
 
 let t: TestServer;

@@ -1,13 +1,13 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDb, makeRepo, tempDir } from "../../../test/support.ts";
-import { loadConfig } from "../src/config.ts";
-import { claimNext, type Limits } from "../src/core/scheduler.ts";
-import { TaskService } from "../src/core/tasks.ts";
-import { DEFAULT_ORG, TokenService } from "../src/core/tokens.ts";
-import { migrate } from "../src/db/migrate.ts";
-import { createPool, type Db } from "../src/db/pool.ts";
-import { createLogger } from "../src/logger.ts";
+import { loadConfig } from "../src/config/config.ts";
+import { DEFAULT_ORG, TokenService } from "../src/identity/tokens.ts";
+import { migrate } from "../src/platform/db/migrate.ts";
+import { createPool, type Db } from "../src/platform/db/pool.ts";
+import { createLogger } from "../src/platform/logger.ts";
+import { claimNext, type Limits } from "../src/tasks/scheduler.ts";
+import { TaskService } from "../src/tasks/tasks.ts";
 
 // Invariants of the claim step, checked on the real database with many replicas claiming at once.
 

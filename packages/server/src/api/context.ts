@@ -1,14 +1,15 @@
-import type { Config } from "../config.ts";
-import type { HarnessManager } from "../core/harnesses.ts";
-import type { Scheduler } from "../core/scheduler.ts";
-import type { Principal, SessionService } from "../core/sessions.ts";
-import type { TaskService } from "../core/tasks.ts";
-import type { TokenService } from "../core/tokens.ts";
-import type { WebhookService } from "../core/webhooks.ts";
-import type { Db } from "../db/pool.ts";
-import type { EventBus } from "../events/bus.ts";
-import type { EventLog } from "../events/log.ts";
-import type { Logger } from "../logger.ts";
+import type { Config } from "../config/config.ts";
+import type { HarnessManager } from "../harnesses/manager.ts";
+import type { Principal } from "../identity/principal.ts";
+import type { TokenService } from "../identity/tokens.ts";
+import type { WebhookService } from "../integrations/webhooks.ts";
+import type { Db } from "../platform/db/pool.ts";
+import type { EventBus } from "../platform/events/bus.ts";
+import type { EventLog } from "../platform/events/log.ts";
+import type { Logger } from "../platform/logger.ts";
+import type { SessionService } from "../sessions/sessions.ts";
+import type { Scheduler } from "../tasks/scheduler.ts";
+import type { TaskService } from "../tasks/tasks.ts";
 
 export interface Services {
   config: Config;

@@ -2,7 +2,7 @@ import { FlotillaError, newId } from "@flotilla/contracts";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
-import type { Logger } from "../logger.ts";
+import type { Logger } from "../platform/logger.ts";
 
 export function validationError(error: ZodError, where: "body" | "query" | "param" | string): FlotillaError {
   const issue = error.issues[0];

@@ -1,0 +1,90 @@
+import type { PermissionPolicy } from "@flotilla/contracts";
+import type { Config } from "../../config/config.ts";
+
+type Action = "allow" | "ask" | "deny";
+type OpencodePermission = Record<string, Action | Record<string, Action>>;
+
+// Defaults that would otherwise stall an unattended turn forever (OPENCODE.md): set them explicitly.
+const BASE: OpencodePermission = { external_directory: "deny", question: "deny", doom_loop: "deny" };
+
+const PRESETS: Record<string, OpencodePermission> = {
+  ask: { edit: "ask", bash: "ask", webfetch: "ask", doom_loop: "ask" },
+  allow: { edit: "allow", bash: "allow", webfetch: "allow" },
+  "read-only": { edit: "deny", bash: "deny", webfetch: "deny" },
+};
+
+export function toOpencodePermission(policy: PermissionPolicy): OpencodePermission {
+  return { ...BASE, ...(typeof policy === "string" ? PRESETS[policy] : policy) };
+}
+
+/** OpenCode's session-level ruleset: last matching rule wins, so base rules go first. */
+export function toRuleset(
+  policy: PermissionPolicy,
+): { permission: string; pattern: string; action: Action }[] {
+  const rules: { permission: string; pattern: string; action: Action }[] = [];
+  for (const [permission, v] of Object.entries(toOpencodePermission(policy))) {
+    if (typeof v === "string") rules.push({ permission, pattern: "*", action: v });
+    else for (const [pattern, action] of Object.entries(v)) rules.push({ permission, pattern, action });
+  }
+  return rules;
+}
+
+// Which bundled OpenCode provider each well-known key switches on.
+const KEY_PROVIDERS: Record<string, string> = {
+  ANTHROPIC_API_KEY: "anthropic",
+  OPENAI_API_KEY: "openai",
+  OPENROUTER_API_KEY: "openrouter",
+  GOOGLE_GENERATIVE_AI_API_KEY: "google",
+  GEMINI_API_KEY: "google",
+  GROQ_API_KEY: "groq",
+  MISTRAL_API_KEY: "mistral",
+  DEEPSEEK_API_KEY: "deepseek",
+  XAI_API_KEY: "xai",
+  AWS_ACCESS_KEY_ID: "amazon-bedrock",
+  AZURE_API_KEY: "azure",
+};
+
+export function enabledProviders(config: Config): string[] {
+  const ids = new Set(Object.keys(config.providers));
+  for (const k of Object.keys(config.providerEnv)) {
+    const p = KEY_PROVIDERS[k];
+    if (p) ids.add(p);
+  }
+  return [...ids];
+}
+
+/** The model a session gets when it names none. */
+export function defaultModel(config: Config): string | undefined {
+  if (config.defaultModel) return config.defaultModel;
+  for (const [id, p] of Object.entries(config.providers)) return `${id}/${Object.keys(p.models)[0]}`;
+  if (config.providerEnv.ANTHROPIC_API_KEY) return "anthropic/claude-sonnet-4-5";
+  if (config.providerEnv.OPENAI_API_KEY) return "openai/gpt-5";
+  return undefined;
+}
+
+/**
+ * The whole OpenCode config, passed as OPENCODE_CONFIG_CONTENT. Only providers we chose are enabled
+ * so no request leaves for a provider nobody configured; keys are referenced as {env:VAR}, never inlined.
+ */
+export function opencodeConfig(config: Config): Record<string, unknown> {
+  const model = defaultModel(config);
+  const provider: Record<string, unknown> = {};
+  for (const [id, p] of Object.entries(config.providers)) {
+    provider[id] = {
+      npm: "@ai-sdk/openai-compatible",
+      name: p.name ?? id,
+      options: { baseURL: p.baseURL, apiKey: p.apiKeyEnv ? `{env:${p.apiKeyEnv}}` : "unused" },
+      models: Object.fromEntries(
+        Object.entries(p.models).map(([mid, m]) => [mid, { name: m.name ?? mid, tool_call: m.toolCall }]),
+      ),
+    };
+  }
+  return {
+    ...(model ? { model, small_model: model } : {}),
+    enabled_providers: enabledProviders(config),
+    provider,
+    permission: toOpencodePermission(config.permission),
+    autoupdate: false,
+    share: "disabled",
+  };
+}

@@ -1,0 +1,281 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { homedir, hostname } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { FlotillaError, PermissionPolicy } from "@flotilla/contracts";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+const ProviderModel = z.object({ name: z.string().optional(), toolCall: z.boolean().default(true) });
+
+/** An extra OpenAI-compatible provider (vLLM, Ollama, LM Studio, a gateway, the scripted model). */
+export const ProviderConfig = z
+  .object({
+    name: z.string().optional(),
+    baseURL: z.url(),
+    /** Name of the environment variable holding the key; the key itself never sits in the file. */
+    apiKeyEnv: z.string().optional(),
+    models: z
+      .record(z.string().min(1), ProviderModel)
+      .refine((m) => Object.keys(m).length > 0, "declare at least one model"),
+  })
+  .strict();
+export type ProviderConfig = z.infer<typeof ProviderConfig>;
+
+/** The file at $FLOTILLA_HOME/config.yaml (or --config). Every field is optional. */
+export const FileConfig = z
+  .object({
+    host: z.string().optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    databaseUrl: z.string().optional(),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).optional(),
+    defaultModel: z.string().optional(),
+    permission: PermissionPolicy.optional(),
+    providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i), ProviderConfig).optional(),
+    demo: z.enum(["auto", "on", "off"]).optional(),
+    scheduler: z
+      .object({
+        maxConcurrent: z.number().int().positive().optional(),
+        perProject: z.number().int().positive().optional(),
+        perToken: z.number().int().positive().optional(),
+        maxQueued: z.number().int().positive().optional(),
+        memoryBudgetMb: z.number().int().positive().optional(),
+        harnessMemoryMb: z.number().int().positive().optional(),
+        leaseMs: z.number().int().min(1000).optional(),
+      })
+      .strict()
+      .optional(),
+    webhooks: z
+      .object({
+        backoffBaseMs: z.number().int().min(10).optional(),
+        maxAttempts: z.number().int().min(1).max(50).optional(),
+      })
+      .strict()
+      .optional(),
+    pool: z
+      .object({
+        warm: z.number().int().min(0).optional(),
+        workspacesPerHarness: z.number().int().min(1).optional(),
+        idleMs: z.number().int().min(1000).optional(),
+        maxSessionsPerHarness: z.number().int().min(1).optional(),
+        recycleMemoryMb: z.number().int().min(64).optional(),
+      })
+      .strict()
+      .optional(),
+    harness: z
+      .object({
+        readyTimeoutMs: z.number().int().positive().optional(),
+        stopGraceMs: z.number().int().positive().optional(),
+        healthIntervalMs: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type FileConfig = z.infer<typeof FileConfig>;
+
+export interface Config {
+  home: string;
+  /** This replica's stable name: it owns the shards and harnesses it made, across its restarts. */
+  replicaId: string;
+  host: string;
+  port: number;
+  databaseUrl: string | undefined;
+  logLevel: string;
+  defaultModel: string | undefined;
+  permission: PermissionPolicy;
+  providers: Record<string, ProviderConfig>;
+  /** Provider keys found in the environment, passed to harnesses only. */
+  providerEnv: Record<string, string>;
+  demo: "auto" | "on" | "off";
+  harness: {
+    readyTimeoutMs: number;
+    stopGraceMs: number;
+    healthIntervalMs: number;
+    opencodeBin: string;
+    /** npm cache shared by every harness (OpenCode fetches its plugin packages on first use). */
+    npmCacheDir: string;
+  };
+  webhooks: { backoffBaseMs: number; maxAttempts: number };
+  pool: {
+    /** Ready harnesses kept over fresh shards, so new work starts without waiting for one. */
+    warm: number;
+    /** Workspaces with active sessions placed on one shard (and so one harness), kept well below
+     * the point where one OpenCode server degrades (OPENCODE.md, "Load"). */
+    workspacesPerHarness: number;
+    /** A harness with no active session for this long is stopped (warm ones excepted). */
+    idleMs: number;
+    /** Recycle a harness (stop once idle) after it served this many sessions or grew past this. */
+    maxSessionsPerHarness: number;
+    recycleMemoryMb: number;
+    tickMs: number;
+    /** Replace a harness whose health check failed this many ticks in a row AND for this long: a
+     * busy server on a loaded machine misses a 2 s probe now and then; a wedged one never answers. */
+    healthFailures: number;
+    healthGraceMs: number;
+  };
+  scheduler: {
+    /** Sessions run by the scheduler at once, across every replica. */
+    maxConcurrent: number;
+    perProject: number;
+    perToken: number;
+    /** Queued tasks beyond this answer 429 with Retry-After. */
+    maxQueued: number;
+    retryAfterSeconds: number;
+    /** The runtime's capacity: memoryBudgetMb / harnessMemoryMb harnesses at once. */
+    memoryBudgetMb: number;
+    harnessMemoryMb: number;
+    leaseMs: number;
+    pollMs: number;
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+    /** Off: this control plane claims no tasks (an API-only replica). */
+    enabled: boolean;
+  };
+  terminal: {
+    /** Started as a login shell (`-l`) in the session's workspace. */
+    shell: string;
+    /** The shell's whole environment is PATH, HOME and TERM: no provider keys, no Flotilla secrets. */
+    path: string;
+    home: string;
+    /** A driver that drops keeps the lease this long, so a reconnect does not lose it. */
+    graceMs: number;
+    /** The shell is killed this long after its last client left. */
+    idleMs: number;
+  };
+  bodyLimitBytes: number;
+  /** Runs under vitest or a bench: no banner on stdout. */
+  quiet: boolean;
+}
+
+export interface ConfigInputs {
+  env: NodeJS.ProcessEnv;
+  flags?: { host?: string; port?: number; config?: string; home?: string };
+  /** Overrides applied last; tests use this instead of writing files. */
+  overrides?: Partial<Config>;
+}
+
+// Keys OpenCode's bundled providers read. Any other *_API_KEY is passed through as well.
+const KNOWN_KEYS = [
+  "ANTHROPIC_API_KEY",
+  "OPENAI_API_KEY",
+  "OPENROUTER_API_KEY",
+  "GOOGLE_GENERATIVE_AI_API_KEY",
+  "GEMINI_API_KEY",
+  "GROQ_API_KEY",
+  "MISTRAL_API_KEY",
+  "DEEPSEEK_API_KEY",
+  "XAI_API_KEY",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_REGION",
+  "AZURE_API_KEY",
+];
+
+export function defaultOpencodeBin(): string {
+  // The pinned binary from our own node_modules, never one found on PATH.
+  return resolve(new URL("../../../../node_modules/.bin/opencode", import.meta.url).pathname);
+}
+
+/** The one place that reads the environment. Everything below receives a Config. */
+export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): Config {
+  const home = resolve(flags.home ?? env.FLOTILLA_HOME ?? join(homedir(), ".flotilla"));
+  const configPath = flags.config ?? env.FLOTILLA_CONFIG ?? join(home, "config.yaml");
+  let file: FileConfig = {};
+  let text: string | undefined;
+  try {
+    text = readFileSync(configPath, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT" || flags.config) {
+      throw new FlotillaError(
+        "invalid_request",
+        `cannot read config file ${configPath}: ${(e as Error).message}`,
+      );
+    }
+  }
+  if (text !== undefined) {
+    const parsed = FileConfig.safeParse(parseYaml(text) ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new FlotillaError("invalid_request", `${configPath}: ${issue.path.join(".")}: ${issue.message}`, {
+        field: issue.path.join("."),
+      });
+    }
+    file = parsed.data;
+  }
+  const providerEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v && (KNOWN_KEYS.includes(k) || /_API_KEY$/.test(k)) && !k.startsWith("FLOTILLA_"))
+      providerEnv[k] = v;
+  }
+  for (const p of Object.values(file.providers ?? {})) {
+    if (p.apiKeyEnv && env[p.apiKeyEnv]) providerEnv[p.apiKeyEnv] = env[p.apiKeyEnv]!;
+  }
+  const portText = flags.port ?? env.FLOTILLA_PORT;
+  const config: Config = {
+    home,
+    replicaId:
+      env.FLOTILLA_REPLICA ??
+      `cp_${createHash("sha256").update(`${hostname()}:${home}`).digest("hex").slice(0, 16)}`,
+    host: flags.host ?? env.FLOTILLA_HOST ?? file.host ?? "127.0.0.1",
+    port: portText !== undefined ? Number(portText) : (file.port ?? 7700),
+    databaseUrl: env.DATABASE_URL || file.databaseUrl,
+    logLevel: env.FLOTILLA_LOG_LEVEL ?? file.logLevel ?? "info",
+    defaultModel: env.FLOTILLA_MODEL ?? file.defaultModel,
+    permission: file.permission ?? "ask",
+    providers: file.providers ?? {},
+    providerEnv,
+    demo: file.demo ?? (env.FLOTILLA_DEMO as Config["demo"] | undefined) ?? "auto",
+    harness: {
+      readyTimeoutMs: file.harness?.readyTimeoutMs ?? 30_000,
+      stopGraceMs: file.harness?.stopGraceMs ?? 5_000,
+      healthIntervalMs: file.harness?.healthIntervalMs ?? 5_000,
+      opencodeBin: env.FLOTILLA_OPENCODE_BIN ?? defaultOpencodeBin(),
+      npmCacheDir: env.FLOTILLA_NPM_CACHE ?? join(home, "cache", "npm"),
+    },
+    // 8 attempts from a 5 s base reach about 10 minutes of retrying.
+    webhooks: {
+      backoffBaseMs: file.webhooks?.backoffBaseMs ?? 5000,
+      maxAttempts: file.webhooks?.maxAttempts ?? 8,
+    },
+    pool: {
+      warm: file.pool?.warm ?? 1,
+      workspacesPerHarness: file.pool?.workspacesPerHarness ?? 8,
+      idleMs: file.pool?.idleMs ?? 5 * 60_000,
+      maxSessionsPerHarness: file.pool?.maxSessionsPerHarness ?? 200,
+      recycleMemoryMb: file.pool?.recycleMemoryMb ?? 3072,
+      tickMs: 2000,
+      healthFailures: 3,
+      healthGraceMs: 30_000,
+    },
+    scheduler: {
+      maxConcurrent: file.scheduler?.maxConcurrent ?? 4,
+      perProject: file.scheduler?.perProject ?? 4,
+      perToken: file.scheduler?.perToken ?? 4,
+      maxQueued: file.scheduler?.maxQueued ?? 10_000,
+      retryAfterSeconds: 5,
+      memoryBudgetMb: file.scheduler?.memoryBudgetMb ?? 8192,
+      harnessMemoryMb: file.scheduler?.harnessMemoryMb ?? 700,
+      leaseMs: file.scheduler?.leaseMs ?? 30_000,
+      pollMs: 1000,
+      backoffBaseMs: 1000,
+      backoffMaxMs: 60_000,
+      enabled: env.FLOTILLA_SCHEDULER !== "off",
+    },
+    terminal: {
+      shell: env.SHELL || "bash",
+      path: env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+      home: env.HOME ?? homedir(),
+      graceMs: 5000,
+      idleMs: 5 * 60_000,
+    },
+    bodyLimitBytes: 1024 * 1024,
+    quiet: false,
+    ...overrides,
+  };
+  if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) {
+    throw new FlotillaError("invalid_request", `port must be 0..65535, got ${portText}`, { field: "port" });
+  }
+  if (!isAbsolute(config.home)) config.home = resolve(config.home);
+  return config;
+}

@@ -1,0 +1,556 @@
+import { createHmac, randomBytes } from "node:crypto";
+import {
+  type CreatedWebhook,
+  type CreateWebhookBody,
+  CreateWebhookBody as CreateWebhookSchema,
+  DEFAULT_WEBHOOK_EVENTS,
+  type DeliveryPage,
+  type DeliveryStatus,
+  FlotillaError,
+  newId,
+  type SessionEvent,
+  type SessionStatusPayload,
+  WEBHOOK_HEADERS,
+  type Webhook,
+  type WebhookDelivery,
+  type WebhookSecret,
+} from "@flotilla/contracts";
+import type { Principal } from "../identity/principal.ts";
+import { type Db, withTx } from "../platform/db/pool.ts";
+import type { EventBus } from "../platform/events/bus.ts";
+import type { Logger } from "../platform/logger.ts";
+import { backoffMs } from "../tasks/scheduler.ts";
+import type { TaskService, TaskTransition } from "../tasks/tasks.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: database rows
+type Row = Record<string, any>;
+
+/*
+ * Design.
+ * - Subscriptions are explicit (POST /webhooks, per project or for the whole organisation) or
+ *   implicit: a task's own `webhook` URL receives that task's transitions. Explicit ones are signed
+ *   with their own secret (shown once, at creation). Implicit ones are signed with one secret per
+ *   organisation, made on first use and readable by admins (GET /webhooks/secret): a task submit
+ *   has no response field to hand a fresh secret back once, and a per-task secret would have to be
+ *   fetched per task by whoever verifies.
+ * - Enqueue happens after commit, from TaskService.onTransition and the event bus, into the
+ *   `webhook_deliveries` outbox. Task transitions are published only by the replica that made them;
+ *   session events reach every replica (NOTIFY), so those rows carry a dedupe key and the first
+ *   insert wins. A crash between a commit and its enqueue loses that event's deliveries: the price
+ *   of not writing the outbox row inside the transition's own transaction.
+ * - Each control plane runs one dispatcher. It claims due rows with FOR UPDATE SKIP LOCKED and
+ *   leases them by pushing next_attempt_at forward, so the send happens outside any transaction and
+ *   a replica that dies mid-send only delays the row until its lease runs out. Delivery is at least
+ *   once: receivers dedupe on x-flotilla-delivery.
+ * - Rows to one URL go out one at a time in creation order (a lane), so a healthy receiver sees a
+ *   task's transitions in order. A retried row can still arrive after later ones: the body's task
+ *   JSON carries `updatedAt` for receivers that must order strictly.
+ */
+
+export interface WebhookOptions {
+  /** Retry n waits base·2^(n−1) (capped at max), scaled by a random 50–100 %. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** After this many attempts without a 2xx the delivery is `failed`. */
+  maxAttempts: number;
+  timeoutMs: number;
+  /** Sends in flight at once on this replica. */
+  concurrency: number;
+  /** Longest sleep between looks at the outbox (new rows from this replica wake it at once). */
+  pollMs: number;
+}
+
+export const DEFAULT_WEBHOOK_OPTIONS: WebhookOptions = {
+  backoffBaseMs: 1000,
+  backoffMaxMs: 3600_000,
+  maxAttempts: 8,
+  timeoutMs: 10_000,
+  concurrency: 8,
+  pollMs: 5000,
+};
+
+const webhookId = () => newId("whk");
+const deliveryId = () => newId("dlv");
+const newSecret = () => `whsec_${randomBytes(32).toString("base64url")}`;
+
+/** `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`: the x-flotilla-signature value. */
+export function signWebhook(secret: string, timestamp: string, body: string): string {
+  return `sha256=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`;
+}
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+function webhookFromRow(r: Row): Webhook {
+  return {
+    id: r.id,
+    url: r.url,
+    projectId: r.project_id,
+    events: r.events,
+    createdAt: r.created_at.toISOString(),
+  };
+}
+
+function deliveryFromRow(r: Row): WebhookDelivery {
+  return {
+    id: r.id,
+    subscriptionId: r.subscription_id,
+    taskId: r.task_id,
+    url: r.url,
+    event: r.event_type,
+    payload: r.payload,
+    status: r.status,
+    attempts: r.attempts,
+    nextAttemptAt: r.status === "pending" ? iso(r.next_attempt_at) : null,
+    lastStatusCode: r.last_status_code,
+    lastError: r.last_error,
+    attemptLog: r.attempt_log,
+    createdAt: r.created_at.toISOString(),
+    deliveredAt: iso(r.delivered_at),
+  };
+}
+
+/** Only the origin: webhook URLs often carry a token in their path or query. */
+function origin(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "(bad url)";
+  }
+}
+
+function describeError(e: unknown): string {
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  if (err?.name === "TimeoutError") return "timed out";
+  return (err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e)).slice(0, 500);
+}
+
+interface Target {
+  subscriptionId: string | null;
+  url: string;
+  dedupeKey: string | null;
+}
+
+/** Webhook subscriptions, the delivery outbox and this replica's dispatcher. */
+export class WebhookService {
+  private readonly opts: WebhookOptions;
+  private readonly unsubscribe: (() => void)[] = [];
+  /** Enqueues not yet written: stop() waits for them so no committed change is dropped at shutdown. */
+  private readonly enqueues = new Set<Promise<void>>();
+  private readonly lanes = new Set<Promise<void>>();
+  private readonly busyUrls = new Set<string>();
+  private inFlight = 0;
+  private stopped = false;
+  private kicked = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly tasks: TaskService,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+    opts: Partial<WebhookOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_WEBHOOK_OPTIONS, ...opts };
+  }
+
+  // ---- subscriptions ----
+
+  async create(input: CreateWebhookBody, p: Principal): Promise<CreatedWebhook> {
+    const body = CreateWebhookSchema.parse(input);
+    if (body.projectId) {
+      const { rowCount } = await this.db.query("select 1 from projects where id = $1 and org_id = $2", [
+        body.projectId,
+        p.orgId,
+      ]);
+      if (!rowCount)
+        throw new FlotillaError("invalid_request", `no project ${body.projectId}`, { field: "projectId" });
+    }
+    const secret = body.secret ?? newSecret();
+    const { rows } = await this.db.query(
+      `insert into webhook_subscriptions (id, org_id, project_id, url, events, secret, created_by)
+       values ($1, $2, $3, $4, $5, $6, $7) returning *`,
+      [
+        webhookId(),
+        p.orgId,
+        body.projectId ?? null,
+        body.url,
+        [...new Set(body.events ?? DEFAULT_WEBHOOK_EVENTS)],
+        secret,
+        p.tokenId,
+      ],
+    );
+    return { ...webhookFromRow(rows[0]), secret };
+  }
+
+  async list(p: Principal): Promise<Webhook[]> {
+    const { rows } = await this.db.query(
+      "select * from webhook_subscriptions where org_id = $1 and deleted_at is null order by id desc",
+      [p.orgId],
+    );
+    return rows.map(webhookFromRow);
+  }
+
+  /** Deletes the subscription; its pending deliveries are given up, its log stays readable. */
+  async remove(id: string, p: Principal): Promise<Webhook> {
+    const row = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        "update webhook_subscriptions set deleted_at = now() where id = $1 and org_id = $2 and deleted_at is null returning *",
+        [id, p.orgId],
+      );
+      if (!rows[0]) return undefined;
+      await tx.query(
+        `update webhook_deliveries set status = 'failed', next_attempt_at = null, last_error = 'subscription deleted'
+         where subscription_id = $1 and status = 'pending'`,
+        [id],
+      );
+      return rows[0];
+    });
+    if (!row) throw new FlotillaError("not_found", `no webhook ${id}`, { field: "id" });
+    return webhookFromRow(row);
+  }
+
+  /** The organisation's secret for tasks' own webhook URLs (admins only; checked by the route). */
+  async orgSecret(p: Principal): Promise<WebhookSecret> {
+    const r = await this.ensureOrgSecret(p.orgId);
+    return { secret: r.secret, createdAt: r.created_at.toISOString() };
+  }
+
+  private async ensureOrgSecret(orgId: string): Promise<Row> {
+    await this.db.query(
+      "insert into webhook_secrets (org_id, secret) values ($1, $2) on conflict (org_id) do nothing",
+      [orgId, newSecret()],
+    );
+    return (await this.db.query("select * from webhook_secrets where org_id = $1", [orgId])).rows[0];
+  }
+
+  async deliveries(
+    subscriptionId: string,
+    q: { status?: DeliveryStatus; limit: number; cursor?: string },
+    p: Principal,
+  ): Promise<DeliveryPage> {
+    const { rowCount } = await this.db.query(
+      "select 1 from webhook_subscriptions where id = $1 and org_id = $2",
+      [subscriptionId, p.orgId],
+    );
+    if (!rowCount) throw new FlotillaError("not_found", `no webhook ${subscriptionId}`, { field: "id" });
+    return this.page("subscription_id", subscriptionId, q, p);
+  }
+
+  async taskDeliveries(
+    taskId: string,
+    q: { status?: DeliveryStatus; limit: number; cursor?: string },
+    p: Principal,
+  ): Promise<DeliveryPage> {
+    const { rowCount } = await this.db.query("select 1 from tasks where id = $1 and org_id = $2", [
+      taskId,
+      p.orgId,
+    ]);
+    if (!rowCount) throw new FlotillaError("not_found", `no task ${taskId}`, { field: "id" });
+    return this.page("task_id", taskId, q, p);
+  }
+
+  private async page(
+    column: "subscription_id" | "task_id",
+    value: string,
+    q: { status?: DeliveryStatus; limit: number; cursor?: string },
+    p: Principal,
+  ): Promise<DeliveryPage> {
+    const args: unknown[] = [value, p.orgId, q.limit + 1];
+    let where = `${column} = $1 and org_id = $2`;
+    if (q.status) where += ` and status = $${args.push(q.status)}`;
+    if (q.cursor) where += ` and id < $${args.push(q.cursor)}`;
+    const { rows } = await this.db.query(
+      `select * from webhook_deliveries where ${where} order by id desc limit $3`,
+      args,
+    );
+    const items = rows.slice(0, q.limit).map(deliveryFromRow);
+    return { items, nextCursor: rows.length > q.limit ? items[items.length - 1]!.id : null };
+  }
+
+  // ---- enqueue ----
+
+  /** Starts listening for changes and sending. Call once the database is migrated. */
+  start(): void {
+    this.unsubscribe.push(
+      this.tasks.onTransition((t) => this.track(this.enqueueTask(t))),
+      // Local events only: each replica enqueues what it stored, so no replica re-reads the others'.
+      this.bus.subscribeLocal((e) => {
+        if (e.type === "session.status") this.track(this.enqueueSession(e));
+      }),
+    );
+    this.loop = this.run();
+  }
+
+  private track(p: Promise<void>): void {
+    const q = p.catch((err) =>
+      this.log.error({ err }, "webhook enqueue failed; the event's deliveries are lost"),
+    );
+    this.enqueues.add(q);
+    void q.finally(() => this.enqueues.delete(q));
+  }
+
+  private async enqueueTask(t: TaskTransition): Promise<void> {
+    const event = `task.${t.to}`;
+    const { rows } = await this.db.query(
+      `select p.org_id, s.id as subscription_id, s.url from projects p
+       left join webhook_subscriptions s on s.org_id = p.org_id and s.deleted_at is null
+         and (s.project_id is null or s.project_id = p.id) and s.events && $2::text[]
+       where p.id = $1`,
+      [t.task.projectId, [event, "task.*"]],
+    );
+    if (!rows[0]) return;
+    const targets: Target[] = rows
+      .filter((r) => r.subscription_id)
+      .map((r) => ({ subscriptionId: r.subscription_id, url: r.url, dedupeKey: null }));
+    if (t.task.webhook) {
+      await this.ensureOrgSecret(rows[0].org_id);
+      targets.push({ subscriptionId: null, url: t.task.webhook, dedupeKey: null });
+    }
+    const payload = { task: t.task, from: t.from, to: t.to, reason: t.reason };
+    await this.insert(rows[0].org_id, t.task.id, event, payload, targets);
+  }
+
+  private async enqueueSession(e: Extract<SessionEvent, { type: "session.status" }>): Promise<void> {
+    const { rows } = await this.db.query(
+      `select x.org_id, x.project_id, s.id as subscription_id, s.url from sessions x
+       join webhook_subscriptions s on s.org_id = x.org_id and s.deleted_at is null
+         and (s.project_id is null or s.project_id = x.project_id) and 'session.status' = any(s.events)
+       where x.id = $1`,
+      [e.sessionId],
+    );
+    if (!rows[0]) return;
+    const payload: SessionStatusPayload = {
+      sessionId: e.sessionId,
+      projectId: rows[0].project_id,
+      status: e.data.status,
+      ...(e.data.reason !== undefined ? { reason: e.data.reason } : {}),
+      ...(e.data.error !== undefined ? { error: e.data.error } : {}),
+      seq: e.seq,
+    };
+    const targets = rows.map((r) => ({
+      subscriptionId: r.subscription_id,
+      url: r.url,
+      dedupeKey: `${r.subscription_id}:${e.id}`,
+    }));
+    await this.insert(rows[0].org_id, null, "session.status", payload, targets);
+  }
+
+  private async insert(
+    orgId: string,
+    taskId: string | null,
+    event: string,
+    payload: unknown,
+    targets: Target[],
+  ): Promise<void> {
+    if (targets.length === 0) return;
+    const args: unknown[] = [orgId, taskId, event, JSON.stringify(payload)];
+    const values = targets.map(
+      (t) =>
+        `($${args.push(deliveryId())}, $1, $${args.push(t.subscriptionId)}, $2, $${args.push(t.url)}, $3, $4::jsonb, $${args.push(t.dedupeKey)})`,
+    );
+    await this.db.query(
+      `insert into webhook_deliveries (id, org_id, subscription_id, task_id, url, event_type, payload, dedupe_key)
+       values ${values.join(", ")} on conflict (dedupe_key) do nothing`,
+      args,
+    );
+    this.kick();
+  }
+
+  // ---- dispatcher ----
+
+  kick(): void {
+    this.kicked = true;
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      this.kicked = false;
+      let waitMs = this.opts.pollMs;
+      try {
+        const room = this.opts.concurrency - this.inFlight;
+        if (room > 0) {
+          const rows = await this.claim(room);
+          if (rows.length > 0) {
+            this.launch(rows);
+            continue; // more may be due
+          }
+          const next = await this.db.query(
+            `select extract(epoch from (min(next_attempt_at) - now())) * 1000 as ms from webhook_deliveries
+             where status = 'pending' and not (url = any($1::text[]))`,
+            [[...this.busyUrls]],
+          );
+          const ms = next.rows[0]?.ms;
+          // Never below 50 ms: a due row another replica holds locked for a moment would spin us.
+          if (ms !== null && ms !== undefined) waitMs = Math.min(waitMs, Math.max(50, Number(ms)));
+        }
+      } catch (err) {
+        this.log.warn({ err }, "webhook claim failed");
+      }
+      if (!this.stopped && !this.kicked) await this.sleep(waitMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  /**
+   * Claims up to `limit` due rows, none to a URL this replica is sending to already. The lease
+   * covers a lane's sends one after another; it only matters when this replica dies mid-send.
+   */
+  private async claim(limit: number): Promise<Row[]> {
+    const leaseMs = this.opts.timeoutMs * this.opts.concurrency + 15_000;
+    const { rows } = await this.db.query(
+      `with due as (
+         select d.id, coalesce(s.secret, o.secret) as secret, s.deleted_at is not null as gone
+         from webhook_deliveries d
+         left join webhook_subscriptions s on s.id = d.subscription_id
+         left join webhook_secrets o on d.subscription_id is null and o.org_id = d.org_id
+         where d.status = 'pending' and d.next_attempt_at <= now() and not (d.url = any($2::text[]))
+         order by d.next_attempt_at, d.id
+         limit $1
+         for update of d skip locked
+       )
+       update webhook_deliveries d
+       set attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $3::float / 1000)
+       from due where d.id = due.id
+       returning d.*, due.secret, due.gone`,
+      [limit, [...this.busyUrls], leaseMs],
+    );
+    return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  private launch(rows: Row[]): void {
+    const byUrl = new Map<string, Row[]>();
+    for (const r of rows) byUrl.set(r.url, [...(byUrl.get(r.url) ?? []), r]);
+    for (const [url, lane] of byUrl) {
+      this.busyUrls.add(url);
+      this.inFlight += lane.length;
+      const p = this.runLane(lane).finally(() => {
+        this.busyUrls.delete(url);
+        this.lanes.delete(p);
+        this.kick();
+      });
+      this.lanes.add(p);
+    }
+  }
+
+  private async runLane(lane: Row[]): Promise<void> {
+    for (let i = 0; i < lane.length; i++) {
+      if (this.stopped) {
+        // Not attempted: hand the rest back at once instead of leaving them to their lease.
+        const ids = lane.slice(i).map((r) => r.id);
+        this.inFlight -= ids.length;
+        await this.db
+          .query(
+            "update webhook_deliveries set attempts = attempts - 1, next_attempt_at = now() where id = any($1::text[]) and status = 'pending'",
+            [ids],
+          )
+          .catch((err) => this.log.warn({ err }, "could not release unsent webhook deliveries"));
+        return;
+      }
+      try {
+        await this.attempt(lane[i]!);
+      } catch (err) {
+        this.log.error({ err, delivery: lane[i]!.id }, "webhook attempt failed unexpectedly");
+      } finally {
+        this.inFlight--;
+      }
+    }
+  }
+
+  /** One POST of one delivery, and its outcome recorded (guarded by the attempt number it claimed). */
+  private async attempt(r: Row): Promise<void> {
+    const n: number = r.attempts;
+    const log = this.log.child({
+      delivery: r.id,
+      subscription: r.subscription_id,
+      task: r.task_id,
+      event: r.event_type,
+      target: origin(r.url),
+      attempt: n,
+    });
+    const started = Date.now();
+    let statusCode: number | null = null;
+    let error: string | null = null;
+    if (r.gone) error = "subscription deleted";
+    else if (!r.secret) error = "no signing secret";
+    else {
+      const body = JSON.stringify({
+        id: r.id,
+        event: r.event_type,
+        createdAt: r.created_at.toISOString(),
+        data: r.payload,
+      });
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      try {
+        const res = await fetch(r.url, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "user-agent": "Flotilla-Webhooks/0.1",
+            [WEBHOOK_HEADERS.event]: r.event_type,
+            [WEBHOOK_HEADERS.delivery]: r.id,
+            [WEBHOOK_HEADERS.timestamp]: timestamp,
+            [WEBHOOK_HEADERS.signature]: signWebhook(r.secret, timestamp, body),
+          },
+          body,
+          // A redirect is a failure, not a hop: a signed body must not be forwarded somewhere else.
+          redirect: "manual",
+          signal: AbortSignal.timeout(this.opts.timeoutMs),
+        });
+        statusCode = res.status;
+        // The body is never read: a subscription may point inside the network, and its answers
+        // must not become readable through the delivery log.
+        await res.body?.cancel().catch(() => {});
+        if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
+      } catch (e) {
+        error = describeError(e);
+      }
+    }
+    const ok = error === null;
+    const final = ok || r.gone || n >= this.opts.maxAttempts;
+    const status: DeliveryStatus = ok ? "delivered" : final ? "failed" : "pending";
+    const retryInMs = backoffMs(n, this.opts.backoffBaseMs, this.opts.backoffMaxMs);
+    const entry = {
+      n,
+      at: new Date(started).toISOString(),
+      statusCode,
+      error,
+      durationMs: Date.now() - started,
+    };
+    await this.db.query(
+      `update webhook_deliveries set
+         status = $3,
+         next_attempt_at = case when $3 = 'pending' then now() + make_interval(secs => $4::float / 1000) end,
+         last_status_code = $5, last_error = $6, attempt_log = attempt_log || $7::jsonb,
+         delivered_at = case when $3 = 'delivered' then now() end
+       where id = $1 and attempts = $2 and status = 'pending'`,
+      [r.id, n, status, retryInMs, statusCode, error, JSON.stringify([entry])],
+    );
+    if (ok) log.debug({ statusCode, ms: entry.durationMs }, "webhook delivered");
+    else if (status === "failed") log.warn({ statusCode, error }, "webhook delivery failed for good");
+    else log.info({ statusCode, error, retryInMs }, "webhook attempt failed; will retry");
+  }
+
+  /** Stops claiming, lets in-flight sends finish, and waits for enqueues already under way. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const u of this.unsubscribe.splice(0)) u();
+    this.kick();
+    await this.loop;
+    await Promise.allSettled([...this.lanes]);
+    await Promise.allSettled([...this.enqueues]);
+  }
+}

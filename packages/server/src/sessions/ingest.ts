@@ -1,0 +1,509 @@
+import type { ErrorInfo, EventBody, SessionStatus, TurnOutcome } from "@flotilla/contracts";
+import {
+  errorInfo,
+  type KnownPart,
+  type OcMessage,
+  type OcPart,
+  Translator,
+} from "../agents/opencode/translate.ts";
+import type { LiveHarness } from "../harnesses/manager.ts";
+import { type Db, withTx } from "../platform/db/pool.ts";
+import type { EventLog } from "../platform/events/log.ts";
+import type { Logger } from "../platform/logger.ts";
+
+export const ACTIVE: SessionStatus[] = ["running", "waiting_permission"];
+
+// biome-ignore lint/suspicious/noExplicitAny: OpenCode event properties, checked per event type
+type Props = Record<string, any>;
+
+interface TurnState {
+  abortRequested: boolean;
+  error?: ErrorInfo;
+}
+
+const outcomeOf = (e: ErrorInfo | undefined): TurnOutcome =>
+  !e ? "success" : e.name === "MessageAbortedError" ? "aborted" : "error";
+
+/**
+ * From harness events to the session's log: translation, turn bookkeeping, permission requests,
+ * and read-back of the harness's own state whenever our view may be incomplete (a turn ending, a
+ * reconnect, an adoption). OpenCode sends some of a turn's final updates after it reports idle, so
+ * a turn is closed only after reading the turn's messages back: `turn.finished` is then the last
+ * event of the turn and its outcome comes from the turn's own assistant messages.
+ */
+export class SessionIngest {
+  private readonly translators = new Map<string, Translator>();
+  private readonly byOc = new Map<string, string>();
+  private readonly turns = new Map<string, TurnState>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: EventLog,
+    private readonly logger: Logger,
+  ) {}
+
+  bind(opencodeId: string, sessionId: string): void {
+    this.byOc.set(opencodeId, sessionId);
+  }
+
+  turnStarted(sessionId: string): void {
+    this.turns.set(sessionId, { abortRequested: false });
+  }
+
+  abortRequested(sessionId: string): void {
+    const t = this.turns.get(sessionId) ?? { abortRequested: true };
+    t.abortRequested = true;
+    this.turns.set(sessionId, t);
+  }
+
+  private translator(harnessId: string): Translator {
+    let t = this.translators.get(harnessId);
+    if (!t) {
+      t = new Translator();
+      this.translators.set(harnessId, t);
+    }
+    return t;
+  }
+
+  private async sessionFor(ocId: string | undefined): Promise<string | undefined> {
+    if (!ocId) return undefined;
+    const hit = this.byOc.get(ocId);
+    if (hit) return hit;
+    const { rows } = await this.db.query(
+      "select id from sessions where opencode_id = $1 and deleted_at is null order by created_at limit 1",
+      [ocId],
+    );
+    if (rows[0]) this.byOc.set(ocId, rows[0].id);
+    return rows[0]?.id;
+  }
+
+  private async append(sessionId: string, bodies: EventBody[]): Promise<void> {
+    if (bodies.length) await this.log.append(sessionId, bodies);
+  }
+
+  async onEvent(h: LiveHarness, directory: string, ev: { type: string; properties: Props }): Promise<void> {
+    const t = this.translator(h.id);
+    const p = ev.properties;
+    switch (ev.type) {
+      case "message.part.delta": {
+        const sid = await this.sessionFor(p.sessionID);
+        if (sid) await this.append(sid, t.delta(p.messageID, p.partID, p.field, p.delta));
+        return;
+      }
+      case "message.part.updated": {
+        const sid = await this.sessionFor(p.sessionID ?? p.part?.sessionID);
+        if (sid) await this.append(sid, t.part(p.part as OcPart));
+        return;
+      }
+      case "message.updated": {
+        const sid = await this.sessionFor(p.info?.sessionID);
+        if (sid) await this.append(sid, t.message(p.info as OcMessage));
+        return;
+      }
+      case "session.error": {
+        const sid = await this.sessionFor(p.sessionID);
+        if (!sid) return;
+        const error = errorInfo(p.error);
+        const turn = this.turns.get(sid);
+        if (turn && !(error.name === "MessageAbortedError" && !turn.abortRequested)) turn.error = error;
+        await this.append(sid, [{ type: "error", data: error }]);
+        return;
+      }
+      case "session.status": {
+        const sid = await this.sessionFor(p.sessionID);
+        if (!sid) return;
+        if (p.status?.type === "retry") {
+          await this.append(sid, [
+            { type: "provider.retry", data: { attempt: p.status.attempt, message: p.status.message } },
+          ]);
+        } else if (p.status?.type === "idle") await this.settle(h, sid);
+        return;
+      }
+      case "session.idle": {
+        const sid = await this.sessionFor(p.sessionID);
+        if (sid) await this.settle(h, sid);
+        return;
+      }
+      case "permission.asked": {
+        const sid = await this.sessionFor(p.sessionID);
+        if (sid) await this.permissionAsked(sid, p as PermissionAsked);
+        return;
+      }
+      case "permission.replied": {
+        const sid = await this.sessionFor(p.sessionID);
+        if (sid) await this.permissionReplied(sid, p.requestID, p.reply);
+        return;
+      }
+      case "todo.updated": {
+        const sid = await this.sessionFor(p.sessionID);
+        const todos = (p.todos ?? []).map((x: Props) => ({
+          content: String(x.content),
+          status: String(x.status),
+          ...(x.priority ? { priority: String(x.priority) } : {}),
+        }));
+        if (sid) await this.append(sid, [{ type: "todo.updated", data: { todos } }]);
+        return;
+      }
+      case "file.edited": {
+        // OpenCode does not say which session edited: attribute it to the active sessions of the
+        // workspace the file is in (the frame's directory, or the longest workspace path prefix).
+        const file = String(p.file ?? "");
+        const { rows } = await this.db.query(
+          `select s.id, w.path from sessions s join workspaces w on w.id = s.workspace_id
+           where w.shard_id = $1 and s.status in ('running', 'waiting_permission')
+             and (w.path = $2 or $3 like w.path || '/%')`,
+          [h.shardId, directory, file],
+        );
+        for (const r of rows) {
+          const rel = file.startsWith(`${r.path}/`) ? file.slice(r.path.length + 1) : file;
+          await this.append(r.id, [{ type: "file.edited", data: { path: rel } }]);
+        }
+        return;
+      }
+    }
+  }
+
+  /**
+   * Reads one session's messages back from the harness and stores whatever the log lacks. Returns
+   * the error of the latest turn's last assistant message (the turn's outcome), if any.
+   */
+  private async readBack(
+    h: LiveHarness,
+    sessionId: string,
+    opencodeId: string,
+    directory: string,
+    turnMessageId?: string | null,
+  ): Promise<{ error: ErrorInfo | undefined; settled: boolean; answered: boolean }> {
+    const t = this.translator(h.id);
+    const known = new Map<string, KnownPart>();
+    const parts = await this.db.query(
+      "select part_id, kind, status, text_len from session_parts where session_id = $1",
+      [sessionId],
+    );
+    for (const p of parts.rows) known.set(p.part_id, { kind: p.kind, status: p.status, textLen: p.text_len });
+    t.seed(known);
+    const res = await h.client.session.messages({ sessionID: opencodeId, directory }, { throwOnError: true });
+    const msgs = (res.data ?? []) as { info: OcMessage & { parentID?: string }; parts: OcPart[] }[];
+    const bodies: EventBody[] = [];
+    let lastUser: string | undefined;
+    let lastError: ErrorInfo | undefined;
+    let settled = true;
+    // Whether the latest user message has an answer yet (an assistant message replying to it).
+    let answered = false;
+    for (const m of msgs) {
+      if (m.info.role === "user") {
+        lastUser = m.info.id;
+        lastError = undefined;
+        answered = false;
+        t.message(m.info);
+        continue;
+      }
+      for (const p of m.parts) bodies.push(...t.part(p, true));
+      bodies.push(...t.message(m.info));
+      if (m.info.parentID === lastUser || !m.info.parentID) {
+        lastError = m.info.error ? errorInfo(m.info.error) : undefined;
+        settled = m.info.time.completed !== undefined;
+        answered = true;
+      }
+    }
+    // The turn's own prompt must be the one answered: an earlier answer says nothing about it.
+    if (turnMessageId && lastUser !== turnMessageId) answered = false;
+    await this.append(sessionId, bodies);
+    return { error: lastError, settled, answered };
+  }
+
+  /** Stores what the harness holds for a session that the log lacks (e.g. the history a fork inherits). */
+  async catchUp(h: LiveHarness, sessionId: string, opencodeId: string, directory: string): Promise<void> {
+    await this.readBack(h, sessionId, opencodeId, directory);
+  }
+
+  /** Reads the turn back until its last assistant message is complete (briefly: OpenCode finishes it right after idle). */
+  private async readBackSettled(
+    h: LiveHarness,
+    sessionId: string,
+    opencodeId: string,
+    directory: string,
+    turnMessageId: string | null,
+  ): Promise<{ error: ErrorInfo | undefined; answered: boolean }> {
+    for (let i = 0; ; i++) {
+      const r = await this.readBack(h, sessionId, opencodeId, directory, turnMessageId);
+      // Not answered: nothing to wait for. Answered but not complete: OpenCode is finishing it.
+      if (!r.answered || r.settled || r.error || i >= 60) return r;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  /** The harness says the session is idle: read the turn back, then close it. */
+  private async settle(h: LiveHarness, sessionId: string): Promise<void> {
+    const { rows } = await this.db.query(
+      "select s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1",
+      [sessionId],
+    );
+    const r = rows[0];
+    if (!r || !ACTIVE.includes(r.status)) return;
+    const turn = this.turns.get(sessionId);
+    let error: ErrorInfo | undefined;
+    try {
+      const back = await this.readBackSettled(h, sessionId, r.opencode_id, r.path, r.turn_message_id);
+      // Idle before the prompt was taken up (or a late idle of an earlier turn): not this turn's end.
+      if (!back.answered) return;
+      error = back.error;
+    } catch (err) {
+      this.logger.warn({ err, session: sessionId }, "read-back at turn end failed; using streamed state");
+    }
+    // The message may not carry its error yet when idle is reported; session.error came before idle.
+    error ??= turn?.error;
+    // We asked for the abort and the turn ended: that is how it ended, whatever else is late.
+    if (!error && turn?.abortRequested)
+      error = { name: "MessageAbortedError", message: "aborted by request" };
+    if (error?.name === "MessageAbortedError" && turn && !turn.abortRequested && !turn.error)
+      error = undefined;
+    await this.finishTurn(sessionId, outcomeOf(error), error);
+  }
+
+  /** Ends the running turn, once: the row lock and status re-check make repeats harmless. */
+  async finishTurn(
+    sessionId: string,
+    outcome: TurnOutcome,
+    error?: ErrorInfo,
+    reason?: string,
+  ): Promise<void> {
+    const events = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        "select status, turn_started_at from sessions where id = $1 for update",
+        [sessionId],
+      );
+      if (!rows[0] || !ACTIVE.includes(rows[0].status)) return [];
+      const durationMs = rows[0].turn_started_at ? Date.now() - rows[0].turn_started_at.getTime() : undefined;
+      const status: SessionStatus = outcome === "interrupted" ? "interrupted" : "idle";
+      await tx.query(
+        "update permission_requests set status = 'gone' where session_id = $1 and status = 'pending'",
+        [sessionId],
+      );
+      return this.log.appendTx(
+        tx,
+        sessionId,
+        [
+          {
+            type: "turn.finished",
+            data: {
+              outcome,
+              ...(error ? { error } : {}),
+              ...(durationMs !== undefined ? { durationMs } : {}),
+            },
+          },
+          {
+            type: "session.status",
+            data: {
+              status,
+              ...(reason ? { reason } : {}),
+              ...(error && outcome !== "success" ? { error } : {}),
+            },
+          },
+        ],
+        {
+          status,
+          error: outcome === "error" || outcome === "interrupted" ? (error ?? null) : null,
+          turnStartedAt: null,
+        },
+      );
+    });
+    this.turns.delete(sessionId);
+    await this.log.publish(events);
+  }
+
+  private async permissionAsked(sessionId: string, p: PermissionAsked): Promise<void> {
+    const events = await withTx(this.db, async (tx) => {
+      const ins = await tx.query(
+        `insert into permission_requests (id, session_id, permission, patterns, metadata, status)
+         values ($1, $2, $3, $4, $5, 'pending') on conflict (id) do nothing`,
+        [p.id, sessionId, p.permission, JSON.stringify(p.patterns ?? []), JSON.stringify(p.metadata ?? {})],
+      );
+      if (ins.rowCount === 0) return [];
+      const { rows } = await tx.query("select status from sessions where id = $1 for update", [sessionId]);
+      const toWaiting = rows[0]?.status === "running";
+      const asked: EventBody = {
+        type: "permission.asked",
+        data: {
+          requestId: p.id,
+          permission: p.permission,
+          patterns: p.patterns ?? [],
+          metadata: p.metadata ?? {},
+          always: p.always ?? [],
+          ...(p.tool?.callID ? { callId: p.tool.callID } : {}),
+        },
+      };
+      return this.log.appendTx(
+        tx,
+        sessionId,
+        toWaiting ? [asked, { type: "session.status", data: { status: "waiting_permission" } }] : [asked],
+        toWaiting ? { status: "waiting_permission" } : {},
+      );
+    });
+    await this.log.publish(events);
+  }
+
+  private async permissionReplied(
+    sessionId: string,
+    requestId: string,
+    reply: "once" | "always" | "reject",
+  ): Promise<void> {
+    const events = await withTx(this.db, async (tx) => {
+      const upd = await tx.query(
+        "update permission_requests set status = 'replied', reply = $2, replied_at = now() where id = $1 and status = 'pending' returning message",
+        [requestId, reply],
+      );
+      if (upd.rowCount === 0) return [];
+      const message: string | null = upd.rows[0].message;
+      const { rows } = await tx.query(
+        `select status, (select count(*)::int from permission_requests where session_id = $1 and status = 'pending') as pending
+         from sessions where id = $1 for update`,
+        [sessionId],
+      );
+      const toRunning = rows[0]?.status === "waiting_permission" && rows[0].pending === 0;
+      const replied: EventBody = {
+        type: "permission.replied",
+        data: { requestId, reply, ...(message ? { message } : {}) },
+      };
+      return this.log.appendTx(
+        tx,
+        sessionId,
+        toRunning ? [replied, { type: "session.status", data: { status: "running" } }] : [replied],
+        toRunning ? { status: "running" } : {},
+      );
+    });
+    await this.log.publish(events);
+  }
+
+  /**
+   * After a (re)connect or an adoption: read the harness's own state and store what the log is
+   * missing, so the log ends in the true state even though the harness's stream has no resume.
+   */
+  async reconcile(h: LiveHarness): Promise<void> {
+    const { rows } = await this.db.query(
+      `select s.id, s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id
+       where w.shard_id = $1 and s.deleted_at is null and s.opencode_id is not null
+         and s.status in ('provisioning', 'running', 'waiting_permission')`,
+      [h.shardId],
+    );
+    if (rows.length === 0) return;
+    // Only sessions we think active can have changed unseen: idle ones change only when we drive them.
+    const statuses: Record<string, { type: string }> = {};
+    const pending: PermissionAsked[] = [];
+    for (const directory of new Set(rows.map((r) => r.path as string))) {
+      const st = await h.client.session.status({ directory }, { throwOnError: true });
+      Object.assign(statuses, st.data ?? {});
+      const pl = await h.client.permission.list({ directory }, { throwOnError: true });
+      pending.push(...((pl.data ?? []) as PermissionAsked[]));
+    }
+    for (const r of rows) {
+      this.byOc.set(r.opencode_id, r.id);
+      const { error: lastError, answered } = await this.readBack(
+        h,
+        r.id,
+        r.opencode_id,
+        r.path,
+        r.turn_message_id,
+      );
+      const mine = pending.filter((x) => x.sessionID === r.opencode_id);
+      for (const p of mine) await this.permissionAsked(r.id, p);
+      await this.db.query(
+        "update permission_requests set status = 'gone' where session_id = $1 and status = 'pending' and not (id = any($2::text[]))",
+        [r.id, mine.map((x) => x.id)],
+      );
+      const st = statuses[r.opencode_id]?.type;
+      // Idle with an answer to the latest prompt: the turn ended while we were not listening. Idle
+      // without one: the prompt is still on its way in; the live stream will see the turn.
+      if (st !== "busy" && st !== "retry" && answered && ACTIVE.includes(r.status))
+        await this.finishTurn(r.id, outcomeOf(lastError), lastError);
+    }
+  }
+
+  async onLost(h: { id: string; shardId: string }, reason: string): Promise<void> {
+    this.translators.delete(h.id);
+    const { rows } = await this.db.query(
+      `select s.id, s.status from sessions s join workspaces w on w.id = s.workspace_id
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+      [h.shardId],
+    );
+    for (const r of rows) {
+      await this.log.append(r.id, [
+        { type: "harness.state", data: { harnessId: h.id, state: "lost", reason } },
+      ]);
+      const error = { name: "HarnessLost", message: reason };
+      if (ACTIVE.includes(r.status)) await this.finishTurn(r.id, "interrupted", error, reason);
+      else if (r.status === "provisioning") await this.interruptProvisioning(r.id, error, reason);
+    }
+  }
+
+  private async interruptProvisioning(sessionId: string, error: ErrorInfo, reason: string): Promise<void> {
+    await this.log.append(
+      sessionId,
+      [{ type: "session.status", data: { status: "interrupted", reason, error } }],
+      { status: "interrupted", error },
+    );
+  }
+
+  /** Harness changes reach the sessions that are waiting on or using it (provision() adds `ready`). */
+  async onState(
+    h: { id: string; shardId: string },
+    state: "starting" | "ready" | "adopted" | "stopped",
+    reason?: string,
+  ): Promise<void> {
+    if (state === "stopped") this.translators.delete(h.id);
+    if (state === "ready") return;
+    const { rows } = await this.db.query(
+      `select s.id from sessions s join workspaces w on w.id = s.workspace_id
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+      [h.shardId],
+    );
+    for (const r of rows) {
+      await this.log.append(r.id, [
+        { type: "harness.state", data: { harnessId: h.id, state, ...(reason ? { reason } : {}) } },
+      ]);
+    }
+  }
+
+  /**
+   * Boot-time recovery for sessions whose turn was in flight when the control plane died and whose
+   * harness could not be adopted (adopted harnesses are settled by their reconcile).
+   */
+  async recoverOrphans(replica: string, hasHarness: (shardId: string) => boolean): Promise<void> {
+    // Only this replica's sessions: another replica's are running on its own harnesses.
+    const { rows } = await this.db.query(
+      `select s.id, w.shard_id, s.status from sessions s join workspaces w on w.id = s.workspace_id
+       join shards sh on sh.id = w.shard_id
+       where s.status in ('running', 'waiting_permission', 'provisioning') and s.deleted_at is null
+         and (sh.replica = $1 or sh.replica is null)`,
+      [replica],
+    );
+    for (const r of rows) {
+      if (hasHarness(r.shard_id)) continue;
+      const reason = "the control plane restarted and the session's harness was gone";
+      const error = { name: "ControlPlaneRestart", message: reason };
+      if (r.status === "provisioning") await this.interruptProvisioning(r.id, error, reason);
+      else await this.finishTurn(r.id, "interrupted", error, reason);
+    }
+  }
+
+  /** Graceful shutdown: turns that cannot finish are recorded as interrupted, with the reason. */
+  async interruptAll(replica: string, reason: string): Promise<void> {
+    const { rows } = await this.db.query(
+      `select s.id from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id
+       where s.status in ('running', 'waiting_permission') and s.deleted_at is null and (sh.replica = $1 or sh.replica is null)`,
+      [replica],
+    );
+    for (const r of rows)
+      await this.finishTurn(r.id, "interrupted", { name: "ControlPlaneShutdown", message: reason }, reason);
+  }
+}
+
+interface PermissionAsked {
+  id: string;
+  sessionID: string;
+  permission: string;
+  patterns: string[];
+  metadata: Record<string, unknown>;
+  always: string[];
+  tool?: { callID: string };
+}

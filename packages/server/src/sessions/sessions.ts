@@ -1,0 +1,596 @@
+import {
+  type CreateSessionBody,
+  type Diff,
+  type ErrorInfo,
+  FlotillaError,
+  type Message,
+  newId,
+  type PermissionReplyBody,
+  type PermissionRequest,
+  type SendMessageBody,
+  type Session,
+  type SessionPage,
+  type SessionStatus,
+} from "@flotilla/contracts";
+import { defaultModel, toRuleset } from "../agents/opencode/config.ts";
+import { opencodeMessageId } from "../agents/opencode/ids.ts";
+import type { Config } from "../config/config.ts";
+import type { HarnessManager, LiveHarness } from "../harnesses/manager.ts";
+import type { Principal } from "../identity/principal.ts";
+import { type Db, withTx } from "../platform/db/pool.ts";
+import type { EventLog } from "../platform/events/log.ts";
+import type { Logger } from "../platform/logger.ts";
+import { placeWorkspace } from "../workspaces/shards.ts";
+import { createWorkspace, removeWorkspace, resolveRepo, workspaceDiff } from "../workspaces/workspaces.ts";
+import { ACTIVE, type SessionIngest } from "./ingest.ts";
+import { transcript } from "./transcript.ts";
+
+interface SessionRow {
+  id: string;
+  org_id: string;
+  project_id: string;
+  workspace_id: string;
+  parent_id: string | null;
+  title: string;
+  status: SessionStatus;
+  model: string;
+  agent: string | null;
+  permission: Session["permission"];
+  opencode_id: string | null;
+  last_seq: number;
+  error: ErrorInfo | null;
+  turn_started_at: Date | null;
+  tokens: Session["usage"]["tokens"];
+  cost: number;
+  created_at: Date;
+  updated_at: Date;
+  // joined from workspaces
+  repo: string;
+  kind: "worktree" | "clone";
+  path: string;
+  shard_id: string;
+  shard_dir: string;
+  shard_replica: string | null;
+  base_ref: string;
+  base_commit: string;
+  branch: string | null;
+  pending: number;
+}
+
+const SELECT = `select s.*, w.repo, w.kind, w.path, w.shard_id, sh.dir as shard_dir, sh.replica as shard_replica, w.base_ref, w.base_commit, w.branch,
+  (select count(*)::int from permission_requests p where p.session_id = s.id and p.status = 'pending') as pending
+  from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id`;
+
+function toSession(r: SessionRow): Session {
+  return {
+    id: r.id,
+    title: r.title,
+    status: r.status,
+    repo: r.repo,
+    baseRef: r.base_ref,
+    baseCommit: r.base_commit,
+    branch: r.branch,
+    workspaceId: r.workspace_id,
+    workspacePath: r.path,
+    shardId: r.shard_id,
+    model: r.model,
+    agent: r.agent,
+    permission: r.permission,
+    parentId: r.parent_id,
+    projectId: r.project_id,
+    lastSeq: r.last_seq,
+    pendingPermissions: r.pending,
+    error: r.error,
+    usage: { tokens: r.tokens, cost: r.cost },
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+  };
+}
+
+const splitModel = (m: string) => {
+  const i = m.indexOf("/");
+  return { providerID: m.slice(0, i), modelID: m.slice(i + 1) };
+};
+
+/**
+ * Sessions: the durable conversation with an agent in a workspace. Owns the translation of harness
+ * events into the log, turn bookkeeping, and recovery when a harness or the control plane was lost.
+ */
+export class SessionService {
+  private readonly background = new Set<Promise<unknown>>();
+  private readonly abortOnStart = new Set<string>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: EventLog,
+    private readonly harnesses: HarnessManager,
+    private readonly config: Config,
+    private readonly logger: Logger,
+    readonly ingest: SessionIngest,
+  ) {}
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  /**
+   * A session's workspace and harness live on the replica that made them: actions on it must be
+   * sent there. Reads (the session, its events and messages) work on any replica.
+   */
+  private async localRow(id: string, p: Principal): Promise<SessionRow> {
+    const r = await this.row(id, p);
+    if (r.shard_replica && r.shard_replica !== this.config.replicaId) {
+      throw new FlotillaError(
+        "conflict",
+        `session ${id} is served by replica ${r.shard_replica}; send this request there`,
+        {
+          field: "id",
+          details: { replica: r.shard_replica },
+        },
+      );
+    }
+    return r;
+  }
+
+  private async row(id: string, p: Principal): Promise<SessionRow> {
+    const { rows } = await this.db.query<SessionRow>(
+      `${SELECT} where s.id = $1 and s.org_id = $2 and s.deleted_at is null`,
+      [id, p.orgId],
+    );
+    if (!rows[0]) throw new FlotillaError("not_found", `no session ${id}`, { field: "id" });
+    return rows[0];
+  }
+
+  async get(id: string, p: Principal): Promise<Session> {
+    return toSession(await this.row(id, p));
+  }
+
+  async list(
+    q: { status?: SessionStatus; q?: string; limit: number; cursor?: string },
+    p: Principal,
+  ): Promise<SessionPage> {
+    const args: unknown[] = [p.orgId, q.limit + 1];
+    let where = "s.org_id = $1 and s.deleted_at is null";
+    if (q.status) where += ` and s.status = $${args.push(q.status)}`;
+    // A substring match, not LIKE: the user's text needs no escaping. It walks the org's sessions
+    // newest first until a page is full, which the list's index already orders.
+    const text = q.q?.trim().toLowerCase();
+    if (text) {
+      const n = args.push(text);
+      where += ` and (strpos(lower(s.title), $${n}) > 0 or strpos(lower(w.repo), $${n}) > 0)`;
+    }
+    if (q.cursor) where += ` and s.id < $${args.push(q.cursor)}`;
+    const { rows } = await this.db.query<SessionRow>(
+      `${SELECT} where ${where} order by s.id desc limit $2`,
+      args,
+    );
+    const items = rows.slice(0, q.limit).map(toSession);
+    return { items, nextCursor: rows.length > q.limit ? items[items.length - 1]!.id : null };
+  }
+
+  async events(id: string, p: Principal, after: number, limit: number) {
+    await this.row(id, p);
+    return this.log.read(this.db, id, after, limit);
+  }
+
+  /** The conversation, rebuilt from the event log: readable with no harness running. */
+  async messages(id: string, p: Principal): Promise<Message[]> {
+    await this.row(id, p);
+    return transcript(await this.log.read(this.db, id, 0, 1_000_000));
+  }
+
+  async diff(id: string, p: Principal): Promise<Diff> {
+    const r = await this.localRow(id, p);
+    return workspaceDiff(r.path, r.base_commit);
+  }
+
+  /** Where a terminal for the session runs: its workspace, on the replica that holds it. */
+  async terminalDir(id: string, p: Principal): Promise<string> {
+    return (await this.localRow(id, p)).path;
+  }
+
+  async permissions(id: string, p: Principal): Promise<PermissionRequest[]> {
+    await this.row(id, p);
+    const { rows } = await this.db.query(
+      "select * from permission_requests where session_id = $1 and status = 'pending' order by asked_at",
+      [id],
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      sessionId: r.session_id,
+      permission: r.permission,
+      patterns: r.patterns,
+      metadata: r.metadata,
+      askedAt: r.asked_at.toISOString(),
+    }));
+  }
+
+  // ---- writes --------------------------------------------------------------------------------
+
+  async create(body: CreateSessionBody, p: Principal): Promise<Session> {
+    const model = body.model ?? defaultModel(this.config);
+    if (!model) {
+      throw new FlotillaError("invalid_request", "no model given and no default model configured", {
+        field: "model",
+      });
+    }
+    // Everything that can be refused is checked before anything is written.
+    const repo = await resolveRepo(body.repo);
+    const sessionId = newId("ses");
+    const wsId = newId("wsp");
+    const ws = await createWorkspace(
+      this.config.home,
+      wsId,
+      sessionId,
+      repo.repo,
+      repo.kind,
+      body.baseRef ?? "HEAD",
+    );
+    const permission = body.permission ?? this.config.permission;
+    const title = body.title ?? body.prompt.split("\n")[0]!.slice(0, 80);
+    try {
+      await withTx(this.db, async (tx) => {
+        const proj = await tx.query(
+          `insert into projects (id, org_id, repo) values ($1, $2, $3)
+           on conflict (org_id, repo) do update set repo = excluded.repo returning id`,
+          [newId("prj"), p.orgId, ws.repo],
+        );
+        const projectId = proj.rows[0].id;
+        const shard = await placeWorkspace(
+          tx,
+          this.config.home,
+          this.config.replicaId,
+          p.orgId,
+          projectId,
+          this.config.pool.workspacesPerHarness,
+          (id) => this.harnesses.forShard(id) !== undefined,
+        );
+        await tx.query(
+          `insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, shard_id, base_ref, base_commit, branch)
+           values ($1, $2, $3, $4, $5, $6, $7, $11, $8, $9, $10)`,
+          [
+            ws.id,
+            p.orgId,
+            projectId,
+            ws.kind,
+            ws.repo,
+            ws.path,
+            shard.dir,
+            ws.baseRef,
+            ws.baseCommit,
+            ws.branch,
+            shard.id,
+          ],
+        );
+        await tx.query(
+          `insert into sessions (id, org_id, project_id, workspace_id, title, status, model, agent, permission, pending_prompt)
+           values ($1, $2, $3, $4, $5, 'provisioning', $6, $7, $8, $9)`,
+          [
+            sessionId,
+            p.orgId,
+            projectId,
+            ws.id,
+            title,
+            model,
+            body.agent ?? null,
+            JSON.stringify(permission),
+            body.prompt,
+          ],
+        );
+      });
+    } catch (e) {
+      await removeWorkspace(ws);
+      throw e;
+    }
+    await this.log.append(sessionId, [{ type: "session.status", data: { status: "provisioning" } }]);
+    this.spawn(this.provision(sessionId));
+    return this.get(sessionId, p);
+  }
+
+  private spawn(p: Promise<unknown>): void {
+    const t = p.catch((err) => this.logger.error({ err }, "background session work failed"));
+    this.background.add(t);
+    void t.finally(() => this.background.delete(t));
+  }
+
+  /** Waits for background provisioning (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.background.size) await Promise.allSettled([...this.background]);
+  }
+
+  private async rowById(id: string): Promise<SessionRow> {
+    const { rows } = await this.db.query<SessionRow>(`${SELECT} where s.id = $1`, [id]);
+    if (!rows[0]) throw new FlotillaError("not_found", `no session ${id}`);
+    return rows[0];
+  }
+
+  /** Harness up, OpenCode session made, first prompt sent. Failures end in `failed` with the reason. */
+  private async provision(sessionId: string): Promise<void> {
+    const r = await this.rowById(sessionId);
+    try {
+      const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
+      await this.log.append(sessionId, [
+        { type: "harness.state", data: { harnessId: h.id, state: "ready" } },
+      ]);
+      await this.ensureOpencodeSession(h, r);
+      // Take the prompt atomically: an abort during provisioning clears it first, or sees the turn.
+      const prompt = (
+        await this.db.query(
+          `update sessions s set pending_prompt = null from (select id, pending_prompt from sessions where id = $1 for update) old
+           where s.id = old.id returning old.pending_prompt`,
+          [sessionId],
+        )
+      ).rows[0]?.pending_prompt;
+      if (prompt) {
+        await this.startTurn(h, await this.rowById(sessionId), { text: prompt });
+        // An abort that came while the turn was being started found no turn to abort: do it now.
+        if (this.abortOnStart.delete(sessionId))
+          await this.abort(sessionId, { orgId: r.org_id, tokenId: "", role: "admin" });
+      } else
+        await this.log.append(sessionId, [{ type: "session.status", data: { status: "idle" } }], {
+          status: "idle",
+        });
+    } catch (e) {
+      const error = {
+        name: e instanceof FlotillaError ? e.code : "ProvisioningFailed",
+        message: (e as Error).message,
+      };
+      this.logger.error({ session: sessionId, err: e }, "session provisioning failed");
+      await this.log.append(
+        sessionId,
+        [
+          { type: "error", data: error },
+          { type: "session.status", data: { status: "failed", error } },
+        ],
+        {
+          status: "failed",
+          error,
+        },
+      );
+    }
+  }
+
+  private async ensureOpencodeSession(h: LiveHarness, r: SessionRow): Promise<string> {
+    if (r.opencode_id) return r.opencode_id;
+    const res = await h.client.session.create(
+      { directory: r.path, title: r.title, permission: toRuleset(r.permission) },
+      { throwOnError: true },
+    );
+    const ocId = res.data.id;
+    await this.db.query("update sessions set opencode_id = $2 where id = $1", [r.id, ocId]);
+    await this.harnesses.noteSession(h);
+    this.ingest.bind(ocId, r.id);
+    return ocId;
+  }
+
+  private async startTurn(
+    h: LiveHarness,
+    r: SessionRow,
+    msg: { text: string; model?: string; agent?: string },
+  ): Promise<void> {
+    const model = msg.model ?? r.model;
+    const agent = msg.agent ?? r.agent ?? undefined;
+    this.ingest.turnStarted(r.id);
+    const messageID = opencodeMessageId();
+    await this.log.append(
+      r.id,
+      [
+        {
+          type: "turn.started",
+          data: { prompt: msg.text, model, ...(agent ? { agent } : {}), messageId: messageID },
+        },
+        { type: "session.status", data: { status: "running" } },
+      ],
+      { status: "running", error: null, turnStartedAt: new Date() },
+    );
+    await this.db.query("update harnesses set last_active_at = now() where id = $1", [h.id]);
+    await this.db.query("update sessions set turn_message_id = $2 where id = $1", [r.id, messageID]);
+    try {
+      await h.client.session.promptAsync(
+        {
+          sessionID: r.opencode_id!,
+          messageID,
+          directory: r.path,
+          model: splitModel(model),
+          agent,
+          parts: [{ type: "text", text: msg.text }],
+        },
+        { throwOnError: true },
+      );
+    } catch (e) {
+      await this.ingest.finishTurn(r.id, "error", {
+        name: "HarnessError",
+        message: `prompt was refused: ${(e as Error).message}`,
+      });
+    }
+  }
+
+  async send(id: string, body: SendMessageBody, p: Principal): Promise<Session> {
+    let r = await this.localRow(id, p);
+    if (r.status === "provisioning" || ACTIVE.includes(r.status)) {
+      throw new FlotillaError(
+        "session_busy",
+        `session is ${r.status}; wait for the turn to finish or abort it`,
+        { field: "id" },
+      );
+    }
+    if (r.status === "deleted") throw new FlotillaError("not_found", `no session ${id}`);
+    // A session whose harness is gone resumes on a new harness over the same shard: OpenCode finds
+    // its own sessions there, so the agent keeps its memory of earlier turns.
+    const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
+    await this.ensureOpencodeSession(h, r);
+    r = await this.rowById(id);
+    await this.startTurn(h, r, body);
+    return this.get(id, p);
+  }
+
+  async abort(id: string, p: Principal): Promise<Session> {
+    const r = await this.localRow(id, p);
+    if (r.status === "provisioning") {
+      // The first turn has not started: drop its prompt so provisioning ends idle instead; if
+      // provisioning already took the prompt, it aborts the turn as soon as it has started it.
+      const dropped = await this.db.query(
+        "update sessions set pending_prompt = null where id = $1 and pending_prompt is not null",
+        [id],
+      );
+      if (dropped.rowCount === 0) this.abortOnStart.add(id);
+      return this.get(id, p);
+    }
+    if (!ACTIVE.includes(r.status)) return toSession(r);
+    const h = this.harnesses.forShard(r.shard_id);
+    if (h && r.opencode_id) {
+      this.ingest.abortRequested(r.id);
+      // An abort that reaches OpenCode before it has taken up the prompt cancels nothing, and the
+      // prompt then runs: repeat it until the turn has ended (its answer is recorded as aborted).
+      const end = Date.now() + 10_000;
+      while (Date.now() < end) {
+        await h.client.session
+          .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
+          .catch(() => {});
+        await this.waitFor(id, (st) => !ACTIVE.includes(st), 500);
+        if (!ACTIVE.includes((await this.rowById(id)).status)) break;
+      }
+    }
+    const after = await this.rowById(id);
+    if (ACTIVE.includes(after.status))
+      await this.ingest.finishTurn(id, "aborted", {
+        name: "MessageAbortedError",
+        message: "aborted by request",
+      });
+    return this.get(id, p);
+  }
+
+  private async waitFor(id: string, ok: (s: SessionStatus) => boolean, ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      const { rows } = await this.db.query("select status from sessions where id = $1", [id]);
+      if (ok(rows[0]?.status)) return;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  async fork(id: string, messageId: string | undefined, p: Principal): Promise<Session> {
+    const r = await this.localRow(id, p);
+    const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
+    const ocId = await this.ensureOpencodeSession(h, r);
+    const res = await h.client.session
+      .fork({ sessionID: ocId, directory: r.path, messageID: messageId }, { throwOnError: true })
+      .catch((e) => {
+        throw new FlotillaError("invalid_request", `fork refused: ${(e as Error).message}`, {
+          field: "messageId",
+        });
+      });
+    const forkId = newId("ses");
+    await this.db.query(
+      `insert into sessions (id, org_id, project_id, workspace_id, parent_id, title, status, model, agent, permission, opencode_id)
+       values ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10)`,
+      [
+        forkId,
+        r.org_id,
+        r.project_id,
+        r.workspace_id,
+        r.id,
+        `${r.title} (fork)`,
+        r.model,
+        r.agent,
+        JSON.stringify(r.permission),
+        res.data.id,
+      ],
+    );
+    this.ingest.bind(res.data.id, forkId);
+    await this.harnesses.noteSession(h);
+    await this.log.append(forkId, [
+      { type: "session.status", data: { status: "idle", reason: `forked from ${r.id}` } },
+    ]);
+    await this.ingest.catchUp(h, forkId, res.data.id, r.path);
+    return this.get(forkId, p);
+  }
+
+  async remove(id: string, opts: { workspace: boolean }, p: Principal): Promise<void> {
+    const r = await this.localRow(id, p);
+    if (ACTIVE.includes(r.status)) await this.abort(id, p).catch(() => {});
+    await this.log.append(id, [{ type: "session.status", data: { status: "deleted" } }], {
+      status: "deleted",
+    });
+    await this.db.query("update sessions set deleted_at = now() where id = $1", [id]);
+    const others = await this.db.query(
+      "select 1 from sessions where workspace_id = $1 and deleted_at is null",
+      [r.workspace_id],
+    );
+    if (others.rowCount === 0) {
+      // The shard's harness may serve other workspaces: free this directory's instance, keep the harness.
+      await this.dispose(r);
+      if (opts.workspace) {
+        await removeWorkspace(r);
+        await this.db.query("update workspaces set deleted_at = now() where id = $1", [r.workspace_id]);
+      }
+    }
+  }
+
+  /**
+   * The session's work is done for now: when no session of its workspace is active, the harness
+   * drops that directory's in-memory instance (OpenCode keeps growing with every directory it
+   * serves until told so). The harness itself is the pool's to stop.
+   */
+  async release(id: string): Promise<void> {
+    const r = await this.rowById(id);
+    const { rows } = await this.db.query(
+      "select 1 from sessions where workspace_id = $1 and deleted_at is null and status in ('provisioning', 'running', 'waiting_permission')",
+      [r.workspace_id],
+    );
+    if (rows.length === 0) await this.dispose(r);
+  }
+
+  private async dispose(r: SessionRow): Promise<void> {
+    const h = this.harnesses.forShard(r.shard_id);
+    if (!h) return;
+    await h.client.instance.dispose({ directory: r.path }, { throwOnError: true }).catch((err) => {
+      this.logger.warn({ err, session: r.id }, "instance dispose failed");
+    });
+  }
+
+  async replyPermission(
+    id: string,
+    requestId: string,
+    body: PermissionReplyBody,
+    p: Principal,
+  ): Promise<void> {
+    const r = await this.localRow(id, p);
+    const { rows } = await this.db.query(
+      "select status from permission_requests where id = $1 and session_id = $2",
+      [requestId, id],
+    );
+    if (!rows[0])
+      throw new FlotillaError("not_found", `no permission request ${requestId} in session ${id}`, {
+        field: "requestId",
+      });
+    if (rows[0].status !== "pending")
+      throw new FlotillaError("conflict", `permission request ${requestId} was already answered`, {
+        field: "requestId",
+      });
+    const h = this.harnesses.forShard(r.shard_id);
+    if (!h)
+      throw new FlotillaError(
+        "harness_unavailable",
+        "the session's harness is not running; send a message to resume",
+      );
+    await this.db.query("update permission_requests set reply = $2, message = $3 where id = $1", [
+      requestId,
+      body.reply,
+      body.message ?? null,
+    ]);
+    await h.client.permission
+      .reply(
+        { requestID: requestId, directory: r.path, reply: body.reply, message: body.message },
+        { throwOnError: true },
+      )
+      .catch((e) => {
+        throw new FlotillaError("harness_error", `harness refused the reply: ${(e as Error).message}`);
+      });
+    // The harness confirms with permission.replied; wait for it so the caller reads a settled state.
+    const end = Date.now() + 5000;
+    while (Date.now() < end) {
+      const s = await this.db.query("select status from permission_requests where id = $1", [requestId]);
+      if (s.rows[0]?.status !== "pending") return;
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  }
+}

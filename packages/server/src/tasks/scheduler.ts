@@ -1,0 +1,554 @@
+import { execFile } from "node:child_process";
+import {
+  type ErrorInfo,
+  FlotillaError,
+  type SessionEvent,
+  type TaskResult,
+  type TaskState,
+} from "@flotilla/contracts";
+import type pg from "pg";
+import type { Config } from "../config/config.ts";
+import type { Principal } from "../identity/principal.ts";
+import { type Db, withTx } from "../platform/db/pool.ts";
+import type { EventBus } from "../platform/events/bus.ts";
+import type { Logger } from "../platform/logger.ts";
+import type { SessionService } from "../sessions/sessions.ts";
+import { workspaceDiff } from "../workspaces/workspaces.ts";
+import { type TaskService, type TaskTransition, transition } from "./tasks.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: database rows
+type Row = Record<string, any>;
+
+const CLAIM_LOCK = 7_700_003;
+
+/** Exponential back-off with jitter: base·2^(n−1), capped, then scaled by a random 50–100 %. */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const raw = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(raw * (0.5 + random() * 0.5));
+}
+
+/** Whether another attempt can help, judging by how the last one ended. */
+export function retriable(error: ErrorInfo): boolean {
+  if (
+    [
+      "HarnessLost",
+      "ControlPlaneRestart",
+      "ControlPlaneShutdown",
+      "LeaseExpired",
+      "harness_unavailable",
+      "harness_error",
+    ].includes(error.name)
+  )
+    return true;
+  if (error.name === "ProviderAuthError") return false;
+  if (error.name === "APIError")
+    return !/\b(401|403|invalid api key|unauthori[sz]ed|forbidden)\b/i.test(error.message);
+  return false;
+}
+
+export interface Limits {
+  maxConcurrent: number;
+  perProject: number;
+  perToken: number;
+}
+
+/**
+ * Claims the next task for this replica, or null. The advisory lock serialises claim decisions
+ * across replicas so the running counts it reads cannot be stale: limits hold exactly. Within the
+ * lock, SKIP LOCKED still keeps claimers off rows that cancel/retry transactions hold.
+ * Order: priority, then the project with the fewest running tasks (fair share), then age.
+ */
+export async function claimNext(
+  db: Db,
+  replica: string,
+  limits: Limits,
+  leaseMs: number,
+): Promise<{ task: Row; n: number; transition: TaskTransition } | null> {
+  return withTx(db, async (tx) => {
+    await tx.query("select pg_advisory_xact_lock($1)", [CLAIM_LOCK]);
+    // Attempt times use clock_timestamp(), not now() (the transaction's start): a claim that waited
+    // on this lock must not appear to start before the attempt whose end freed its slot.
+    const running = Number(
+      (await tx.query("select count(*) from tasks where state = 'running'")).rows[0].count,
+    );
+    if (running >= limits.maxConcurrent) return null;
+    // Each project's best eligible task (priority, then age) from the per-project index, then the
+    // best of those: priority, then the project with the fewest running (fair share), then age.
+    // Same order as sorting every queued task, without sorting the queue under the lock.
+    const pick = async (skip: string[]) =>
+      (
+        await tx.query(
+          `with rp as (select project_id, count(*) as c from tasks where state = 'running' group by project_id),
+                rt as (select token_id, count(*) as c from tasks where state = 'running' group by token_id)
+           select best.id from projects p
+             left join rp on rp.project_id = p.id
+             cross join lateral (
+               select t.id, t.priority, t.created_at from tasks t
+                 left join rt on rt.token_id = t.token_id
+               where t.project_id = p.id and t.state = 'queued' and t.available_at <= now()
+                 and coalesce(rt.c, 0) < $2 and not (t.id = any($3::text[]))
+               order by t.priority desc, t.created_at asc, t.id asc
+               limit 1
+             ) best
+           where coalesce(rp.c, 0) < $1
+           order by best.priority desc, coalesce(rp.c, 0) asc, best.created_at asc, best.id asc
+           limit 1`,
+          [limits.perProject, limits.perToken, skip],
+        )
+      ).rows[0]?.id as string | undefined;
+    const skipped: string[] = [];
+    let chosen: string | undefined;
+    for (let candidate = await pick(skipped); candidate; candidate = await pick(skipped)) {
+      // Rows a cancel or retry transaction holds are passed over, not waited on.
+      const locked = await tx.query(
+        "select id from tasks where id = $1 and state = 'queued' for update skip locked",
+        [candidate],
+      );
+      if (locked.rows[0]) {
+        chosen = candidate;
+        break;
+      }
+      skipped.push(candidate);
+    }
+    if (!chosen) return null;
+    const id = chosen;
+    const n = Number((await tx.query("select attempts from tasks where id = $1", [id])).rows[0].attempts) + 1;
+    const tr = await transition(tx, id, ["queued"], "running", {
+      reason: `attempt ${n} on ${replica}`,
+      // session_id cleared: until this attempt has its session, the task names none rather than the last one.
+      set: { attempts: n, cancel_requested: false, session_id: null },
+    });
+    if (!tr) return null;
+    await tx.query(
+      "insert into task_attempts (task_id, n, replica, started_at, lease_expires_at) values ($1, $2, $3, clock_timestamp(), now() + make_interval(secs => $4::float / 1000))",
+      [id, n, replica, leaseMs],
+    );
+    const task = (await tx.query("select * from tasks where id = $1", [id])).rows[0];
+    return { task, n, transition: tr };
+  });
+}
+
+interface Running {
+  taskId: string;
+  n: number;
+  abort: AbortController;
+  reason?: "cancelled" | "lease-lost" | "shutdown";
+}
+
+/**
+ * The scheduler of one replica: a set of small systems (claim, run, heartbeat, reclaim) sharing
+ * the database. Any replica may claim any task; a replica that dies stops renewing its leases and
+ * another one reclaims its attempts.
+ */
+export class Scheduler {
+  private readonly running = new Map<string, Running>();
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private listen: pg.PoolClient | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly tasks: TaskService,
+    private readonly sessions: SessionService,
+    private readonly bus: EventBus,
+    private readonly config: Config,
+    private readonly log: Logger,
+    readonly replica: string,
+  ) {}
+
+  limits(): Limits {
+    const s = this.config.scheduler;
+    // The runtime's capacity: harnesses that fit the memory budget, each serving up to
+    // workspacesPerHarness sessions.
+    const capacity =
+      Math.max(1, Math.floor(s.memoryBudgetMb / s.harnessMemoryMb)) * this.config.pool.workspacesPerHarness;
+    return {
+      maxConcurrent: Math.min(s.maxConcurrent, capacity),
+      perProject: s.perProject,
+      perToken: s.perToken,
+    };
+  }
+
+  async start(): Promise<void> {
+    // Attempts held under this replica's name by a previous process (it crashed): nobody runs
+    // them now, so expire their leases at once instead of waiting out the lease.
+    await this.db.query(
+      "update task_attempts set lease_expires_at = now() where replica = $1 and finished_at is null",
+      [this.replica],
+    );
+    await this.reclaim();
+    this.listen = await this.db.connect();
+    this.listen.on("notification", (m) => {
+      if (m.channel === "flotilla_task_cancel") void this.checkCancels();
+      else this.kick();
+    });
+    await this.listen.query("listen flotilla_tasks");
+    await this.listen.query("listen flotilla_task_cancel");
+    const lease = this.config.scheduler.leaseMs;
+    this.timers.push(setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(lease / 3))));
+    this.timers.push(setInterval(() => void this.reclaim(), Math.max(250, Math.floor(lease / 2))));
+    this.timers.push(setInterval(() => this.kick(), this.config.scheduler.pollMs));
+    this.loop = this.claimLoop();
+  }
+
+  kick(): void {
+    this.wake?.();
+  }
+
+  private async claimLoop(): Promise<void> {
+    while (!this.stopped) {
+      let claimed = false;
+      try {
+        const c = await claimNext(this.db, this.replica, this.limits(), this.config.scheduler.leaseMs);
+        if (c) {
+          claimed = true;
+          this.tasks.published([c.transition]);
+          this.startAttempt(c.task, c.n);
+        }
+      } catch (err) {
+        this.log.error({ err }, "claim failed");
+      }
+      if (!claimed && !this.stopped) await new Promise<void>((r) => (this.wake = r));
+    }
+  }
+
+  private startAttempt(task: Row, n: number): void {
+    const r: Running = { taskId: task.id, n, abort: new AbortController() };
+    this.running.set(task.id, r);
+    void this.runAttempt(task, r)
+      .catch((err) => this.log.error({ err, task: task.id }, "attempt failed unexpectedly"))
+      .finally(() => {
+        this.running.delete(task.id);
+        this.kick();
+      });
+  }
+
+  /** Drives one attempt: a session for the task's prompt, its turn, the verify command, the outcome. */
+  private async runAttempt(task: Row, r: Running): Promise<void> {
+    const log = this.log.child({ task: task.id, attempt: r.n });
+    const principal: Principal = { tokenId: task.token_id, orgId: task.org_id, role: "member" };
+    const started = Date.now();
+    let sessionId: string | undefined;
+    try {
+      const s = await this.sessions.create(
+        {
+          repo: task.repo,
+          baseRef: task.base_ref,
+          prompt: task.prompt,
+          model: task.model,
+          agent: task.agent ?? undefined,
+          permission: task.permission,
+        },
+        principal,
+      );
+      sessionId = s.id;
+      await this.db.query("update task_attempts set session_id = $3 where task_id = $1 and n = $2", [
+        task.id,
+        r.n,
+        s.id,
+      ]);
+      await this.db.query("update tasks set session_id = $2 where id = $1", [task.id, s.id]);
+      // Not a transition, but what a task's page shows changed: it now has a session to open.
+      this.bus.publishTask({ id: task.id, state: "running" });
+      const remaining = task.timeout_ms - (Date.now() - started);
+      const end = await this.waitTurn(s.id, remaining, r.abort.signal);
+      if (end === "timeout" || end === "abort") {
+        await this.sessions.abort(s.id, principal).catch(() => {});
+        if (end === "timeout")
+          return await this.finish(
+            task,
+            r,
+            "timed_out",
+            { name: "Timeout", message: `task timed out after ${task.timeout_ms} ms` },
+            null,
+          );
+        if (r.reason === "cancelled")
+          return await this.finish(task, r, "cancelled", null, null, "cancelled by request");
+        if (r.reason === "lease-lost") return; // another replica owns the task now
+        return await this.finish(
+          task,
+          r,
+          "queued",
+          { name: "ControlPlaneShutdown", message: "the replica running it shut down" },
+          null,
+        );
+      }
+      if (end.outcome === "success") {
+        const result = await this.result(task, s.id, started);
+        if (result.verify && result.verify.exitCode !== 0) {
+          return await this.finish(
+            task,
+            r,
+            "failed",
+            { name: "VerifyFailed", message: `verify command exited ${result.verify.exitCode}` },
+            result,
+          );
+        }
+        return await this.finish(task, r, "succeeded", null, result);
+      }
+      const error = end.error ?? {
+        name: end.outcome === "interrupted" ? "HarnessLost" : "TurnFailed",
+        message: `turn ended: ${end.outcome}`,
+      };
+      const result = await this.result(task, s.id, started).catch(() => null);
+      await this.finishFailure(task, r, error, result);
+    } catch (e) {
+      const error =
+        e instanceof FlotillaError
+          ? { name: e.code, message: e.message }
+          : { name: "AttemptError", message: (e as Error).message };
+      log.warn({ error }, "attempt could not run");
+      await this.finishFailure(task, r, error, null);
+    } finally {
+      // Without a harness pool, a finished attempt's harness is stopped to give its memory back.
+      if (sessionId) await this.sessions.release(sessionId).catch(() => {});
+    }
+  }
+
+  /** Resolves when the session's turn finishes, the time runs out, or the attempt is aborted. */
+  private waitTurn(
+    sessionId: string,
+    ms: number,
+    signal: AbortSignal,
+  ): Promise<"timeout" | "abort" | { outcome: string; error?: ErrorInfo }> {
+    return new Promise((resolve) => {
+      let unsub = () => {};
+      const done = (v: "timeout" | "abort" | { outcome: string; error?: ErrorInfo }) => {
+        clearTimeout(timer);
+        unsub();
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      };
+      const onAbort = () => done("abort");
+      const timer = setTimeout(() => done("timeout"), Math.max(0, ms));
+      signal.addEventListener("abort", onAbort);
+      const onEvent = (e: SessionEvent) => {
+        if (e.type === "turn.finished") done({ outcome: e.data.outcome, error: e.data.error });
+        else if (e.type === "session.status" && e.data.status === "failed")
+          done({ outcome: "error", error: e.data.error });
+      };
+      unsub = this.bus.subscribe(sessionId, onEvent);
+      // The turn may have ended before we subscribed: check the log once.
+      void this.db
+        .query(
+          "select type, data from events where session_id = $1 and (type = 'turn.finished' or (type = 'session.status' and data->>'status' = 'failed')) order by seq limit 1",
+          [sessionId],
+        )
+        .then(({ rows }) => {
+          if (rows[0]) onEvent({ type: rows[0].type, data: rows[0].data } as SessionEvent);
+        });
+      if (signal.aborted) onAbort();
+    });
+  }
+
+  private async result(task: Row, sessionId: string, started: number): Promise<TaskResult> {
+    const { rows } = await this.db.query(
+      `select s.tokens, s.cost, w.path, w.base_commit,
+        (select data->>'text' from events where session_id = s.id and type = 'text.completed' order by seq desc limit 1) as summary
+       from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1`,
+      [sessionId],
+    );
+    const r = rows[0];
+    const diff = await workspaceDiff(r.path, r.base_commit);
+    const verify = task.verify_command
+      ? await runVerify(
+          task.verify_command,
+          r.path,
+          Math.max(10_000, task.timeout_ms - (Date.now() - started)),
+        )
+      : null;
+    return {
+      summary: r.summary,
+      files: diff.files.length,
+      additions: diff.additions,
+      deletions: diff.deletions,
+      tokens: r.tokens,
+      cost: r.cost,
+      durationMs: Date.now() - started,
+      verify: verify ? { command: task.verify_command, ...verify } : null,
+    };
+  }
+
+  private async finishFailure(
+    task: Row,
+    r: Running,
+    error: ErrorInfo,
+    result: TaskResult | null,
+  ): Promise<void> {
+    if (r.reason === "cancelled")
+      return this.finish(task, r, "cancelled", null, result, "cancelled by request");
+    if (!retriable(error)) return this.finish(task, r, "failed", error, result);
+    if (r.n >= task.max_attempts)
+      return this.finish(task, r, "dead", error, result, `attempts exhausted (${r.n})`);
+    return this.finish(task, r, "queued", error, result);
+  }
+
+  /** Closes the attempt and moves the task, only if this replica still holds that attempt. */
+  private async finish(
+    task: Row,
+    r: Running,
+    to: TaskState,
+    error: ErrorInfo | null,
+    result: TaskResult | null,
+    reason?: string,
+  ): Promise<void> {
+    const s = this.config.scheduler;
+    const t = await withTx(this.db, async (tx) => {
+      const held = await tx.query(
+        "update task_attempts set finished_at = clock_timestamp(), outcome = $4, error = $5 where task_id = $1 and n = $2 and replica = $3 and finished_at is null returning n",
+        [task.id, r.n, this.replica, to, error ? JSON.stringify(error) : null],
+      );
+      if (held.rowCount === 0) return null;
+      const set: Record<string, unknown> = { error, result };
+      if (to === "queued")
+        set.available_at = new Date(Date.now() + backoffMs(r.n, s.backoffBaseMs, s.backoffMaxMs));
+      return transition(tx, task.id, ["running"], to, {
+        reason: reason ?? (to === "queued" ? `retrying after: ${error?.message}` : (error?.message ?? to)),
+        set,
+      });
+    });
+    this.tasks.published([t]);
+  }
+
+  /** Renews this replica's leases; an attempt whose lease is gone is abandoned here. */
+  private async heartbeat(): Promise<void> {
+    if (this.running.size === 0) return;
+    try {
+      // Only attempts this process is running: the replica's name outlives a crash, and the
+      // attempts its previous incarnation held must expire and be reclaimed, not renewed.
+      const mine = [...this.running.values()];
+      const { rows } = await this.db.query(
+        `update task_attempts set lease_expires_at = now() + make_interval(secs => $2::float / 1000)
+         where replica = $1 and finished_at is null
+           and (task_id, n) in (select * from unnest($3::text[], $4::int[]))
+         returning task_id, n`,
+        [this.replica, this.config.scheduler.leaseMs, mine.map((r) => r.taskId), mine.map((r) => r.n)],
+      );
+      const held = new Set(rows.map((x) => `${x.task_id}#${x.n}`));
+      for (const r of this.running.values()) {
+        if (!held.has(`${r.taskId}#${r.n}`) && !r.abort.signal.aborted) {
+          r.reason = "lease-lost";
+          r.abort.abort();
+        }
+      }
+      await this.checkCancels();
+    } catch (err) {
+      this.log.warn({ err }, "heartbeat failed");
+    }
+  }
+
+  private async checkCancels(): Promise<void> {
+    if (this.running.size === 0) return;
+    const ids = [...this.running.keys()];
+    const { rows } = await this.db.query(
+      "select id from tasks where id = any($1::text[]) and cancel_requested",
+      [ids],
+    );
+    for (const row of rows) {
+      const r = this.running.get(row.id);
+      if (r && !r.abort.signal.aborted) {
+        r.reason = "cancelled";
+        r.abort.abort();
+      }
+    }
+  }
+
+  /** Attempts whose lease expired (their replica died) go back to the queue, or die. */
+  async reclaim(): Promise<void> {
+    try {
+      const { rows } = await this.db.query(
+        "select task_id, n from task_attempts where finished_at is null and lease_expires_at < now()",
+      );
+      for (const a of rows) {
+        const t = await withTx(this.db, async (tx) => {
+          const upd = await tx.query(
+            "update task_attempts set finished_at = clock_timestamp(), outcome = 'lost', error = $3 where task_id = $1 and n = $2 and finished_at is null and lease_expires_at < now() returning n",
+            [
+              a.task_id,
+              a.n,
+              JSON.stringify({
+                name: "LeaseExpired",
+                message: "the replica running it stopped renewing its lease",
+              }),
+            ],
+          );
+          if (upd.rowCount === 0) return null;
+          const task = (
+            await tx.query("select attempts, max_attempts, cancel_requested from tasks where id = $1", [
+              a.task_id,
+            ])
+          ).rows[0];
+          const error = {
+            name: "LeaseExpired",
+            message: "the replica running it stopped renewing its lease",
+          };
+          if (task.cancel_requested)
+            return transition(tx, a.task_id, ["running"], "cancelled", {
+              reason: "cancelled by request",
+              set: { error: null },
+            });
+          if (task.attempts >= task.max_attempts)
+            return transition(tx, a.task_id, ["running"], "dead", {
+              reason: "lease expired; attempts exhausted",
+              set: { error },
+            });
+          const s = this.config.scheduler;
+          return transition(tx, a.task_id, ["running"], "queued", {
+            reason: "lease expired; retrying",
+            set: {
+              error,
+              available_at: new Date(Date.now() + backoffMs(a.n, s.backoffBaseMs, s.backoffMaxMs)),
+            },
+          });
+        });
+        this.tasks.published([t]);
+        if (t)
+          this.log.warn(
+            { task: a.task_id, attempt: a.n, to: t.to },
+            "reclaimed an attempt whose lease expired",
+          );
+      }
+    } catch (err) {
+      this.log.warn({ err }, "reclaim failed");
+    }
+  }
+
+  /** Stops claiming; running attempts are handed back to the queue for another replica. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.kick();
+    await this.loop;
+    for (const r of this.running.values()) {
+      r.reason = "shutdown";
+      r.abort.abort();
+    }
+    while (this.running.size) await new Promise((res) => setTimeout(res, 25));
+    if (this.listen) {
+      await this.listen.query("unlisten *").catch(() => {});
+      this.listen.release();
+    }
+  }
+}
+
+/** The verify command, in the workspace, through bash; its exit code decides. Output is clipped. */
+export function runVerify(
+  command: string,
+  cwd: string,
+  timeoutMs: number,
+): Promise<{ exitCode: number | null; output: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      "bash",
+      ["-c", command],
+      { cwd, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const output = `${stdout}${stderr}`.slice(-16 * 1024);
+        const code = err ? ((err as { code?: unknown }).code ?? null) : 0;
+        resolve({ exitCode: typeof code === "number" ? code : null, output });
+      },
+    );
+  });
+}

@@ -1,0 +1,272 @@
+import type { TerminalClientFrame, TerminalMode, TerminalServerFrame } from "@flotilla/contracts";
+import serializeAddon from "@xterm/addon-serialize";
+import xterm from "@xterm/headless";
+import nodePty from "node-pty";
+import type { Config } from "../config/config.ts";
+import type { Principal } from "../identity/principal.ts";
+import type { EventBus } from "../platform/events/bus.ts";
+import type { EventLog } from "../platform/events/log.ts";
+import type { Logger } from "../platform/logger.ts";
+
+/** One attached client, whatever carries its frames (a WebSocket today). */
+export interface TerminalPeer {
+  send(frame: TerminalServerFrame): void;
+  close(): void;
+}
+
+export interface Attachment {
+  /** Token id and client id: stable across a reconnect of the same tab or process. */
+  label: string;
+  principal: Principal;
+  mode: TerminalMode;
+}
+
+interface Client extends Attachment {
+  peer: TerminalPeer;
+  /** Output that arrived while the snapshot was being taken; sent right after it. */
+  pending: string[] | undefined;
+}
+
+const COLS = 80;
+const ROWS = 24;
+
+/**
+ * One shell per session, shared by every client, browser or CLI. The PTY's output feeds a headless
+ * terminal, so a late joiner gets the current screen (serialised) before live output. One driver
+ * holds the lease; everyone else views, and the server refuses their input.
+ */
+class Terminal {
+  readonly clients = new Set<Client>();
+  private readonly pty: nodePty.IPty;
+  private readonly mirror: xterm.Terminal;
+  private readonly serializer: serializeAddon.SerializeAddon;
+  private cols = COLS;
+  private rows = ROWS;
+  /** The lease: a client label, kept through a driver's grace period after it drops. */
+  private holder: string | null = null;
+  private driver: Client | undefined;
+  private grace: NodeJS.Timeout | undefined;
+  private idle: NodeJS.Timeout | undefined;
+  /** Who asked for control last; gets it when the driver releases or its grace runs out. */
+  private requester: Client | undefined;
+  /** Lease events are appended one after another, so the log keeps their order. */
+  private recording: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    readonly sessionId: string,
+    cwd: string,
+    private readonly config: Config["terminal"],
+    private readonly events: EventLog,
+    private readonly log: Logger,
+    private readonly onGone: () => void,
+  ) {
+    this.pty = nodePty.spawn(config.shell, ["-l"], {
+      name: "xterm-256color",
+      cols: COLS,
+      rows: ROWS,
+      cwd,
+      // Built from nothing, never from the control plane's own environment (provider keys live there).
+      env: { PATH: config.path, HOME: config.home, TERM: "xterm-256color", LANG: "C.UTF-8" },
+    });
+    this.mirror = new xterm.Terminal({ cols: COLS, rows: ROWS, scrollback: 1000, allowProposedApi: true });
+    this.serializer = new serializeAddon.SerializeAddon();
+    this.mirror.loadAddon(this.serializer);
+    this.pty.onData((data) => {
+      this.mirror.write(data);
+      for (const c of this.clients) {
+        if (c.pending) c.pending.push(data);
+        else c.peer.send({ type: "output", data });
+      }
+    });
+    this.pty.onExit(({ exitCode }) => {
+      this.log.info({ session: sessionId, exitCode }, "terminal shell exited");
+      for (const c of this.clients) c.peer.send({ type: "exit", code: exitCode });
+      this.close();
+    });
+    this.armIdle();
+  }
+
+  join(a: Attachment, peer: TerminalPeer): Client {
+    const c: Client = { ...a, peer, pending: [] };
+    this.clients.add(c);
+    clearTimeout(this.idle);
+    // The mirror parses asynchronously: the callback of an empty write runs once everything the PTY
+    // sent before this join is on its screen, and later output waits in `pending`, so the snapshot
+    // and the live stream meet with nothing lost or doubled.
+    this.mirror.write("", () => {
+      if (!this.clients.has(c)) return;
+      peer.send({ type: "snapshot", data: this.serializer.serialize(), cols: this.cols, rows: this.rows });
+      for (const data of c.pending ?? []) peer.send({ type: "output", data });
+      c.pending = undefined;
+      if (a.mode === "drive") {
+        if (this.holder === null) this.setDriver(c, "acquired");
+        else if (this.holder === c.label) {
+          // The same client came back (within the grace period, or before its old socket's close
+          // was seen, which then counts as stale): it keeps the lease.
+          clearTimeout(this.grace);
+          this.driver = c;
+          this.sendLease(c);
+        } else this.sendLease(c, `${this.holder} is driving: you joined as a viewer; send take to ask`);
+      } else this.sendLease(c);
+    });
+    return c;
+  }
+
+  leave(c: Client): void {
+    if (!this.clients.delete(c)) return;
+    if (this.requester === c) this.requester = undefined;
+    if (this.driver === c) {
+      this.driver = undefined;
+      clearTimeout(this.grace);
+      this.grace = setTimeout(() => {
+        if (this.driver || this.closed) return;
+        const next = this.requester;
+        if (next) this.setDriver(next, "driver disconnected");
+        else this.setDriver(undefined, "driver disconnected");
+      }, this.config.graceMs);
+    }
+    if (this.clients.size === 0) this.armIdle();
+  }
+
+  frame(c: Client, f: TerminalClientFrame): void {
+    const isDriver = this.driver === c;
+    if (f.type === "input") {
+      // The check that matters: a viewer's keystrokes never reach the shell, whatever its UI shows.
+      if (isDriver) this.pty.write(f.data);
+      else this.refuse(c, "forbidden", "you are viewing: send take to ask for control");
+    } else if (f.type === "resize") {
+      if (!isDriver) this.refuse(c, "forbidden", "only the driver sets the size");
+      else {
+        this.cols = f.cols;
+        this.rows = f.rows;
+        this.pty.resize(f.cols, f.rows);
+        this.mirror.resize(f.cols, f.rows);
+        for (const o of this.clients)
+          if (o !== c) o.peer.send({ type: "resize", cols: f.cols, rows: f.rows });
+      }
+    } else if (f.type === "take") {
+      if (isDriver) this.sendLease(c);
+      else if (f.force && c.principal.role !== "admin")
+        this.refuse(c, "forbidden", "taking control by force needs an admin token");
+      else if (f.force) this.setDriver(c, "forced");
+      else if (this.holder === null) this.setDriver(c, "acquired");
+      else {
+        this.requester = c;
+        this.driver?.peer.send({ type: "request", from: c.label });
+      }
+    } else if (!isDriver) this.refuse(c, "conflict", "you do not hold the lease");
+    else if (f.type === "decline") {
+      const asked = this.requester;
+      this.requester = undefined;
+      if (asked && this.clients.has(asked)) asked.peer.send({ type: "declined", by: c.label });
+    } else if (this.requester && this.clients.has(this.requester))
+      this.setDriver(this.requester, "handed over");
+    else this.setDriver(undefined, "released");
+  }
+
+  /** Moves the lease (to nobody when `to` is undefined), tells everyone, records it. */
+  private setDriver(to: Client | undefined, reason: string): void {
+    clearTimeout(this.grace);
+    this.driver = to;
+    if (this.requester === to) this.requester = undefined;
+    const holder = to?.label ?? null;
+    if (holder !== this.holder) {
+      this.holder = holder;
+      const sessionId = this.sessionId;
+      this.recording = this.recording
+        .then(() => this.events.append(sessionId, [{ type: "terminal.lease", data: { holder, reason } }]))
+        .then(
+          () => undefined,
+          (err) => this.log.warn({ err, session: sessionId }, "terminal lease event not recorded"),
+        );
+    }
+    for (const o of this.clients) if (!o.pending) this.sendLease(o);
+  }
+
+  private sendLease(c: Client, message?: string): void {
+    c.peer.send({
+      type: "lease",
+      holder: this.holder,
+      you: this.driver === c,
+      ...(message ? { message } : {}),
+    });
+  }
+
+  private refuse(c: Client, code: string, message: string): void {
+    c.peer.send({ type: "error", code, message });
+  }
+
+  private armIdle(): void {
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => {
+      if (this.clients.size === 0) this.close();
+    }, this.config.idleMs);
+  }
+
+  /** Kills the shell and drops every client; idempotent. */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      clearTimeout(this.grace);
+      clearTimeout(this.idle);
+      if (this.holder !== null) this.setDriver(undefined, "terminal closed");
+      for (const c of this.clients) c.peer.close();
+      this.clients.clear();
+      try {
+        this.pty.kill();
+      } catch {
+        // already gone
+      }
+      this.mirror.dispose();
+      this.onGone();
+    }
+    return this.recording;
+  }
+}
+
+export class TerminalService {
+  private readonly terminals = new Map<string, Terminal>();
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly config: Config["terminal"],
+    private readonly events: EventLog,
+    bus: EventBus,
+    private readonly log: Logger,
+  ) {
+    // A deleted session's shell goes with it, whoever deleted it and however.
+    this.unsubscribe = bus.subscribeAll((e) => {
+      if (e.type === "session.status" && e.data.status === "deleted") void this.closeSession(e.sessionId);
+    });
+  }
+
+  /** Joins the session's terminal, starting its shell in `cwd` on first attach. */
+  attach(sessionId: string, cwd: string, a: Attachment, peer: TerminalPeer) {
+    let t = this.terminals.get(sessionId);
+    if (!t) {
+      const created = new Terminal(sessionId, cwd, this.config, this.events, this.log, () => {
+        if (this.terminals.get(sessionId) === created) this.terminals.delete(sessionId);
+      });
+      t = created;
+      this.terminals.set(sessionId, t);
+      this.log.info({ session: sessionId, cwd }, "terminal started");
+    }
+    const term = t;
+    const c = term.join(a, peer);
+    return {
+      frame: (f: TerminalClientFrame) => term.frame(c, f),
+      leave: () => term.leave(c),
+    };
+  }
+
+  closeSession(sessionId: string): Promise<void> {
+    return this.terminals.get(sessionId)?.close() ?? Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    await Promise.all([...this.terminals.values()].map((t) => t.close()));
+  }
+}
