@@ -11,7 +11,7 @@ export class TcpProxy {
   private refusing = false;
   url = "";
 
-  constructor(private readonly target: URL) {
+  constructor(readonly target: URL) {
     this.server = createServer((client) => {
       if (this.refusing) {
         client.destroy();

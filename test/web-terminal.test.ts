@@ -1,4 +1,4 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Session } from "@flotilla/client";
 import type { WebSocketRoute } from "playwright-core";
@@ -17,7 +17,7 @@ import {
   type WatchedPage,
   watchedPage,
 } from "./browser.ts";
-import { makeRepo, ROOT, startTestServer, type TestServer, tempDir, waitFor } from "./support.ts";
+import { makeRepo, ROOT, startTestServer, type TestServer, waitFor } from "./support.ts";
 
 /** What a user sees in a page's terminal: xterm's rendered rows, right-trimmed. */
 const rows = (page: Page) =>
@@ -41,16 +41,12 @@ describe.skipIf(!haveChromium)("the terminal tab in real browsers", () => {
   const contexts: BrowserContext[] = [];
 
   beforeAll(async () => {
-    // The shell's home has a profile with a short prompt, so no line wraps and screens compare as text.
-    const home = tempDir("term-home");
-    writeFileSync(join(home, ".bash_profile"), "PS1='$ '\n");
+    // The shell's home (the shard's) has a profile with a short prompt, so no line wraps and screens compare as text.
     t = await startTestServer({
       scenario,
       config: {
         terminal: {
           shell: "bash",
-          path: process.env.PATH ?? "/usr/bin:/bin",
-          home,
           graceMs: 5000,
           idleMs: 60_000,
         },

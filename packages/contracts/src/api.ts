@@ -21,6 +21,10 @@ const ModelRef = z
   .regex(/^[^/\s]+\/\S+$/, "expected provider/model, e.g. anthropic/claude-sonnet-4-5")
   .openapi({ example: "scripted/scripted-1" });
 
+/** Where an agent runs: a bubblewrap sandbox (the default) or, unsafe, a plain local process. */
+export const Runtime = z.enum(["sandbox", "local"]);
+export type Runtime = z.infer<typeof Runtime>;
+
 export const CreateSessionBody = z
   .object({
     repo: z
@@ -39,6 +43,9 @@ export const CreateSessionBody = z
     agent: z.string().min(1).max(100).optional(),
     permission: PermissionPolicy.optional(),
     title: z.string().min(1).max(200).optional(),
+    runtime: Runtime.optional().openapi({
+      description: "Where the agent runs (default: the configured runtime). `local` needs an admin token",
+    }),
   })
   .strict()
   .openapi("CreateSession");
@@ -56,6 +63,7 @@ export const Session = z
     workspaceId: z.string(),
     workspacePath: z.string(),
     shardId: z.string(),
+    runtime: z.string().openapi({ description: "The runtime its workspace's harness runs on" }),
     model: z.string(),
     agent: z.string().nullable(),
     permission: PermissionPolicy,
@@ -220,6 +228,9 @@ export const Harness = z
     startedAt: z.string(),
     stoppedAt: z.string().nullable(),
     reason: z.string().nullable(),
+    warning: z.string().nullable().openapi({
+      description: "Set when the harness runs outside any sandbox (runtime local): a warning for people",
+    }),
   })
   .openapi("Harness");
 export type Harness = z.infer<typeof Harness>;

@@ -58,6 +58,10 @@ export const CreateTaskBody = z
       .max(2048)
       .optional()
       .openapi({ description: "Receives signed task state changes" }),
+    runtime: z.enum(["sandbox", "local"]).optional().openapi({
+      description:
+        "Where its agent and verify run (default: the configured runtime). `local` needs an admin token",
+    }),
   })
   .strict()
   .openapi("CreateTask");

@@ -18,7 +18,7 @@ import { createPool } from "./platform/db/pool.ts";
 import { EventBus } from "./platform/events/bus.ts";
 import { EventLog } from "./platform/events/log.ts";
 import type { Logger } from "./platform/logger.ts";
-import { LocalDriver } from "./runtime/local/local-driver.ts";
+import { runtimeDrivers } from "./runtime/registry.ts";
 import { SessionIngest } from "./sessions/ingest.ts";
 import { SessionService } from "./sessions/sessions.ts";
 import { Scheduler } from "./tasks/scheduler.ts";
@@ -105,12 +105,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     webhooks.start();
     cleanups.push(() => webhooks.stop());
     const events = new EventLog(db, bus);
-    const driver = new LocalDriver(
-      config.harness.opencodeBin,
-      log.child({ component: "local-driver" }),
-      config.harness.npmCacheDir,
-    );
-    const harnesses = new HarnessManager(db, driver, config, log.child({ component: "harnesses" }));
+    const drivers = runtimeDrivers(config, log);
+    const harnesses = new HarnessManager(db, drivers, config, log.child({ component: "harnesses" }));
     const ingest = new SessionIngest(db, events, log.child({ component: "ingest" }));
     const sessions = new SessionService(
       db,

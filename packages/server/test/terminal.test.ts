@@ -18,8 +18,6 @@ beforeAll(async () => {
     config: {
       terminal: {
         shell: "bash",
-        path: process.env.PATH ?? "/usr/bin:/bin",
-        home: "/tmp",
         graceMs: 500,
         idleMs: 60_000,
       },

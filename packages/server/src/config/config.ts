@@ -6,6 +6,10 @@ import { FlotillaError, PermissionPolicy } from "@flotilla/contracts";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
+export const RUNTIMES = ["sandbox", "local"] as const;
+export type RuntimeName = (typeof RUNTIMES)[number];
+export const NETWORK_POLICIES = ["none", "allowlist", "open"] as const;
+
 const ProviderModel = z.object({ name: z.string().optional(), toolCall: z.boolean().default(true) });
 
 /** An extra OpenAI-compatible provider (vLLM, Ollama, LM Studio, a gateway, the scripted model). */
@@ -33,6 +37,10 @@ export const FileConfig = z
     permission: PermissionPolicy.optional(),
     providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i), ProviderConfig).optional(),
     demo: z.enum(["auto", "on", "off"]).optional(),
+    /** Where agents run: `sandbox` (bubblewrap, the default) or `local` (unsandboxed, unsafe). */
+    runtime: z.enum(RUNTIMES).optional(),
+    /** The way out of a sandbox: `none`, `allowlist` (the model endpoints only; default) or `open`. */
+    network: z.enum(NETWORK_POLICIES).optional(),
     scheduler: z
       .object({
         maxConcurrent: z.number().int().positive().optional(),
@@ -88,6 +96,10 @@ export interface Config {
   /** Provider keys found in the environment, passed to harnesses only. */
   providerEnv: Record<string, string>;
   demo: "auto" | "on" | "off";
+  /** The default runtime of new shards (a session or task may ask for another, as its role allows). */
+  runtime: RuntimeName;
+  /** The default network policy of sandboxed harnesses. */
+  network: (typeof NETWORK_POLICIES)[number];
   harness: {
     readyTimeoutMs: number;
     stopGraceMs: number;
@@ -133,11 +145,8 @@ export interface Config {
     enabled: boolean;
   };
   terminal: {
-    /** Started as a login shell (`-l`) in the session's workspace. */
+    /** Started as a login shell (`-l`) in the session's workspace, through its runtime driver. */
     shell: string;
-    /** The shell's whole environment is PATH, HOME and TERM: no provider keys, no Flotilla secrets. */
-    path: string;
-    home: string;
     /** A driver that drops keeps the lease this long, so a reconnect does not lose it. */
     graceMs: number;
     /** The shell is killed this long after its last client left. */
@@ -175,6 +184,18 @@ const KNOWN_KEYS = [
 export function defaultOpencodeBin(): string {
   // The pinned binary from our own node_modules, never one found on PATH.
   return resolve(new URL("../../../../node_modules/.bin/opencode", import.meta.url).pathname);
+}
+
+function runtimeFromEnv(v: string | undefined): RuntimeName | undefined {
+  if (v === undefined || v === "") return undefined;
+  if ((RUNTIMES as readonly string[]).includes(v)) return v as RuntimeName;
+  throw new FlotillaError(
+    "invalid_request",
+    `FLOTILLA_RUNTIME must be one of ${RUNTIMES.join(", ")}, got ${v}`,
+    {
+      field: "runtime",
+    },
+  );
 }
 
 /** The one place that reads the environment. Everything below receives a Config. */
@@ -226,6 +247,8 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     providers: file.providers ?? {},
     providerEnv,
     demo: file.demo ?? (env.FLOTILLA_DEMO as Config["demo"] | undefined) ?? "auto",
+    runtime: file.runtime ?? runtimeFromEnv(env.FLOTILLA_RUNTIME) ?? "sandbox",
+    network: file.network ?? "allowlist",
     harness: {
       readyTimeoutMs: file.harness?.readyTimeoutMs ?? 30_000,
       stopGraceMs: file.harness?.stopGraceMs ?? 5_000,
@@ -263,9 +286,8 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       enabled: env.FLOTILLA_SCHEDULER !== "off",
     },
     terminal: {
-      shell: env.SHELL || "bash",
-      path: env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-      home: env.HOME ?? homedir(),
+      // bash, not the control plane's $SHELL: the shell runs in the sandbox, where only the system's are.
+      shell: "bash",
       graceMs: 5000,
       idleMs: 5 * 60_000,
     },

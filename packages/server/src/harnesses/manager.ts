@@ -1,21 +1,29 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaError, type Harness, newId } from "@flotilla/contracts";
 import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
-import { opencodeConfig } from "../agents/opencode/config.ts";
+import { modelEndpoints, opencodeConfig, opencodeServerEnv } from "../agents/opencode/config.ts";
 import { basicAuth, healthy } from "../agents/opencode/health.ts";
 import { HarnessStream } from "../agents/opencode/stream.ts";
 import type { Config } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
-import type { HarnessRecord, RuntimeDriver } from "../runtime/driver.ts";
-import { HarnessStartError } from "../runtime/driver.ts";
+import {
+  type DriverRegistry,
+  type HarnessRecord,
+  HarnessStartError,
+  type NetworkPolicy,
+  type RuntimeDriver,
+} from "../runtime/driver.ts";
 
 /** A state shard: OpenCode's own dirs, served by at most one harness at a time. */
 export interface ShardRef {
   id: string;
   dir: string;
+  /** The runtime driver that runs this shard's harness, execs and terminals, for life. */
+  runtime: string;
+  network: NetworkPolicy;
 }
 
 export interface LiveHarness {
@@ -26,6 +34,7 @@ export interface LiveHarness {
   url: string;
   client: OpencodeClient;
   record: HarnessRecord;
+  shard: ShardRef;
   stream: HarnessStream;
 }
 
@@ -55,6 +64,7 @@ type Row = {
   state: string;
   pid: number | null;
   pid_start: string | null;
+  ref: HarnessRecord["ref"] | null;
   url: string | null;
   run_dir: string;
   started_at: Date;
@@ -76,7 +86,11 @@ export const harnessFromRow = (r: Row): Harness => ({
   startedAt: r.started_at.toISOString(),
   stoppedAt: r.stopped_at?.toISOString() ?? null,
   reason: r.reason,
+  warning: r.driver === "local" ? LOCAL_WARNING : null,
 });
+
+export const LOCAL_WARNING =
+  "runtime local: not sandboxed; an agent here can read and change everything the control plane can";
 
 /**
  * Keeps at most one running harness per state shard, finds harnesses of a previous run again
@@ -92,7 +106,7 @@ export class HarnessManager {
 
   constructor(
     private readonly db: Db,
-    private readonly driver: RuntimeDriver,
+    private readonly drivers: DriverRegistry,
     private readonly config: Config,
     private readonly log: Logger,
   ) {}
@@ -128,6 +142,15 @@ export class HarnessManager {
     return p;
   }
 
+  /** The driver that runs a shard: its harness, and every exec and terminal over its workspaces. */
+  driverFor(shard: { runtime: string }): RuntimeDriver {
+    return this.drivers.get(shard.runtime);
+  }
+
+  private driverOf(record: HarnessRecord): RuntimeDriver {
+    return this.drivers.get(record.driver);
+  }
+
   isStarting(shardId: string): boolean {
     return this.starting.has(shardId);
   }
@@ -139,35 +162,28 @@ export class HarnessManager {
     const password = randomBytes(24).toString("base64url");
     await this.db.query(
       "insert into harnesses (id, shard_id, driver, state, run_dir, replica) values ($1, $2, $3, 'starting', $4, $5)",
-      [id, ws.id, this.driver.name, runDir, this.config.replicaId],
+      [id, ws.id, ws.runtime, runDir, this.config.replicaId],
     );
     await this.events.onState({ id, shardId: ws.id }, "starting");
     const log = this.log.child({ harness: id, shard: ws.id });
-    const cwd = join(ws.dir, "cwd");
-    mkdirSync(cwd, { recursive: true });
     const env: Record<string, string> = {
+      ...opencodeServerEnv(ws, password),
       ...this.config.providerEnv,
       OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(this.config)),
     };
     let started: Awaited<ReturnType<RuntimeDriver["start"]>>;
     const t0 = Date.now();
     try {
-      started = await this.driver.start({
+      started = await this.driverFor(ws).start({
         harnessId: id,
-        workspacePath: cwd,
-        stateDir: ws.dir,
+        shard: ws,
         runDir,
         env,
         password,
         readyTimeoutMs: this.config.harness.readyTimeoutMs,
-        onSpawn: async (rec) => {
-          await this.db.query("update harnesses set pid = $2, pid_start = $3, url = $4 where id = $1", [
-            id,
-            rec.pid,
-            rec.pidStart,
-            rec.url,
-          ]);
-        },
+        network: ws.network,
+        egress: modelEndpoints(this.config),
+        onSpawn: (rec) => this.record(id, rec),
       });
     } catch (e) {
       const reason =
@@ -185,10 +201,14 @@ export class HarnessManager {
     }
     await this.db.query(
       // last_active_at: a harness that just came up is about to be used; the pool must not take it for idle.
-      "update harnesses set state = 'ready', pid = $2, pid_start = $3, url = $4, ready_at = now(), last_active_at = now() where id = $1",
-      [id, started.pid, started.pidStart, started.url],
+      "update harnesses set state = 'ready', ready_at = now(), last_active_at = now() where id = $1",
+      [id],
     );
-    log.info({ pid: started.pid, url: started.url, ms: Date.now() - t0 }, "harness ready");
+    await this.record(id, started);
+    log.info(
+      { driver: started.driver, ref: started.ref, url: started.endpoint, ms: Date.now() - t0 },
+      "harness ready",
+    );
     const h = this.attach(id, ws, started, password);
     // Hand the harness out only once its event stream is up, so no event of a first turn is missed.
     await Promise.race([h.stream.ready, new Promise((r) => setTimeout(r, 10_000))]);
@@ -202,31 +222,32 @@ export class HarnessManager {
   private attach(
     id: string,
     ws: ShardRef,
-    record: HarnessRecord & { url: string },
+    record: HarnessRecord & { endpoint: string },
     password: string,
   ): LiveHarness {
     const client = createOpencodeClient({
-      baseUrl: record.url,
+      baseUrl: record.endpoint,
       headers: { authorization: basicAuth(password) },
     });
     const h = {
       id,
       shardId: ws.id,
       cwd: join(ws.dir, "cwd"),
-      url: record.url,
+      url: record.endpoint,
       client,
       record,
+      shard: ws,
     } as LiveHarness;
     h.stream = new HarnessStream(
-      record.url,
+      record.endpoint,
       password,
       {
         onEvent: (dir, payload) => this.events.onEvent(h, dir, payload),
         onConnected: () => this.events.onConnected(h),
         onDropped: async (reason) => {
           if (this.live.get(id) !== h) return false;
-          if ((await this.driver.inspect(record)) === "running") {
-            for (let i = 0; i < 6; i++) if (await healthy(record.url, password, 500)) return true;
+          if ((await this.driverOf(record).inspect(record)) === "running") {
+            for (let i = 0; i < 6; i++) if (await healthy(record.endpoint, password, 500)) return true;
           }
           void this.lose(h, `harness stopped answering (${reason})`);
           return false;
@@ -238,9 +259,11 @@ export class HarnessManager {
     this.passwords.set(id, password);
     // A process we did not spawn gives no exit event; poll its identity instead.
     const timer = setInterval(() => {
-      void this.driver.inspect(record).then((s) => {
-        if (s === "gone" && this.live.get(id) === h) void this.lose(h, "harness process is gone");
-      });
+      void this.driverOf(record)
+        .inspect(record)
+        .then((s) => {
+          if (s === "gone" && this.live.get(id) === h) void this.lose(h, "harness process is gone");
+        });
     }, this.config.harness.healthIntervalMs);
     timer.unref();
     this.watchers.add(timer);
@@ -278,7 +301,7 @@ export class HarnessManager {
 
   /** Resident memory of a live harness, from its driver. */
   stats(h: LiveHarness): Promise<{ rssBytes: number }> {
-    return this.driver.stats(h.record);
+    return this.driverOf(h.record).stats(h.record);
   }
 
   private async lose(h: LiveHarness, reason: string): Promise<void> {
@@ -290,7 +313,9 @@ export class HarnessManager {
       "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
       [h.id, reason],
     );
-    await this.driver.stop(h.record, 1000).catch(() => {});
+    await this.driverOf(h.record)
+      .stop(h.record, 1000)
+      .catch(() => {});
     await this.events.onLost(h, reason);
   }
 
@@ -298,7 +323,7 @@ export class HarnessManager {
     this.detach(h);
     await this.db.query("update harnesses set state = 'stopping' where id = $1", [h.id]);
     await h.stream.stop();
-    await this.driver.stop(h.record, this.config.harness.stopGraceMs);
+    await this.driverOf(h.record).stop(h.record, this.config.harness.stopGraceMs);
     await this.db.query(
       "update harnesses set state = 'stopped', stopped_at = now(), reason = $2 where id = $1",
       [h.id, reason],
@@ -311,41 +336,62 @@ export class HarnessManager {
    * process (pid + start time, never a match by name), else marked lost.
    */
   async adoptAll(): Promise<void> {
-    const { rows } = await this.db.query<Row & { dir: string }>(
-      `select h.*, s.dir from harnesses h join shards s on s.id = h.shard_id
+    const { rows } = await this.db.query<Row & { dir: string; runtime: string; network: NetworkPolicy }>(
+      `select h.*, s.dir, s.runtime, s.network from harnesses h join shards s on s.id = h.shard_id
        where h.state in ('starting', 'ready', 'stopping') and (h.replica = $1 or h.replica is null)`,
       [this.config.replicaId],
     );
     for (const r of rows) {
       const record: HarnessRecord = {
         harnessId: r.id,
-        pid: r.pid,
-        pidStart: r.pid_start,
-        url: r.url,
+        driver: r.driver,
+        // Harnesses recorded before drivers had their own ref kept a pid and its start time.
+        ref: r.ref ?? { pid: r.pid, pidStart: r.pid_start },
+        endpoint: r.url,
         runDir: r.run_dir,
       };
       let password = "";
       try {
         password = readFileSync(join(r.run_dir, "password"), "utf8");
       } catch {}
+      const driver = this.drivers.has(r.driver) ? this.driverOf(record) : undefined;
       const alive =
-        r.state === "ready" && r.url && password && (await this.driver.inspect(record)) === "running";
+        driver && r.state === "ready" && r.url && password && (await driver.inspect(record)) === "running";
       if (alive && (await healthy(r.url!, password, 2000))) {
-        this.log.info({ harness: r.id, pid: r.pid }, "adopted harness from a previous run");
-        this.attach(r.id, { id: r.shard_id, dir: r.dir }, { ...record, url: r.url! }, password);
+        this.log.info(
+          { harness: r.id, driver: r.driver, ref: record.ref },
+          "adopted harness from a previous run",
+        );
+        const shard = { id: r.shard_id, dir: r.dir, runtime: r.runtime, network: r.network };
+        this.attach(r.id, shard, { ...record, endpoint: r.url! }, password);
         await this.events.onState({ id: r.id, shardId: r.shard_id }, "adopted");
         continue;
       }
-      const reason = alive
-        ? "harness from a previous run does not answer"
-        : "harness from a previous run is gone";
-      await this.driver.stop(record, 1000).catch(() => {});
+      const reason = !driver
+        ? `harness from a previous run used runtime ${r.driver}, which this control plane does not have`
+        : alive
+          ? "harness from a previous run does not answer"
+          : "harness from a previous run is gone";
+      await driver?.stop(record, 1000).catch(() => {});
       await this.db.query(
         "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
         [r.id, reason],
       );
       await this.events.onLost({ id: r.id, shardId: r.shard_id }, reason);
     }
+  }
+
+  /** Stores a driver's handle on a harness (and, for display, its pid when it has one). */
+  private async record(id: string, rec: HarnessRecord): Promise<void> {
+    const pid = typeof rec.ref.pid === "number" ? rec.ref.pid : null;
+    const pidStart = typeof rec.ref.pidStart === "string" ? rec.ref.pidStart : null;
+    await this.db.query("update harnesses set ref = $2, pid = $3, pid_start = $4, url = $5 where id = $1", [
+      id,
+      JSON.stringify(rec.ref),
+      pid,
+      pidStart,
+      rec.endpoint,
+    ]);
   }
 
   async stopAll(reason: string): Promise<void> {

@@ -121,9 +121,10 @@ export class HarnessPool {
     const want = this.config.pool.warm;
     if (want === 0) return;
     const { rows } = await this.db.query(
-      `select sh.id, sh.dir from shards sh where sh.project_id is null and sh.retired_at is null and sh.replica = $1
+      `select sh.id, sh.dir, sh.runtime, sh.network from shards sh
+       where sh.project_id is null and sh.retired_at is null and sh.replica = $1 and sh.runtime = $2 and sh.network = $3
        order by sh.created_at`,
-      [this.config.replicaId],
+      [this.config.replicaId, this.config.runtime, this.config.network],
     );
     let have = 0;
     for (const r of rows) {
@@ -135,12 +136,15 @@ export class HarnessPool {
       // A warm shard whose harness is gone (a restart, a crash): give it a harness again.
       have++;
       void this.harnesses
-        .ensure({ id: r.id, dir: r.dir })
+        .ensure({ id: r.id, dir: r.dir, runtime: r.runtime, network: r.network })
         .catch((err) => this.log.warn({ err }, "warm harness failed to start"));
     }
     for (; have < want; have++) {
       const shard = await withTx(this.db, (tx) =>
-        createShard(tx, this.config.home, this.config.replicaId, null),
+        createShard(tx, this.config.home, this.config.replicaId, null, {
+          runtime: this.config.runtime,
+          network: this.config.network,
+        }),
       );
       void this.harnesses
         .ensure(shard)

@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import {
   type CreateSessionBody,
   type Diff,
@@ -16,12 +17,21 @@ import { defaultModel, toRuleset } from "../agents/opencode/config.ts";
 import { opencodeMessageId } from "../agents/opencode/ids.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager, LiveHarness } from "../harnesses/manager.ts";
+import { checkRuntime } from "../identity/policy.ts";
 import type { Principal } from "../identity/principal.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
-import { placeWorkspace } from "../workspaces/shards.ts";
-import { createWorkspace, removeWorkspace, resolveRepo, workspaceDiff } from "../workspaces/workspaces.ts";
+import type { ExecResult, ExecSpec, NetworkPolicy, PtyProcess } from "../runtime/driver.ts";
+import { placeWorkspace, type Shard } from "../workspaces/shards.ts";
+import {
+  createWorkspace,
+  type GitRunner,
+  placeOnShard,
+  removeWorkspace,
+  resolveRepo,
+  workspaceDiff,
+} from "../workspaces/workspaces.ts";
 import { ACTIVE, type SessionIngest } from "./ingest.ts";
 import { transcript } from "./transcript.ts";
 
@@ -50,6 +60,8 @@ interface SessionRow {
   path: string;
   shard_id: string;
   shard_dir: string;
+  shard_runtime: string;
+  shard_network: NetworkPolicy;
   shard_replica: string | null;
   base_ref: string;
   base_commit: string;
@@ -57,7 +69,7 @@ interface SessionRow {
   pending: number;
 }
 
-const SELECT = `select s.*, w.repo, w.kind, w.path, w.shard_id, sh.dir as shard_dir, sh.replica as shard_replica, w.base_ref, w.base_commit, w.branch,
+const SELECT = `select s.*, w.repo, w.kind, w.path, w.shard_id, sh.dir as shard_dir, sh.runtime as shard_runtime, sh.network as shard_network, sh.replica as shard_replica, w.base_ref, w.base_commit, w.branch,
   (select count(*)::int from permission_requests p where p.session_id = s.id and p.status = 'pending') as pending
   from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id`;
 
@@ -73,6 +85,7 @@ function toSession(r: SessionRow): Session {
     workspaceId: r.workspace_id,
     workspacePath: r.path,
     shardId: r.shard_id,
+    runtime: r.shard_runtime,
     model: r.model,
     agent: r.agent,
     permission: r.permission,
@@ -86,6 +99,22 @@ function toSession(r: SessionRow): Session {
     updatedAt: r.updated_at.toISOString(),
   };
 }
+
+/** A workspace and the shard it lives on, as the rows of sessions and workspaces hold them. */
+export interface WorkspaceAt {
+  path: string;
+  shard_id: string;
+  shard_dir: string;
+  shard_runtime: string;
+  shard_network: NetworkPolicy;
+}
+
+export const shardOf = (w: WorkspaceAt) => ({
+  id: w.shard_id,
+  dir: w.shard_dir,
+  runtime: w.shard_runtime,
+  network: w.shard_network,
+});
 
 const splitModel = (m: string) => {
   const i = m.indexOf("/");
@@ -179,12 +208,60 @@ export class SessionService {
 
   async diff(id: string, p: Principal): Promise<Diff> {
     const r = await this.localRow(id, p);
-    return workspaceDiff(r.path, r.base_commit);
+    return workspaceDiff(this.git(r), r.path, r.base_commit);
   }
 
-  /** Where a terminal for the session runs: its workspace, on the replica that holds it. */
-  async terminalDir(id: string, p: Principal): Promise<string> {
-    return (await this.localRow(id, p)).path;
+  /**
+   * git in a session's workspace, through its shard's runtime driver: the agent can write the
+   * workspace's .git (config, hooks), so git run there by the control plane runs inside the same
+   * boundary as the agent, never as the control plane's user.
+   */
+  git(w: WorkspaceAt): GitRunner {
+    const driver = this.harnesses.driverFor(shardOf(w));
+    return async (args, env) => {
+      const r = await driver.exec({
+        shard: shardOf(w),
+        cwd: w.path,
+        command: ["git", ...args],
+        env: { GIT_PAGER: "cat", LC_ALL: "C", ...env },
+        timeoutMs: 120_000,
+        maxOutputBytes: 64 * 1024 * 1024,
+      });
+      if (r.exitCode !== 0)
+        throw Object.assign(
+          new Error(`git ${args[0]} failed: ${r.stderr.trim().split("\n").slice(-3).join(" ")}`),
+          {
+            stderr: r.stderr,
+          },
+        );
+      return { stdout: r.stdout, stderr: r.stderr };
+    };
+  }
+
+  /** A command in a session's workspace (a task's verify), inside its shard's boundary. */
+  exec(w: WorkspaceAt, spec: Omit<ExecSpec, "shard" | "cwd">): Promise<ExecResult> {
+    return this.harnesses.driverFor(shardOf(w)).exec({ ...spec, shard: shardOf(w), cwd: w.path });
+  }
+
+  /** Where a terminal for the session runs (its workspace, on the replica that holds it), and how to start its shell there. */
+  async terminalTarget(
+    id: string,
+    p: Principal,
+  ): Promise<{ cwd: string; spawn: (cols: number, rows: number) => PtyProcess }> {
+    const r = await this.localRow(id, p);
+    const driver = this.harnesses.driverFor(shardOf(r));
+    return {
+      cwd: r.path,
+      spawn: (cols, rows) =>
+        driver.attach({
+          shard: shardOf(r),
+          cwd: r.path,
+          command: [this.config.terminal.shell, "-l"],
+          cols,
+          rows,
+          network: r.shard_network,
+        }),
+    };
   }
 
   async permissions(id: string, p: Principal): Promise<PermissionRequest[]> {
@@ -205,7 +282,13 @@ export class SessionService {
 
   // ---- writes --------------------------------------------------------------------------------
 
-  async create(body: CreateSessionBody, p: Principal): Promise<Session> {
+  async create(
+    body: CreateSessionBody,
+    p: Principal,
+    opts: { runtimeChecked?: boolean } = {},
+  ): Promise<Session> {
+    if (!opts.runtimeChecked) checkRuntime(body.runtime, p);
+    const kind = { runtime: body.runtime ?? this.config.runtime, network: this.config.network };
     const model = body.model ?? defaultModel(this.config);
     if (!model) {
       throw new FlotillaError("invalid_request", "no model given and no default model configured", {
@@ -226,6 +309,8 @@ export class SessionService {
     );
     const permission = body.permission ?? this.config.permission;
     const title = body.title ?? body.prompt.split("\n")[0]!.slice(0, 80);
+    let placed = ws;
+    let shard: Shard | undefined;
     try {
       await withTx(this.db, async (tx) => {
         const proj = await tx.query(
@@ -234,7 +319,7 @@ export class SessionService {
           [newId("prj"), p.orgId, ws.repo],
         );
         const projectId = proj.rows[0].id;
-        const shard = await placeWorkspace(
+        shard = await placeWorkspace(
           tx,
           this.config.home,
           this.config.replicaId,
@@ -242,7 +327,10 @@ export class SessionService {
           projectId,
           this.config.pool.workspacesPerHarness,
           (id) => this.harnesses.forShard(id) !== undefined,
+          kind,
         );
+        // The workspace moves onto its shard: the one tree its harness's sandbox can see.
+        placed = placeOnShard(ws, shard.dir);
         await tx.query(
           `insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, shard_id, base_ref, base_commit, branch)
            values ($1, $2, $3, $4, $5, $6, $7, $11, $8, $9, $10)`,
@@ -252,7 +340,7 @@ export class SessionService {
             projectId,
             ws.kind,
             ws.repo,
-            ws.path,
+            placed.path,
             shard.dir,
             ws.baseRef,
             ws.baseCommit,
@@ -276,8 +364,10 @@ export class SessionService {
           ],
         );
       });
+      // Handed to the user the agent runs as before anything can run in it.
+      await this.harnesses.driverFor(shard!).provision(shard!, [dirname(placed.path)]);
     } catch (e) {
-      await removeWorkspace(ws);
+      await removeWorkspace(placed);
       throw e;
     }
     await this.log.append(sessionId, [{ type: "session.status", data: { status: "provisioning" } }]);
@@ -306,7 +396,7 @@ export class SessionService {
   private async provision(sessionId: string): Promise<void> {
     const r = await this.rowById(sessionId);
     try {
-      const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
+      const h = await this.harnesses.ensure(shardOf(r));
       await this.log.append(sessionId, [
         { type: "harness.state", data: { harnessId: h.id, state: "ready" } },
       ]);
@@ -415,7 +505,7 @@ export class SessionService {
     if (r.status === "deleted") throw new FlotillaError("not_found", `no session ${id}`);
     // A session whose harness is gone resumes on a new harness over the same shard: OpenCode finds
     // its own sessions there, so the agent keeps its memory of earlier turns.
-    const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
+    const h = await this.harnesses.ensure(shardOf(r));
     await this.ensureOpencodeSession(h, r);
     r = await this.rowById(id);
     await this.startTurn(h, r, body);
@@ -469,7 +559,7 @@ export class SessionService {
 
   async fork(id: string, messageId: string | undefined, p: Principal): Promise<Session> {
     const r = await this.localRow(id, p);
-    const h = await this.harnesses.ensure({ id: r.shard_id, dir: r.shard_dir });
+    const h = await this.harnesses.ensure(shardOf(r));
     const ocId = await this.ensureOpencodeSession(h, r);
     const res = await h.client.session
       .fork({ sessionID: ocId, directory: r.path, messageID: messageId }, { throwOnError: true })

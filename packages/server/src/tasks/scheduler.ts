@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import {
   type ErrorInfo,
   FlotillaError,
@@ -12,6 +11,7 @@ import type { Principal } from "../identity/principal.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
+import type { ExecResult } from "../runtime/driver.ts";
 import type { SessionService } from "../sessions/sessions.ts";
 import { workspaceDiff } from "../workspaces/workspaces.ts";
 import { type TaskService, type TaskTransition, transition } from "./tasks.ts";
@@ -240,8 +240,11 @@ export class Scheduler {
           model: task.model,
           agent: task.agent ?? undefined,
           permission: task.permission,
+          runtime: task.runtime ?? undefined,
         },
         principal,
+        // The runtime was checked against the submitter's role when the task was submitted.
+        { runtimeChecked: true },
       );
       sessionId = s.id;
       await this.db.query("update task_attempts set session_id = $3 where task_id = $1 and n = $2", [
@@ -345,17 +348,20 @@ export class Scheduler {
 
   private async result(task: Row, sessionId: string, started: number): Promise<TaskResult> {
     const { rows } = await this.db.query(
-      `select s.tokens, s.cost, w.path, w.base_commit,
+      `select s.tokens, s.cost, w.path, w.base_commit, sh.id as shard_id, sh.dir as shard_dir,
+        sh.runtime as shard_runtime, sh.network as shard_network,
         (select data->>'text' from events where session_id = s.id and type = 'text.completed' order by seq desc limit 1) as summary
-       from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1`,
+       from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id where s.id = $1`,
       [sessionId],
     );
     const r = rows[0];
-    const diff = await workspaceDiff(r.path, r.base_commit);
+    const diff = await workspaceDiff(this.sessions.git(r), r.path, r.base_commit);
+    // The verify command is the user's code: it runs in the workspace's sandbox, with the
+    // sandbox's scrubbed environment, never as the control plane's user.
     const verify = task.verify_command
       ? await runVerify(
+          (spec) => this.sessions.exec(r, spec),
           task.verify_command,
-          r.path,
           Math.max(10_000, task.timeout_ms - (Date.now() - started)),
         )
       : null;
@@ -534,21 +540,23 @@ export class Scheduler {
 }
 
 /** The verify command, in the workspace, through bash; its exit code decides. Output is clipped. */
-export function runVerify(
+export async function runVerify(
+  exec: (spec: {
+    command: string[];
+    timeoutMs: number;
+    onOutput: (c: string) => void;
+  }) => Promise<ExecResult>,
   command: string,
-  cwd: string,
   timeoutMs: number,
 ): Promise<{ exitCode: number | null; output: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "bash",
-      ["-c", command],
-      { cwd, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const output = `${stdout}${stderr}`.slice(-16 * 1024);
-        const code = err ? ((err as { code?: unknown }).code ?? null) : 0;
-        resolve({ exitCode: typeof code === "number" ? code : null, output });
-      },
-    );
+  // stdout and stderr interleaved as they came, as a person at a terminal would have seen them.
+  let output = "";
+  const r = await exec({
+    command: ["bash", "-c", command],
+    timeoutMs,
+    onOutput: (c) => {
+      output = (output + c).slice(-16 * 1024);
+    },
   });
+  return { exitCode: r.timedOut ? null : r.exitCode, output };
 }

@@ -12,6 +12,7 @@ import {
 } from "@flotilla/contracts";
 import { defaultModel } from "../agents/opencode/config.ts";
 import type { Config } from "../config/config.ts";
+import { checkRuntime } from "../identity/policy.ts";
 import type { Principal } from "../identity/principal.ts";
 import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
 import { resolveRepo } from "../workspaces/workspaces.ts";
@@ -124,6 +125,7 @@ export class TaskService {
       throw new FlotillaError("invalid_request", "no model given and no default model configured", {
         field: "model",
       });
+    checkRuntime(body.runtime, p);
     const repo = await resolveRepo(body.repo);
     const queued = Number(
       (await this.db.query("select count(*) from tasks where state = 'queued'")).rows[0].count,
@@ -146,8 +148,8 @@ export class TaskService {
       );
       const ins = await tx.query(
         `insert into tasks (id, org_id, project_id, token_id, repo, base_ref, prompt, model, agent, permission, priority,
-           timeout_ms, max_attempts, labels, idempotency_key, verify_command, webhook_url, state)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'queued')
+           timeout_ms, max_attempts, labels, idempotency_key, verify_command, webhook_url, runtime, state)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'queued')
          on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
          returning *`,
         [
@@ -168,6 +170,7 @@ export class TaskService {
           body.idempotencyKey ?? null,
           body.verify ?? null,
           body.webhook ?? null,
+          body.runtime ?? null,
         ],
       );
       if (!ins.rows[0]) return null; // lost an idempotency race to a concurrent submit

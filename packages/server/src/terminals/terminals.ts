@@ -1,12 +1,12 @@
 import type { TerminalClientFrame, TerminalMode, TerminalServerFrame } from "@flotilla/contracts";
 import serializeAddon from "@xterm/addon-serialize";
 import xterm from "@xterm/headless";
-import nodePty from "node-pty";
 import type { Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
+import type { PtyProcess } from "../runtime/driver.ts";
 
 /** One attached client, whatever carries its frames (a WebSocket today). */
 export interface TerminalPeer {
@@ -37,7 +37,7 @@ const ROWS = 24;
  */
 class Terminal {
   readonly clients = new Set<Client>();
-  private readonly pty: nodePty.IPty;
+  private readonly pty: PtyProcess;
   private readonly mirror: xterm.Terminal;
   private readonly serializer: serializeAddon.SerializeAddon;
   private cols = COLS;
@@ -55,20 +55,15 @@ class Terminal {
 
   constructor(
     readonly sessionId: string,
-    cwd: string,
+    spawnPty: (cols: number, rows: number) => PtyProcess,
     private readonly config: Config["terminal"],
     private readonly events: EventLog,
     private readonly log: Logger,
     private readonly onGone: () => void,
   ) {
-    this.pty = nodePty.spawn(config.shell, ["-l"], {
-      name: "xterm-256color",
-      cols: COLS,
-      rows: ROWS,
-      cwd,
-      // Built from nothing, never from the control plane's own environment (provider keys live there).
-      env: { PATH: config.path, HOME: config.home, TERM: "xterm-256color", LANG: "C.UTF-8" },
-    });
+    // The shell runs through the session's runtime driver: in the same sandbox as the agent, with an
+    // environment built from nothing, never as the control plane's user.
+    this.pty = spawnPty(COLS, ROWS);
     this.mirror = new xterm.Terminal({ cols: COLS, rows: ROWS, scrollback: 1000, allowProposedApi: true });
     this.serializer = new serializeAddon.SerializeAddon();
     this.mirror.loadAddon(this.serializer);
@@ -241,11 +236,17 @@ export class TerminalService {
     });
   }
 
-  /** Joins the session's terminal, starting its shell in `cwd` on first attach. */
-  attach(sessionId: string, cwd: string, a: Attachment, peer: TerminalPeer) {
+  /** Joins the session's terminal, starting its shell (in the workspace, through the driver) on first attach. */
+  attach(
+    sessionId: string,
+    target: { cwd: string; spawn: (cols: number, rows: number) => PtyProcess },
+    a: Attachment,
+    peer: TerminalPeer,
+  ) {
+    const cwd = target.cwd;
     let t = this.terminals.get(sessionId);
     if (!t) {
-      const created = new Terminal(sessionId, cwd, this.config, this.events, this.log, () => {
+      const created = new Terminal(sessionId, target.spawn, this.config, this.events, this.log, () => {
         if (this.terminals.get(sessionId) === created) this.terminals.delete(sessionId);
       });
       t = created;

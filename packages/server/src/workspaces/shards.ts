@@ -2,10 +2,20 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { newId } from "@flotilla/contracts";
 import type { Tx } from "../platform/db/pool.ts";
+import type { NetworkPolicy } from "../runtime/driver.ts";
 
 export interface Shard {
   id: string;
   dir: string;
+  /** The runtime driver that runs it for life, and the network policy its sandbox has. */
+  runtime: string;
+  network: NetworkPolicy;
+}
+
+/** What a shard is run with: part of where a workspace may be placed. */
+export interface ShardKind {
+  runtime: string;
+  network: NetworkPolicy;
 }
 
 export const shardDir = (home: string, id: string) => join(home, "shards", id);
@@ -16,18 +26,16 @@ export async function createShard(
   home: string,
   replica: string,
   owner: { orgId: string; projectId: string } | null,
+  kind: ShardKind,
 ): Promise<Shard> {
   const id = newId("shd");
   const dir = shardDir(home, id);
   mkdirSync(dir, { recursive: true });
-  await tx.query("insert into shards (id, org_id, project_id, dir, replica) values ($1, $2, $3, $4, $5)", [
-    id,
-    owner?.orgId ?? null,
-    owner?.projectId ?? null,
-    dir,
-    replica,
-  ]);
-  return { id, dir };
+  await tx.query(
+    "insert into shards (id, org_id, project_id, dir, replica, runtime, network) values ($1, $2, $3, $4, $5, $6, $7)",
+    [id, owner?.orgId ?? null, owner?.projectId ?? null, dir, replica, kind.runtime, kind.network],
+  );
+  return { id, dir, ...kind };
 }
 
 /**
@@ -44,6 +52,7 @@ export async function placeWorkspace(
   projectId: string,
   cap: number,
   live: (shardId: string) => boolean,
+  kind: ShardKind,
 ): Promise<Shard> {
   await tx.query("select 1 from projects where id = $1 for update", [projectId]);
   const { rows } = await tx.query(
@@ -52,19 +61,21 @@ export async function placeWorkspace(
         where w.shard_id = sh.id and w.deleted_at is null and s.deleted_at is null
           and s.status in ('provisioning', 'running', 'waiting_permission')) as active
      from shards sh where sh.project_id = $1 and sh.retired_at is null and (sh.replica = $2 or sh.replica is null)
+       and sh.runtime = $3 and sh.network = $4
      order by active asc, sh.created_at asc`,
-    [projectId, replica],
+    [projectId, replica, kind.runtime, kind.network],
   );
   const open = rows.filter((r) => Number(r.active) < cap);
   const pick = open.find((r) => live(r.id)) ?? open[0];
-  if (pick) return { id: pick.id, dir: pick.dir };
+  if (pick) return { id: pick.id, dir: pick.dir, ...kind };
   const warm = await tx.query(
     `update shards set project_id = $1, org_id = $2
      where id = (select id from shards where project_id is null and retired_at is null and replica = $3
+                   and runtime = $4 and network = $5
                  order by created_at limit 1 for update skip locked)
      returning id, dir`,
-    [projectId, orgId, replica],
+    [projectId, orgId, replica, kind.runtime, kind.network],
   );
-  if (warm.rows[0]) return { id: warm.rows[0].id, dir: warm.rows[0].dir };
-  return createShard(tx, home, replica, { orgId, projectId });
+  if (warm.rows[0]) return { id: warm.rows[0].id, dir: warm.rows[0].dir, ...kind };
+  return createShard(tx, home, replica, { orgId, projectId }, kind);
 }

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Diff, FlotillaError } from "@flotilla/contracts";
-import { git, gitErrorText } from "./git.ts";
+import { workspacesDir } from "../runtime/shard-layout.ts";
+import { type GitResult, git, gitErrorText } from "./git.ts";
 
 export interface WorkspacePlan {
   id: string;
@@ -45,8 +46,14 @@ async function resolveCommit(cwd: string, ref: string): Promise<string> {
 }
 
 /**
- * Makes the isolated checkout for a line of work: a `git worktree` on a new branch for a local
- * repository, a clone for a URL. The agent's own state lives in the workspace's shard (shards.ts).
+ * Makes the isolated checkout for a line of work: a clone of the repository (a local path or a URL)
+ * on a new branch, in a staging directory under FLOTILLA_HOME until it is placed on a shard
+ * (placeOnShard). A clone, never a `git worktree`: a worktree's git dir lives in the user's own
+ * repository, so an agent with write access to it could plant a hook there that would run outside
+ * any sandbox at the user's next commit. Objects are copied, not hard-linked, so handing the clone
+ * to the agent's user never changes the owner of a file of the user's repository. Only trusted git
+ * runs here (a clone and a checkout of a fresh clone, whose hooks are git's inactive samples);
+ * everything later in the workspace runs through the runtime driver.
  */
 export async function createWorkspace(
   home: string,
@@ -61,28 +68,38 @@ export async function createWorkspace(
   const branch = `flotilla/${sessionId}`;
   mkdirSync(root, { recursive: true });
   try {
-    if (kind === "worktree") {
-      const baseCommit = await resolveCommit(repo, baseRef);
-      await git(["worktree", "add", "--quiet", "-b", branch, path, baseCommit], { cwd: repo });
-      return { id, kind, repo, path, baseRef, baseCommit, branch };
-    }
+    const base = kind === "worktree" ? await resolveCommit(repo, baseRef) : undefined;
     try {
-      await git(["clone", "--quiet", "--no-checkout", repo, path], { timeoutMs: 600_000 });
+      await git(["clone", "--quiet", "--no-checkout", "--no-hardlinks", repo, path], { timeoutMs: 600_000 });
     } catch (e) {
       throw new FlotillaError("repo_clone_failed", `git clone failed: ${gitErrorText(e)}`, { field: "repo" });
     }
-    const baseCommit = await resolveCommit(path, baseRef === "HEAD" ? "origin/HEAD" : baseRef).catch(() =>
-      resolveCommit(path, baseRef.startsWith("origin/") ? baseRef : `origin/${baseRef}`),
-    );
+    const baseCommit =
+      base ??
+      (await resolveCommit(path, baseRef === "HEAD" ? "origin/HEAD" : baseRef).catch(() =>
+        resolveCommit(path, baseRef.startsWith("origin/") ? baseRef : `origin/${baseRef}`),
+      ));
     await git(["checkout", "--quiet", "-b", branch, baseCommit], { cwd: path });
-    return { id, kind, repo, path, baseRef, baseCommit, branch };
+    return { id, kind: "clone", repo, path, baseRef, baseCommit, branch };
   } catch (e) {
     rmSync(root, { recursive: true, force: true });
-    if (kind === "worktree") await git(["worktree", "prune"], { cwd: repo }).catch(() => {});
     throw e;
   }
 }
 
+/**
+ * Moves a staged workspace onto its shard (`<shard>/workspaces/<wsp>/tree`), where the shard's
+ * harness, execs and terminals can reach it; the runtime driver then hands it to the agent's user.
+ */
+export function placeOnShard(ws: WorkspacePlan, shardDir: string): WorkspacePlan {
+  const from = resolve(ws.path, "..");
+  const to = join(workspacesDir(shardDir), ws.id);
+  mkdirSync(workspacesDir(shardDir), { recursive: true });
+  renameSync(from, to);
+  return { ...ws, path: join(to, "tree") };
+}
+
+/** Removes a workspace's directory (and, for one made as a worktree before clones, its registration). */
 export async function removeWorkspace(w: { kind: string; repo: string; path: string }): Promise<void> {
   const root = resolve(w.path, "..");
   if (w.kind === "worktree") {
@@ -92,20 +109,24 @@ export async function removeWorkspace(w: { kind: string; repo: string; path: str
   rmSync(root, { recursive: true, force: true });
 }
 
+/** git in a workspace, run through the runtime driver (the agent may have written its config and hooks). */
+export type GitRunner = (args: string[], env?: Record<string, string>) => Promise<GitResult>;
+
 /**
  * The workspace against its base commit, untracked files included. Uses a throwaway index so the
  * agent's own staging area is left exactly as it was.
  */
-export async function workspaceDiff(path: string, baseCommit: string): Promise<Diff> {
-  const tmp = await mkdtemp(join(path, "..", ".diff-"));
-  const env = { GIT_INDEX_FILE: join(tmp, "index") };
+export async function workspaceDiff(git: GitRunner, path: string, baseCommit: string): Promise<Diff> {
+  // The throwaway index sits beside the tree, inside the workspace the driver's sandbox can write.
+  const index = join(path, "..", `.diff-${randomBytes(6).toString("hex")}.index`);
+  const env = { GIT_INDEX_FILE: index };
   try {
-    await git(["read-tree", baseCommit], { cwd: path, env });
-    await git(["add", "-A", "."], { cwd: path, env });
+    await git(["read-tree", baseCommit], env);
+    await git(["add", "-A", "."], env);
     const [numstat, status, patch] = await Promise.all([
-      git(["diff", "--cached", "--numstat", "-z", "-M", baseCommit], { cwd: path, env }),
-      git(["diff", "--cached", "--name-status", "-z", "-M", baseCommit], { cwd: path, env }),
-      git(["diff", "--cached", "-M", "--no-color", baseCommit], { cwd: path, env }),
+      git(["diff", "--cached", "--numstat", "-z", "-M", baseCommit], env),
+      git(["diff", "--cached", "--name-status", "-z", "-M", baseCommit], env),
+      git(["diff", "--cached", "-M", "--no-color", baseCommit], env),
     ]);
     const statusByPath = new Map<string, string>();
     const st = status.stdout.split("\0").filter(Boolean);
@@ -146,6 +167,7 @@ export async function workspaceDiff(path: string, baseCommit: string): Promise<D
       patch: patch.stdout,
     };
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    rmSync(index, { force: true });
+    rmSync(`${index}.lock`, { force: true });
   }
 }

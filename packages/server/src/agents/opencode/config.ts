@@ -1,5 +1,6 @@
 import type { PermissionPolicy } from "@flotilla/contracts";
 import type { Config } from "../../config/config.ts";
+import { agentStateEnv } from "../../runtime/shard-layout.ts";
 
 type Action = "allow" | "ask" | "deny";
 type OpencodePermission = Record<string, Action | Record<string, Action>>;
@@ -87,4 +88,25 @@ export function opencodeConfig(config: Config): Record<string, unknown> {
     autoupdate: false,
     share: "disabled",
   };
+}
+
+/**
+ * The agent server's own environment (besides the provider keys and config the manager adds): its
+ * password, its directories inside the shard, and switches that keep it from reaching out on its
+ * own (updates, model lists, LSP downloads, default plugins).
+ */
+export function opencodeServerEnv(shard: { dir: string }, password: string): Record<string, string> {
+  return {
+    ...agentStateEnv(shard),
+    OPENCODE_SERVER_PASSWORD: password,
+    OPENCODE_DISABLE_AUTOUPDATE: "1",
+    OPENCODE_DISABLE_MODELS_FETCH: "1",
+    OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
+    OPENCODE_DISABLE_DEFAULT_PLUGINS: "1",
+  };
+}
+
+/** The model endpoints a harness must reach: what a sandbox's `allowlist` network policy lets out. */
+export function modelEndpoints(config: Config): string[] {
+  return Object.values(config.providers).map((p) => p.baseURL);
 }

@@ -33,7 +33,7 @@ export function terminalRoutes(app: OpenAPIHono<Env>, s: Services): void {
     // biome-ignore lint/suspicious/noExplicitAny: the documented success is the upgrade, never this handler's
     (async (c: any) => {
       // Still checked, so a plain GET answers the same 404/409 an upgrade would.
-      await s.sessions.terminalDir(c.req.valid("param").id, c.get("principal"));
+      await s.sessions.terminalTarget(c.req.valid("param").id, c.get("principal"));
       return c.json(
         new FlotillaError(
           "invalid_request",

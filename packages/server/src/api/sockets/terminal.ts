@@ -88,7 +88,7 @@ export function attachTerminalSocket(
         throw new FlotillaError("invalid_request", q.error.issues[0]!.message, { field: "query" });
       const principal = await principalOf(req, url.searchParams, s, opts.webSessions);
       const sessionId = decodeURIComponent(m[1]!);
-      const cwd = await s.sessions.terminalDir(sessionId, principal);
+      const target = await s.sessions.terminalTarget(sessionId, principal);
       wss.handleUpgrade(req, socket, head, (ws) => {
         const label = `${principal.tokenId}/${q.data.client ?? randomBytes(6).toString("hex")}`;
         const send = (f: TerminalServerFrame) => {
@@ -96,7 +96,7 @@ export function attachTerminalSocket(
         };
         const conn = terminals.attach(
           sessionId,
-          cwd,
+          target,
           { label, principal, mode: q.data.mode },
           { send, close: () => ws.close(1001, "terminal closed") },
         );
