@@ -10,6 +10,12 @@ import pg from "pg";
 import { inject } from "vitest";
 
 export const ROOT = resolve(import.meta.dirname, "..");
+/**
+ * One scale factor for every deadline a test sets: 1 on a quiet machine; raise FLOTILLA_TEST_SCALE
+ * on a loaded one (deadlines are safety nets; tests wait on events, never on time).
+ */
+export const SCALE = Math.max(1, Number(process.env.FLOTILLA_TEST_SCALE ?? 1) || 1);
+export const deadline = (ms: number) => Math.round(ms * SCALE);
 export const MODEL = "scripted/scripted-1";
 /** One npm cache for every harness of a test run: OpenCode's plugin download happens once. */
 export const SHARED_NPM_CACHE = join(tmpdir(), "flotilla-test-npm-cache");

@@ -240,6 +240,9 @@ export class Renderer {
   private status(d: Of<"session.status">, prev: string | undefined): void {
     const s = this.o.style;
     switch (d.status) {
+      case "queued":
+        this.note(`queued: ${d.reason ?? "waiting for a harness"}`);
+        return;
       case "provisioning":
         this.note("provisioning workspace…");
         return;

@@ -16,7 +16,7 @@ export function positiveInt(v: string): number {
 }
 
 export function statusColor(status: string, s: Style): string {
-  if (status === "running" || status === "provisioning") return s.cyan(status);
+  if (status === "running" || status === "provisioning" || status === "queued") return s.cyan(status);
   if (status === "waiting_permission" || status === "interrupted") return s.yellow(status);
   if (status === "failed") return s.red(status);
   if (status === "deleted") return s.dim(status);

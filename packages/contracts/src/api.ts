@@ -280,6 +280,7 @@ export const Overview = z
     since: z.string().openapi({ description: "Start of today's window: the last midnight, UTC" }),
     sessions: z
       .object({
+        queued: Count,
         provisioning: Count,
         idle: Count,
         running: Count,

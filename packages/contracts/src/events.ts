@@ -8,6 +8,7 @@ import type { EVENT_TYPES, Same } from "./light.ts";
 export const EVENT_VERSION = 1 as const;
 
 export const SessionStatus = z.enum([
+  "queued", // waiting for a harness slot: the runtime is at its budget (the event's reason says its place)
   "provisioning", // workspace and harness being made ready
   "idle", // ready, no turn running
   "running", // a turn is running

@@ -3,6 +3,8 @@
  * it reaches something it must not, and `SAFE <name>` when it does not. The same script runs as the
  * agent's bash tool, in a terminal shell and as a task's verify command; it is handed over base64
  * wrapped (`echo … | base64 -d | bash`), which no text rule on a command line can see through.
+ * Probes look for what only the host has (the canary, the server's command line), not for a pid: a
+ * sandbox has pids of its own, and the server's pid may name one of the sandbox's processes there.
  */
 export interface ProbeTargets {
   /** FLOTILLA_HOME of the control plane (holds admin.token). */
@@ -19,6 +21,11 @@ export interface ProbeTargets {
   forbiddenPorts: number[];
 }
 
+/** The entry of \`dir\` on the way to \`path\` (a sandbox shows the empty directories leading to
+ * its own mounts; what matters is whether anything else is there). */
+const onTheWay = (dir: string, path: string) =>
+  path.startsWith(`${dir}/`) ? path.slice(dir.length + 1).split("/")[0]! : "^$";
+
 export function probeScript(t: ProbeTargets): string {
   const ports = t.forbiddenPorts
     .map(
@@ -31,14 +38,14 @@ probe() { name=$1; shift; out=$("$@" 2>/dev/null | head -c 300 | tr '\\n\\0' '  
 probe admin-token cat ${t.home}/admin.token
 probe canary-env sh -c 'env | grep ${t.canary}'
 probe canary-proc sh -c 'cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n" | grep ${t.canary}'
-probe server-environ sh -c 'cat /proc/${t.serverPid}/environ'
-probe server-cmdline sh -c 'cat /proc/${t.serverPid}/cmdline'
+probe server-environ sh -c 'cat /proc/${t.serverPid}/environ | tr "\\0" "\\n" | grep -e ${t.canary} -e DATABASE_URL'
+probe server-cmdline sh -c 'cat /proc/${t.serverPid}/cmdline | tr "\\0" " " | grep flotilla.mjs'
 probe other-workspace cat ${t.otherWorkspaceFile}
 probe shadow head -c 40 /etc/shadow
-probe root-home ls -A /root
-probe flotilla-home ls -A ${t.home}
+probe root-home sh -c 'ls -A /root | grep -v -x -e ${onTheWay("/root", t.home)}'
+probe flotilla-home sh -c 'ls -A ${t.home} | grep -v -x -e shards'
 probe pg-socket sh -c 'ls /tmp/.s.PGSQL.* /var/run/postgresql/.s.PGSQL.* /run/postgresql/.s.PGSQL.*'
-probe host-processes sh -c 'ps -eo pid,user,args | grep -v -e "ps -eo" -e grep | grep -e postgres -e vitest -e node'
+probe host-processes sh -c 'ps -eo pid,user,args | grep -v -e "ps -eo" -e grep | grep -e "postgres -D" -e vitest -e bin/flotilla.mjs'
 ${ports}
 echo "PROBE DONE uid=$(id -u)"
 `;

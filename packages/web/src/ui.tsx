@@ -3,6 +3,7 @@ import type { ButtonHTMLAttributes, ReactNode } from "react";
 import type { SessionStatus } from "./transcript.ts";
 
 const STATUS_STYLE: Record<SessionStatus, string> = {
+  queued: "bg-violet-100 text-violet-800 dark:bg-violet-900/50 dark:text-violet-200",
   provisioning: "bg-sky-100 text-sky-800 dark:bg-sky-900/50 dark:text-sky-200",
   idle: "bg-stone-200 text-stone-700 dark:bg-stone-800 dark:text-stone-300",
   running: "bg-emerald-100 text-emerald-800 dark:bg-emerald-900/50 dark:text-emerald-200",

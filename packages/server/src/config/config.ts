@@ -75,6 +75,7 @@ export const FileConfig = z
         readyTimeoutMs: z.number().int().positive().optional(),
         stopGraceMs: z.number().int().positive().optional(),
         healthIntervalMs: z.number().int().positive().optional(),
+        startAttempts: z.number().int().min(1).max(10).optional(),
       })
       .strict()
       .optional(),
@@ -104,6 +105,8 @@ export interface Config {
     readyTimeoutMs: number;
     stopGraceMs: number;
     healthIntervalMs: number;
+    /** A harness start that fails is tried this many times in all, with back-off, before it fails its sessions. */
+    startAttempts: number;
     opencodeBin: string;
     /** npm cache shared by every harness (OpenCode fetches its plugin packages on first use). */
     npmCacheDir: string;
@@ -253,6 +256,7 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       readyTimeoutMs: file.harness?.readyTimeoutMs ?? 30_000,
       stopGraceMs: file.harness?.stopGraceMs ?? 5_000,
       healthIntervalMs: file.harness?.healthIntervalMs ?? 5_000,
+      startAttempts: file.harness?.startAttempts ?? 3,
       opencodeBin: env.FLOTILLA_OPENCODE_BIN ?? defaultOpencodeBin(),
       npmCacheDir: env.FLOTILLA_NPM_CACHE ?? join(home, "cache", "npm"),
     },

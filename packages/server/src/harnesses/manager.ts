@@ -7,6 +7,7 @@ import { modelEndpoints, opencodeConfig, opencodeServerEnv } from "../agents/ope
 import { basicAuth, healthy } from "../agents/opencode/health.ts";
 import { HarnessStream } from "../agents/opencode/stream.ts";
 import type { Config } from "../config/config.ts";
+import { backoffMs } from "../platform/backoff.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
 import {
@@ -16,6 +17,7 @@ import {
   type NetworkPolicy,
   type RuntimeDriver,
 } from "../runtime/driver.ts";
+import { Admission, type QueueListener } from "./admission.ts";
 
 /** A state shard: OpenCode's own dirs, served by at most one harness at a time. */
 export interface ShardRef {
@@ -102,6 +104,9 @@ export class HarnessManager {
   private readonly watchers = new Set<NodeJS.Timeout>();
   private stopping = false;
   private readonly passwords = new Map<string, string>();
+  /** The admission slot each live harness holds, given back when it stops or is lost. */
+  private readonly slots = new Map<string, () => void>();
+  private readonly admission: Admission;
   events!: HarnessEvents;
 
   constructor(
@@ -109,7 +114,12 @@ export class HarnessManager {
     private readonly drivers: DriverRegistry,
     private readonly config: Config,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const s = config.scheduler;
+    this.admission = new Admission(Math.max(1, Math.floor(s.memoryBudgetMb / s.harnessMemoryMb)), () =>
+      this.evictIdle(),
+    );
+  }
 
   forShard(shardId: string): LiveHarness | undefined {
     for (const h of this.live.values()) if (h.shardId === shardId) return h;
@@ -130,16 +140,93 @@ export class HarnessManager {
     return rows.map(harnessFromRow);
   }
 
-  /** The running harness for a shard, started if there is none. Concurrent callers share one start. */
-  ensure(shard: ShardRef): Promise<LiveHarness> {
+  /**
+   * The running harness for a shard, started if there is none. Concurrent callers share one start.
+   * Every harness start is admitted against the budget (see Admission): beyond it, the caller waits
+   * in line (told its position through onQueued) until a harness stops or an idle one is evicted.
+   * A start that fails is tried again with back-off before the failure reaches the caller.
+   */
+  ensure(shard: ShardRef, opts: { onQueued?: QueueListener } = {}): Promise<LiveHarness> {
     const existing = this.forShard(shard.id);
     if (existing) return Promise.resolve(existing);
     let p = this.starting.get(shard.id);
     if (!p) {
-      p = this.start(shard).finally(() => this.starting.delete(shard.id));
+      p = this.admitAndStart(shard, opts.onQueued).finally(() => this.starting.delete(shard.id));
       this.starting.set(shard.id, p);
-    }
+    } else if (opts.onQueued) this.admission.listen(shard.id, opts.onQueued);
     return p;
+  }
+
+  /** Starts a harness for a warm shard only if a slot is free now: warm capacity never waits or evicts. */
+  ensureIfFree(shard: ShardRef): Promise<LiveHarness> | undefined {
+    if (this.forShard(shard.id) || this.starting.has(shard.id)) return undefined;
+    if (!this.admission.hasFreeSlot()) return undefined;
+    return this.ensure(shard);
+  }
+
+  hasFreeSlot(): boolean {
+    return this.admission.hasFreeSlot();
+  }
+
+  /** How many harnesses may run at once on this replica, and how many wait for a slot. */
+  capacity(): { budget: number; waiting: number } {
+    return { budget: this.admission.budget, waiting: this.admission.waiting() };
+  }
+
+  private async admitAndStart(shard: ShardRef, onQueued?: QueueListener): Promise<LiveHarness> {
+    const release = await this.admission.acquire(shard.id, onQueued);
+    if (this.stopping) {
+      release();
+      throw new FlotillaError("harness_unavailable", "control plane is shutting down");
+    }
+    let started: LiveHarness | undefined;
+    try {
+      const attempts = this.config.harness.startAttempts;
+      for (let n = 1; ; n++) {
+        try {
+          started = await this.start(shard);
+          break;
+        } catch (e) {
+          if (n >= attempts || this.stopping) throw e;
+          const wait = backoffMs(n, 500, 8000);
+          this.log.warn(
+            { shard: shard.id, attempt: n, retryInMs: wait, err: (e as Error).message },
+            "harness start failed; retrying",
+          );
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+      // The slot is held for as long as the harness process lives: freeSlot() gives it back once
+      // the process is stopped, so a replacement never overlaps the harness it replaces.
+      this.slots.set(started.id, release);
+      return started;
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  /**
+   * Makes room for a waiting start: stops the least recently active harness that serves no active
+   * session (an idle project's, or a warm one). True when one was stopped.
+   */
+  private async evictIdle(): Promise<boolean> {
+    const ids = this.all().map((h) => h.id);
+    if (ids.length === 0) return false;
+    const { rows } = await this.db.query(
+      `select h.id from harnesses h
+       where h.id = any($1) and not exists (
+         select 1 from workspaces w join sessions s on s.workspace_id = w.id
+         where w.shard_id = h.shard_id and s.deleted_at is null
+           and s.status in ('provisioning', 'running', 'waiting_permission'))
+       order by h.last_active_at asc limit 1`,
+      [ids],
+    );
+    const h = rows[0] && this.live.get(rows[0].id);
+    if (!h) return false;
+    this.log.info({ harness: h.id }, "evicting an idle harness to make room");
+    await this.stop(h, "evicted: its slot was needed by waiting work");
+    return true;
   }
 
   /** The driver that runs a shard: its harness, and every exec and terminal over its workspaces. */
@@ -284,6 +371,11 @@ export class HarnessManager {
     );
   }
 
+  private freeSlot(id: string): void {
+    this.slots.get(id)?.();
+    this.slots.delete(id);
+  }
+
   private detach(h: LiveHarness): void {
     this.live.delete(h.id);
     this.passwords.delete(h.id);
@@ -316,6 +408,7 @@ export class HarnessManager {
     await this.driverOf(h.record)
       .stop(h.record, 1000)
       .catch(() => {});
+    this.freeSlot(h.id);
     await this.events.onLost(h, reason);
   }
 
@@ -328,6 +421,7 @@ export class HarnessManager {
       "update harnesses set state = 'stopped', stopped_at = now(), reason = $2 where id = $1",
       [h.id, reason],
     );
+    this.freeSlot(h.id);
     await this.events.onState(h, "stopped", reason);
   }
 
@@ -364,6 +458,7 @@ export class HarnessManager {
         );
         const shard = { id: r.shard_id, dir: r.dir, runtime: r.runtime, network: r.network };
         this.attach(r.id, shard, { ...record, endpoint: r.url! }, password);
+        this.slots.set(r.id, this.admission.take());
         await this.events.onState({ id: r.id, shardId: r.shard_id }, "adopted");
         continue;
       }
@@ -396,6 +491,7 @@ export class HarnessManager {
 
   async stopAll(reason: string): Promise<void> {
     this.stopping = true;
+    this.admission.close();
     await Promise.allSettled([...this.starting.values()]);
     await Promise.allSettled(this.all().map((h) => this.stop(h, reason)));
   }

@@ -135,20 +135,21 @@ export class HarnessPool {
       }
       // A warm shard whose harness is gone (a restart, a crash): give it a harness again.
       have++;
+      // Warm capacity takes a free slot or none: it never waits for, or evicts, real work.
       void this.harnesses
-        .ensure({ id: r.id, dir: r.dir, runtime: r.runtime, network: r.network })
-        .catch((err) => this.log.warn({ err }, "warm harness failed to start"));
+        .ensureIfFree({ id: r.id, dir: r.dir, runtime: r.runtime, network: r.network })
+        ?.catch((err) => this.log.warn({ err }, "warm harness failed to start"));
     }
-    for (; have < want; have++) {
+    for (; have < want && this.harnesses.hasFreeSlot(); have++) {
       const shard = await withTx(this.db, (tx) =>
         createShard(tx, this.config.home, this.config.replicaId, null, {
           runtime: this.config.runtime,
           network: this.config.network,
         }),
       );
-      void this.harnesses
-        .ensure(shard)
-        .catch((err) => this.log.warn({ err }, "warm harness failed to start"));
+      const started = this.harnesses.ensureIfFree(shard);
+      if (!started) break;
+      void started.catch((err) => this.log.warn({ err }, "warm harness failed to start"));
     }
   }
 }

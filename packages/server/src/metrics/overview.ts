@@ -131,6 +131,7 @@ export async function readOverview(db: Queryable, orgId: string, now = new Date(
     sessions: countBy(
       sessions.rows.map((r) => [r.status, r.n]),
       {
+        queued: 0,
         provisioning: 0,
         idle: 0,
         running: 0,

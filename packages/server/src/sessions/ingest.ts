@@ -473,7 +473,7 @@ export class SessionIngest {
     const { rows } = await this.db.query(
       `select s.id, w.shard_id, s.status from sessions s join workspaces w on w.id = s.workspace_id
        join shards sh on sh.id = w.shard_id
-       where s.status in ('running', 'waiting_permission', 'provisioning') and s.deleted_at is null
+       where s.status in ('running', 'waiting_permission', 'provisioning', 'queued') and s.deleted_at is null
          and (sh.replica = $1 or sh.replica is null)`,
       [replica],
     );
@@ -481,7 +481,8 @@ export class SessionIngest {
       if (hasHarness(r.shard_id)) continue;
       const reason = "the control plane restarted and the session's harness was gone";
       const error = { name: "ControlPlaneRestart", message: reason };
-      if (r.status === "provisioning") await this.interruptProvisioning(r.id, error, reason);
+      if (r.status === "provisioning" || r.status === "queued")
+        await this.interruptProvisioning(r.id, error, reason);
       else await this.finishTurn(r.id, "interrupted", error, reason);
     }
   }

@@ -116,6 +116,9 @@ export const shardOf = (w: WorkspaceAt) => ({
   network: w.shard_network,
 });
 
+const ordinal = (n: number) =>
+  `${n}${n % 10 === 1 && n % 100 !== 11 ? "st" : n % 10 === 2 && n % 100 !== 12 ? "nd" : n % 10 === 3 && n % 100 !== 13 ? "rd" : "th"}`;
+
 const splitModel = (m: string) => {
   const i = m.indexOf("/");
   return { providerID: m.slice(0, i), modelID: m.slice(i + 1) };
@@ -396,7 +399,34 @@ export class SessionService {
   private async provision(sessionId: string): Promise<void> {
     const r = await this.rowById(sessionId);
     try {
-      const h = await this.harnesses.ensure(shardOf(r));
+      let queued: Promise<unknown> | undefined;
+      const h = await this.harnesses.ensure(shardOf(r), {
+        // Beyond the runtime's budget the start waits in line: the session says so, with its place
+        // (appended one after another, so the log keeps the order they were told in).
+        onQueued: (position, budget) => {
+          queued = (queued ?? Promise.resolve()).then(() =>
+            this.log.append(
+              sessionId,
+              [
+                {
+                  type: "session.status",
+                  data: {
+                    status: "queued",
+                    reason: `waiting for a harness: ${position === 1 ? "next" : `${ordinal(position)} in line`} (${budget} may run at once)`,
+                  },
+                },
+              ],
+              { status: "queued" },
+            ),
+          );
+        },
+      });
+      if (queued) {
+        await queued;
+        await this.log.append(sessionId, [{ type: "session.status", data: { status: "provisioning" } }], {
+          status: "provisioning",
+        });
+      }
       await this.log.append(sessionId, [
         { type: "harness.state", data: { harnessId: h.id, state: "ready" } },
       ]);
@@ -495,7 +525,7 @@ export class SessionService {
 
   async send(id: string, body: SendMessageBody, p: Principal): Promise<Session> {
     let r = await this.localRow(id, p);
-    if (r.status === "provisioning" || ACTIVE.includes(r.status)) {
+    if (r.status === "provisioning" || r.status === "queued" || ACTIVE.includes(r.status)) {
       throw new FlotillaError(
         "session_busy",
         `session is ${r.status}; wait for the turn to finish or abort it`,
@@ -514,7 +544,7 @@ export class SessionService {
 
   async abort(id: string, p: Principal): Promise<Session> {
     const r = await this.localRow(id, p);
-    if (r.status === "provisioning") {
+    if (r.status === "provisioning" || r.status === "queued") {
       // The first turn has not started: drop its prompt so provisioning ends idle instead; if
       // provisioning already took the prompt, it aborts the turn as soon as it has started it.
       const dropped = await this.db.query(

@@ -109,6 +109,7 @@ const FILTERS: [Status | "", string][] = [
   ["running", "Running"],
   ["waiting_permission", "Needs approval"],
   ["idle", "Idle"],
+  ["queued", "Queued"],
   ["provisioning", "Provisioning"],
   ["interrupted", "Interrupted"],
   ["failed", "Failed"],
