@@ -1,3 +1,4 @@
+import { FlotillaError } from "@flotilla/contracts";
 import { createLogger, loadConfig, startFlotilla } from "@flotilla/server";
 
 export interface ServerFlags {
@@ -19,7 +20,15 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   const log = createLogger(config.logLevel, {
     pretty: process.stdout.isTTY && !process.env.FLOTILLA_LOG_JSON,
   });
-  const server = await startFlotilla(config, log);
+  const server = await startFlotilla(config, log).catch((e: unknown) => {
+    // A refusal that says what to do (bubblewrap missing, say) is for a person, not a stack trace.
+    if (e instanceof FlotillaError) {
+      log.flush?.();
+      process.stderr.write(`\nflotilla: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  });
   if (server.adminToken) {
     process.stderr.write(
       `\n  First boot: admin token (shown once, also saved to ${config.home}/admin.token, mode 0600):\n\n    ${server.adminToken}\n\n`,

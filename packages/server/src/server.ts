@@ -54,6 +54,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       await fn().catch((err) => log.error({ err }, "shutdown step failed"));
   };
   try {
+    // First: a runtime that cannot run (bubblewrap missing) stops the boot before anything starts.
+    const drivers = runtimeDrivers(config, log);
     let url = config.databaseUrl;
     if (!url) {
       const pg: EmbeddedDb = await startEmbeddedPostgres(config.home, log);
@@ -105,9 +107,14 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     webhooks.start();
     cleanups.push(() => webhooks.stop());
     const events = new EventLog(db, bus);
-    const drivers = runtimeDrivers(config, log);
-    const harnesses = new HarnessManager(db, drivers, config, log.child({ component: "harnesses" }));
+    // The ingest first: the manager gets the harness events it delivers in its constructor.
     const ingest = new SessionIngest(db, events, log.child({ component: "ingest" }));
+    const harnesses = new HarnessManager(db, drivers, config, log.child({ component: "harnesses" }), {
+      onEvent: (h, dir, payload) => ingest.onEvent(h, dir, payload),
+      onConnected: (h) => ingest.reconcile(h),
+      onLost: (h, reason) => ingest.onLost(h, reason),
+      onState: (h, state, reason) => ingest.onState(h, state, reason),
+    });
     const sessions = new SessionService(
       db,
       events,
@@ -116,12 +123,6 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.child({ component: "sessions" }),
       ingest,
     );
-    harnesses.events = {
-      onEvent: (h, dir, payload) => ingest.onEvent(h, dir, payload),
-      onConnected: (h) => ingest.reconcile(h),
-      onLost: (h, reason) => ingest.onLost(h, reason),
-      onState: (h, state, reason) => ingest.onState(h, state, reason),
-    };
     cleanups.push(async () => {
       await ingest.interruptAll(config.replicaId, "control plane shut down");
       await harnesses.stopAll("control plane shut down");

@@ -110,8 +110,9 @@ describe("harness pool", () => {
     const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang on" });
     await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
     const [h] = await harnessOf(t, s.shardId);
-    // A stopped process accepts connections but never answers: a wedged server.
-    process.kill(h!.pid!, "SIGSTOP");
+    // A stopped process accepts connections but never answers: a wedged server. The whole group: in
+    // the sandbox the recorded pid is the harness's launcher, with the API bridge in its group.
+    process.kill(-h!.pid!, "SIGSTOP");
     const events = await collectUntil(t.client, s.id, untilTurnFinished(1), { timeoutMs: 60_000 });
     const fin = events.find((e) => e.type === "turn.finished");
     expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("interrupted");

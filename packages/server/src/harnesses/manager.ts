@@ -17,6 +17,7 @@ import {
   type NetworkPolicy,
   type RuntimeDriver,
 } from "../runtime/driver.ts";
+import { PLACED_SQL } from "../sessions/status.ts";
 import { Admission, type QueueListener } from "./admission.ts";
 
 /** A state shard: OpenCode's own dirs, served by at most one harness at a time. */
@@ -107,13 +108,13 @@ export class HarnessManager {
   /** The admission slot each live harness holds, given back when it stops or is lost. */
   private readonly slots = new Map<string, () => void>();
   private readonly admission: Admission;
-  events!: HarnessEvents;
 
   constructor(
     private readonly db: Db,
     private readonly drivers: DriverRegistry,
     private readonly config: Config,
     private readonly log: Logger,
+    private readonly events: HarnessEvents,
   ) {
     const s = config.scheduler;
     this.admission = new Admission(Math.max(1, Math.floor(s.memoryBudgetMb / s.harnessMemoryMb)), () =>
@@ -208,7 +209,8 @@ export class HarnessManager {
 
   /**
    * Makes room for a waiting start: stops the least recently active harness that serves no active
-   * session (an idle project's, or a warm one). True when one was stopped.
+   * session (an idle project's, or a warm one). True when one was stopped. Queued sessions count as
+   * active: a harness that has just come up for sessions still marked queued is theirs.
    */
   private async evictIdle(): Promise<boolean> {
     const ids = this.all().map((h) => h.id);
@@ -218,7 +220,7 @@ export class HarnessManager {
        where h.id = any($1) and not exists (
          select 1 from workspaces w join sessions s on s.workspace_id = w.id
          where w.shard_id = h.shard_id and s.deleted_at is null
-           and s.status in ('provisioning', 'running', 'waiting_permission'))
+           and s.status in ${PLACED_SQL})
        order by h.last_active_at asc limit 1`,
       [ids],
     );

@@ -10,8 +10,9 @@ import type { LiveHarness } from "../harnesses/manager.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
+import { IN_TURN, IN_TURN_SQL, PLACED_SQL, WORKING_SQL } from "./status.ts";
 
-export const ACTIVE: SessionStatus[] = ["running", "waiting_permission"];
+export const ACTIVE = IN_TURN;
 
 // biome-ignore lint/suspicious/noExplicitAny: OpenCode event properties, checked per event type
 type Props = Record<string, any>;
@@ -150,7 +151,7 @@ export class SessionIngest {
         const file = String(p.file ?? "");
         const { rows } = await this.db.query(
           `select s.id, w.path from sessions s join workspaces w on w.id = s.workspace_id
-           where w.shard_id = $1 and s.status in ('running', 'waiting_permission')
+           where w.shard_id = $1 and s.status in ${IN_TURN_SQL}
              and (w.path = $2 or $3 like w.path || '/%')`,
           [h.shardId, directory, file],
         );
@@ -383,7 +384,7 @@ export class SessionIngest {
     const { rows } = await this.db.query(
       `select s.id, s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id
        where w.shard_id = $1 and s.deleted_at is null and s.opencode_id is not null
-         and s.status in ('provisioning', 'running', 'waiting_permission')`,
+         and s.status in ${WORKING_SQL}`,
       [h.shardId],
     );
     if (rows.length === 0) return;
@@ -423,7 +424,7 @@ export class SessionIngest {
     this.translators.delete(h.id);
     const { rows } = await this.db.query(
       `select s.id, s.status from sessions s join workspaces w on w.id = s.workspace_id
-       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ${WORKING_SQL}`,
       [h.shardId],
     );
     for (const r of rows) {
@@ -454,7 +455,7 @@ export class SessionIngest {
     if (state === "ready") return;
     const { rows } = await this.db.query(
       `select s.id from sessions s join workspaces w on w.id = s.workspace_id
-       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ${WORKING_SQL}`,
       [h.shardId],
     );
     for (const r of rows) {
@@ -473,7 +474,7 @@ export class SessionIngest {
     const { rows } = await this.db.query(
       `select s.id, w.shard_id, s.status from sessions s join workspaces w on w.id = s.workspace_id
        join shards sh on sh.id = w.shard_id
-       where s.status in ('running', 'waiting_permission', 'provisioning', 'queued') and s.deleted_at is null
+       where s.status in ${PLACED_SQL} and s.deleted_at is null
          and (sh.replica = $1 or sh.replica is null)`,
       [replica],
     );
@@ -491,7 +492,7 @@ export class SessionIngest {
   async interruptAll(replica: string, reason: string): Promise<void> {
     const { rows } = await this.db.query(
       `select s.id from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id
-       where s.status in ('running', 'waiting_permission') and s.deleted_at is null and (sh.replica = $1 or sh.replica is null)`,
+       where s.status in ${IN_TURN_SQL} and s.deleted_at is null and (sh.replica = $1 or sh.replica is null)`,
       [replica],
     );
     for (const r of rows)

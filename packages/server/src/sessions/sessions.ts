@@ -33,6 +33,7 @@ import {
   workspaceDiff,
 } from "../workspaces/workspaces.ts";
 import { ACTIVE, type SessionIngest } from "./ingest.ts";
+import { WORKING_SQL } from "./status.ts";
 import { transcript } from "./transcript.ts";
 
 interface SessionRow {
@@ -653,7 +654,7 @@ export class SessionService {
   async release(id: string): Promise<void> {
     const r = await this.rowById(id);
     const { rows } = await this.db.query(
-      "select 1 from sessions where workspace_id = $1 and deleted_at is null and status in ('provisioning', 'running', 'waiting_permission')",
+      `select 1 from sessions where workspace_id = $1 and deleted_at is null and status in ${WORKING_SQL}`,
       [r.workspace_id],
     );
     if (rows.length === 0) await this.dispose(r);

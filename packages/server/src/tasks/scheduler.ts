@@ -9,6 +9,7 @@ import type pg from "pg";
 import type { Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
 import { backoffMs } from "../platform/backoff.ts";
+import { LOCKS } from "../platform/db/locks.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -19,8 +20,6 @@ import { type TaskService, type TaskTransition, transition } from "./tasks.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: database rows
 type Row = Record<string, any>;
-
-const CLAIM_LOCK = 7_700_003;
 
 export { backoffMs } from "../platform/backoff.ts";
 
@@ -62,7 +61,7 @@ export async function claimNext(
   leaseMs: number,
 ): Promise<{ task: Row; n: number; transition: TaskTransition } | null> {
   return withTx(db, async (tx) => {
-    await tx.query("select pg_advisory_xact_lock($1)", [CLAIM_LOCK]);
+    await tx.query("select pg_advisory_xact_lock($1)", [LOCKS.claim]);
     // Attempt times use clock_timestamp(), not now() (the transaction's start): a claim that waited
     // on this lock must not appear to start before the attempt whose end freed its slot.
     const running = Number(

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { newId } from "@flotilla/contracts";
 import type { Tx } from "../platform/db/pool.ts";
 import type { NetworkPolicy } from "../runtime/driver.ts";
+import { PLACED_SQL } from "../sessions/status.ts";
 
 export interface Shard {
   id: string;
@@ -59,7 +60,7 @@ export async function placeWorkspace(
     `select sh.id, sh.dir,
        (select count(distinct w.id) from workspaces w join sessions s on s.workspace_id = w.id
         where w.shard_id = sh.id and w.deleted_at is null and s.deleted_at is null
-          and s.status in ('queued', 'provisioning', 'running', 'waiting_permission')) as active
+          and s.status in ${PLACED_SQL}) as active
      from shards sh where sh.project_id = $1 and sh.retired_at is null and (sh.replica = $2 or sh.replica is null)
        and sh.runtime = $3 and sh.network = $4
      order by active asc, sh.created_at asc`,

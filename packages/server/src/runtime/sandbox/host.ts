@@ -70,10 +70,10 @@ export function sandboxTools(): { bwrap: string; socat: string } {
   const bwrap = which("bwrap");
   const socat = which("socat");
   if (!bwrap || !socat) {
-    const missing = [!bwrap && "bubblewrap", !socat && "socat"].filter(Boolean).join(" ");
+    const missing = [!bwrap && "bubblewrap", !socat && "socat"].filter((x): x is string => Boolean(x));
     throw new FlotillaError(
       "runtime_unavailable",
-      `the sandbox runtime needs ${missing}: install it (apt-get install ${missing}), or set runtime: local in config.yaml to run agents unsandboxed on purpose (unsafe for untrusted prompts)`,
+      `the sandbox runtime needs ${missing.join(" and ")}, which ${missing.length > 1 ? "are" : "is"} not installed: apt-get install ${missing.join(" ")} (or set runtime: local in config.yaml to run agents unsandboxed on purpose, unsafe for untrusted prompts)`,
     );
   }
   return { bwrap, socat };
