@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { createLogger } from "@flotilla/server";
 import { DEFAULT_ORG, TokenService } from "../packages/server/src/identity/tokens.ts";
+import { CLAIM_LOCK } from "../packages/server/src/platform/db/locks.ts";
 import { migrate } from "../packages/server/src/platform/db/migrate.ts";
 import { createPool, type Db } from "../packages/server/src/platform/db/pool.ts";
 import { claimNext, type Limits } from "../packages/server/src/tasks/scheduler.ts";
@@ -76,7 +77,7 @@ export async function runClaims(opts: {
         const c = await db.connect();
         try {
           await c.query("begin");
-          await c.query("select pg_advisory_xact_lock(7700003)");
+          await c.query("select pg_advisory_xact_lock($1)", [CLAIM_LOCK]);
           await c.query("commit");
         } finally {
           c.release();

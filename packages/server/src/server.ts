@@ -110,8 +110,13 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.child({ component: "local-driver" }),
       config.harness.npmCacheDir,
     );
-    const harnesses = new HarnessManager(db, driver, config, log.child({ component: "harnesses" }));
     const ingest = new SessionIngest(db, events, log.child({ component: "ingest" }));
+    const harnesses = new HarnessManager(db, driver, config, log.child({ component: "harnesses" }), {
+      onEvent: (h, dir, payload) => ingest.onEvent(h, dir, payload),
+      onConnected: (h) => ingest.reconcile(h),
+      onLost: (h, reason) => ingest.onLost(h, reason),
+      onState: (h, state, reason) => ingest.onState(h, state, reason),
+    });
     const sessions = new SessionService(
       db,
       events,
@@ -120,12 +125,6 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.child({ component: "sessions" }),
       ingest,
     );
-    harnesses.events = {
-      onEvent: (h, dir, payload) => ingest.onEvent(h, dir, payload),
-      onConnected: (h) => ingest.reconcile(h),
-      onLost: (h, reason) => ingest.onLost(h, reason),
-      onState: (h, state, reason) => ingest.onState(h, state, reason),
-    };
     cleanups.push(async () => {
       await ingest.interruptAll(config.replicaId, "control plane shut down");
       await harnesses.stopAll("control plane shut down");

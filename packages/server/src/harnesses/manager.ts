@@ -88,13 +88,13 @@ export class HarnessManager {
   private readonly watchers = new Set<NodeJS.Timeout>();
   private stopping = false;
   private readonly passwords = new Map<string, string>();
-  events!: HarnessEvents;
 
   constructor(
     private readonly db: Db,
     private readonly driver: RuntimeDriver,
     private readonly config: Config,
     private readonly log: Logger,
+    private readonly events: HarnessEvents,
   ) {}
 
   forShard(shardId: string): LiveHarness | undefined {

@@ -1,6 +1,7 @@
 import type { Config } from "../config/config.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
+import { ACTIVE_SQL } from "../sessions/status.ts";
 import { createShard } from "../workspaces/shards.ts";
 import type { HarnessManager } from "./manager.ts";
 
@@ -53,7 +54,7 @@ export class HarnessPool {
       `select h.id, h.sessions_served, h.last_active_at, sh.project_id,
          (select count(*)::int from workspaces w join sessions s on s.workspace_id = w.id
           where w.shard_id = h.shard_id and s.deleted_at is null
-            and s.status in ('provisioning', 'running', 'waiting_permission')) as active
+            and s.status in ${ACTIVE_SQL}) as active
        from harnesses h join shards sh on sh.id = h.shard_id where h.id = any($1::text[])`,
       [live.map((h) => h.id)],
     );
@@ -110,7 +111,7 @@ export class HarnessPool {
     const { rows } = await this.db.query(
       `select count(*)::int as c from harnesses h join workspaces w on w.shard_id = h.shard_id
        join sessions s on s.workspace_id = w.id
-       where h.id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+       where h.id = $1 and s.deleted_at is null and s.status in ${ACTIVE_SQL}`,
       [harnessId],
     );
     return rows[0].c > 0;

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaError, newId, type TokenInfo } from "@flotilla/contracts";
+import { BOOTSTRAP_ADMIN_LOCK } from "../platform/db/locks.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Principal } from "./principal.ts";
 
@@ -53,7 +54,7 @@ export class TokenService {
     const client = await this.db.connect();
     try {
       await client.query("begin");
-      await client.query("select pg_advisory_xact_lock(7700002)");
+      await client.query("select pg_advisory_xact_lock($1)", [BOOTSTRAP_ADMIN_LOCK]);
       const { rowCount } = await client.query("select 1 from tokens limit 1");
       if (rowCount) {
         await client.query("commit");

@@ -16,10 +16,10 @@ import {
   type WebhookSecret,
 } from "@flotilla/contracts";
 import type { Principal } from "../identity/principal.ts";
+import { backoffMs } from "../platform/backoff.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
-import { backoffMs } from "../tasks/scheduler.ts";
 import type { TaskService, TaskTransition } from "../tasks/tasks.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: database rows

@@ -10,8 +10,7 @@ import type { LiveHarness } from "../harnesses/manager.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
-
-export const ACTIVE: SessionStatus[] = ["running", "waiting_permission"];
+import { ACTIVE_SQL, IN_TURN, IN_TURN_SQL } from "./status.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: OpenCode event properties, checked per event type
 type Props = Record<string, any>;
@@ -150,7 +149,7 @@ export class SessionIngest {
         const file = String(p.file ?? "");
         const { rows } = await this.db.query(
           `select s.id, w.path from sessions s join workspaces w on w.id = s.workspace_id
-           where w.shard_id = $1 and s.status in ('running', 'waiting_permission')
+           where w.shard_id = $1 and s.status in ${IN_TURN_SQL}
              and (w.path = $2 or $3 like w.path || '/%')`,
           [h.shardId, directory, file],
         );
@@ -240,7 +239,7 @@ export class SessionIngest {
       [sessionId],
     );
     const r = rows[0];
-    if (!r || !ACTIVE.includes(r.status)) return;
+    if (!r || !IN_TURN.includes(r.status)) return;
     const turn = this.turns.get(sessionId);
     let error: ErrorInfo | undefined;
     try {
@@ -273,7 +272,7 @@ export class SessionIngest {
         "select status, turn_started_at from sessions where id = $1 for update",
         [sessionId],
       );
-      if (!rows[0] || !ACTIVE.includes(rows[0].status)) return [];
+      if (!rows[0] || !IN_TURN.includes(rows[0].status)) return [];
       const durationMs = rows[0].turn_started_at ? Date.now() - rows[0].turn_started_at.getTime() : undefined;
       const status: SessionStatus = outcome === "interrupted" ? "interrupted" : "idle";
       await tx.query(
@@ -383,7 +382,7 @@ export class SessionIngest {
     const { rows } = await this.db.query(
       `select s.id, s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id
        where w.shard_id = $1 and s.deleted_at is null and s.opencode_id is not null
-         and s.status in ('provisioning', 'running', 'waiting_permission')`,
+         and s.status in ${ACTIVE_SQL}`,
       [h.shardId],
     );
     if (rows.length === 0) return;
@@ -414,7 +413,7 @@ export class SessionIngest {
       const st = statuses[r.opencode_id]?.type;
       // Idle with an answer to the latest prompt: the turn ended while we were not listening. Idle
       // without one: the prompt is still on its way in; the live stream will see the turn.
-      if (st !== "busy" && st !== "retry" && answered && ACTIVE.includes(r.status))
+      if (st !== "busy" && st !== "retry" && answered && IN_TURN.includes(r.status))
         await this.finishTurn(r.id, outcomeOf(lastError), lastError);
     }
   }
@@ -423,7 +422,7 @@ export class SessionIngest {
     this.translators.delete(h.id);
     const { rows } = await this.db.query(
       `select s.id, s.status from sessions s join workspaces w on w.id = s.workspace_id
-       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ${ACTIVE_SQL}`,
       [h.shardId],
     );
     for (const r of rows) {
@@ -431,7 +430,7 @@ export class SessionIngest {
         { type: "harness.state", data: { harnessId: h.id, state: "lost", reason } },
       ]);
       const error = { name: "HarnessLost", message: reason };
-      if (ACTIVE.includes(r.status)) await this.finishTurn(r.id, "interrupted", error, reason);
+      if (IN_TURN.includes(r.status)) await this.finishTurn(r.id, "interrupted", error, reason);
       else if (r.status === "provisioning") await this.interruptProvisioning(r.id, error, reason);
     }
   }
@@ -454,7 +453,7 @@ export class SessionIngest {
     if (state === "ready") return;
     const { rows } = await this.db.query(
       `select s.id from sessions s join workspaces w on w.id = s.workspace_id
-       where w.shard_id = $1 and s.deleted_at is null and s.status in ('provisioning', 'running', 'waiting_permission')`,
+       where w.shard_id = $1 and s.deleted_at is null and s.status in ${ACTIVE_SQL}`,
       [h.shardId],
     );
     for (const r of rows) {
@@ -473,7 +472,7 @@ export class SessionIngest {
     const { rows } = await this.db.query(
       `select s.id, w.shard_id, s.status from sessions s join workspaces w on w.id = s.workspace_id
        join shards sh on sh.id = w.shard_id
-       where s.status in ('running', 'waiting_permission', 'provisioning') and s.deleted_at is null
+       where s.status in ${ACTIVE_SQL} and s.deleted_at is null
          and (sh.replica = $1 or sh.replica is null)`,
       [replica],
     );
@@ -490,7 +489,7 @@ export class SessionIngest {
   async interruptAll(replica: string, reason: string): Promise<void> {
     const { rows } = await this.db.query(
       `select s.id from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id
-       where s.status in ('running', 'waiting_permission') and s.deleted_at is null and (sh.replica = $1 or sh.replica is null)`,
+       where s.status in ${IN_TURN_SQL} and s.deleted_at is null and (sh.replica = $1 or sh.replica is null)`,
       [replica],
     );
     for (const r of rows)

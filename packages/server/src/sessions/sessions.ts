@@ -22,7 +22,8 @@ import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
 import { placeWorkspace } from "../workspaces/shards.ts";
 import { createWorkspace, removeWorkspace, resolveRepo, workspaceDiff } from "../workspaces/workspaces.ts";
-import { ACTIVE, type SessionIngest } from "./ingest.ts";
+import type { SessionIngest } from "./ingest.ts";
+import { ACTIVE, ACTIVE_SQL, IN_TURN } from "./status.ts";
 import { transcript } from "./transcript.ts";
 
 interface SessionRow {
@@ -405,7 +406,7 @@ export class SessionService {
 
   async send(id: string, body: SendMessageBody, p: Principal): Promise<Session> {
     let r = await this.localRow(id, p);
-    if (r.status === "provisioning" || ACTIVE.includes(r.status)) {
+    if (ACTIVE.includes(r.status)) {
       throw new FlotillaError(
         "session_busy",
         `session is ${r.status}; wait for the turn to finish or abort it`,
@@ -434,7 +435,7 @@ export class SessionService {
       if (dropped.rowCount === 0) this.abortOnStart.add(id);
       return this.get(id, p);
     }
-    if (!ACTIVE.includes(r.status)) return toSession(r);
+    if (!IN_TURN.includes(r.status)) return toSession(r);
     const h = this.harnesses.forShard(r.shard_id);
     if (h && r.opencode_id) {
       this.ingest.abortRequested(r.id);
@@ -445,12 +446,12 @@ export class SessionService {
         await h.client.session
           .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
           .catch(() => {});
-        await this.waitFor(id, (st) => !ACTIVE.includes(st), 500);
-        if (!ACTIVE.includes((await this.rowById(id)).status)) break;
+        await this.waitFor(id, (st) => !IN_TURN.includes(st), 500);
+        if (!IN_TURN.includes((await this.rowById(id)).status)) break;
       }
     }
     const after = await this.rowById(id);
-    if (ACTIVE.includes(after.status))
+    if (IN_TURN.includes(after.status))
       await this.ingest.finishTurn(id, "aborted", {
         name: "MessageAbortedError",
         message: "aborted by request",
@@ -506,7 +507,7 @@ export class SessionService {
 
   async remove(id: string, opts: { workspace: boolean }, p: Principal): Promise<void> {
     const r = await this.localRow(id, p);
-    if (ACTIVE.includes(r.status)) await this.abort(id, p).catch(() => {});
+    if (IN_TURN.includes(r.status)) await this.abort(id, p).catch(() => {});
     await this.log.append(id, [{ type: "session.status", data: { status: "deleted" } }], {
       status: "deleted",
     });
@@ -533,7 +534,7 @@ export class SessionService {
   async release(id: string): Promise<void> {
     const r = await this.rowById(id);
     const { rows } = await this.db.query(
-      "select 1 from sessions where workspace_id = $1 and deleted_at is null and status in ('provisioning', 'running', 'waiting_permission')",
+      `select 1 from sessions where workspace_id = $1 and deleted_at is null and status in ${ACTIVE_SQL}`,
       [r.workspace_id],
     );
     if (rows.length === 0) await this.dispose(r);

@@ -9,6 +9,8 @@ import {
 import type pg from "pg";
 import type { Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
+import { backoffMs } from "../platform/backoff.ts";
+import { CLAIM_LOCK } from "../platform/db/locks.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -18,14 +20,6 @@ import { type TaskService, type TaskTransition, transition } from "./tasks.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: database rows
 type Row = Record<string, any>;
-
-const CLAIM_LOCK = 7_700_003;
-
-/** Exponential back-off with jitter: base·2^(n−1), capped, then scaled by a random 50–100 %. */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const raw = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(raw * (0.5 + random() * 0.5));
-}
 
 /** Whether another attempt can help, judging by how the last one ended. */
 export function retriable(error: ErrorInfo): boolean {

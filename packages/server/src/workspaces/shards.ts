@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { newId } from "@flotilla/contracts";
 import type { Tx } from "../platform/db/pool.ts";
+import { ACTIVE_SQL } from "../sessions/status.ts";
 
 export interface Shard {
   id: string;
@@ -50,7 +51,7 @@ export async function placeWorkspace(
     `select sh.id, sh.dir,
        (select count(distinct w.id) from workspaces w join sessions s on s.workspace_id = w.id
         where w.shard_id = sh.id and w.deleted_at is null and s.deleted_at is null
-          and s.status in ('provisioning', 'running', 'waiting_permission')) as active
+          and s.status in ${ACTIVE_SQL}) as active
      from shards sh where sh.project_id = $1 and sh.retired_at is null and (sh.replica = $2 or sh.replica is null)
      order by active asc, sh.created_at asc`,
     [projectId, replica],

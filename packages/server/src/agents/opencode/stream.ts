@@ -1,4 +1,5 @@
 import { createParser } from "eventsource-parser";
+import { backoffMs, NO_JITTER } from "../../platform/backoff.ts";
 import type { Logger } from "../../platform/logger.ts";
 import { basicAuth } from "./health.ts";
 
@@ -58,12 +59,13 @@ export class HarnessStream {
   }
 
   private async loop(): Promise<void> {
-    let backoff = 100;
+    // Reconnects wait 100 ms, doubling up to 5 s, without jitter; a stream that opened starts over.
+    let attempt = 1;
     while (!this.stopped) {
       let reason = "stream ended";
       try {
         await this.connectOnce(() => {
-          backoff = 100;
+          attempt = 1;
         });
       } catch (e) {
         reason = (e as Error).message;
@@ -72,8 +74,8 @@ export class HarnessStream {
       await this.chain;
       const again = await this.handlers.onDropped(reason).catch(() => false);
       if (!again) return;
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, 5_000);
+      await new Promise((r) => setTimeout(r, backoffMs(attempt, 100, 5_000, NO_JITTER)));
+      attempt++;
     }
   }
 

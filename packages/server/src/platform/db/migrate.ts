@@ -1,11 +1,10 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../logger.ts";
+import { MIGRATE_LOCK } from "./locks.ts";
 import { type Db, withTx } from "./pool.ts";
 
 const DIR = new URL("./migrations/", import.meta.url).pathname;
-// Any constant; every replica takes the same lock so each migration is applied exactly once.
-const LOCK_KEY = 7_700_001;
 
 /**
  * Forward-only, versioned migrations (`NNN_name.sql`). The transaction-scoped advisory lock makes
@@ -16,7 +15,7 @@ export async function migrate(db: Db, log: Logger): Promise<number> {
     .filter((f) => /^\d{3}_.+\.sql$/.test(f))
     .sort();
   return await withTx(db, async (tx) => {
-    await tx.query("select pg_advisory_xact_lock($1)", [LOCK_KEY]);
+    await tx.query("select pg_advisory_xact_lock($1)", [MIGRATE_LOCK]);
     await tx.query(
       "create table if not exists schema_migrations (version int primary key, name text not null, applied_at timestamptz not null default now())",
     );
