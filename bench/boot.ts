@@ -5,6 +5,7 @@ import { FlotillaClient } from "@flotilla/client";
 import type { ScriptedModelServer } from "@flotilla/scripted-model";
 import { type Config, createLogger, loadConfig, type RunningServer, startFlotilla } from "@flotilla/server";
 import pg from "pg";
+import { longestSocketPath, MAX_SOCKET_PATH } from "./support.ts";
 
 /**
  * One npm cache for every harness of every bench run, as a machine in service has one: OpenCode
@@ -48,13 +49,20 @@ export class Phases {
   constructor(
     private readonly root: string,
     private readonly pgUrl: string,
-    private readonly model: ScriptedModelServer,
+    private readonly model: Pick<ScriptedModelServer, "url">,
   ) {}
 
   async boot(
     name: string,
     pool: Partial<Config["pool"]>,
-    scheduler: Partial<Config["scheduler"]> = {},
+    opts: {
+      scheduler?: Partial<Config["scheduler"]>;
+      harness?: Partial<Config["harness"]>;
+      /** Where the phase's harnesses run; unset, the configured default (sandbox). */
+      runtime?: Config["runtime"];
+      /** The scripted model's endpoint as the harnesses are told it (a tap in front of it, say). */
+      modelUrl?: string;
+    } = {},
   ): Promise<Phase> {
     const home = join(this.root, name);
     mkdirSync(home, { recursive: true });
@@ -69,7 +77,7 @@ export class Phases {
         providers: {
           scripted: {
             name: "Scripted",
-            baseURL: this.model.url,
+            baseURL: opts.modelUrl ?? this.model.url,
             models: { "scripted-1": { name: "Scripted", toolCall: true } },
           },
         },
@@ -77,10 +85,17 @@ export class Phases {
         permission: "allow",
         demo: "off",
         quiet: true,
+        ...(opts.runtime ? { runtime: opts.runtime } : {}),
       },
     });
+    if (config.runtime === "sandbox" && longestSocketPath(home).length > MAX_SOCKET_PATH)
+      throw new Error(
+        `phase ${name}: home ${home} is too long for the sandbox runtime's bridge sockets ` +
+          `(${longestSocketPath(home).length} > ${MAX_SOCKET_PATH} characters); use a shorter TMPDIR or phase name`,
+      );
     config.pool = { ...config.pool, ...pool };
-    config.scheduler = { ...config.scheduler, ...scheduler };
+    config.scheduler = { ...config.scheduler, ...opts.scheduler };
+    config.harness = { ...config.harness, ...opts.harness };
     let server: RunningServer;
     try {
       server = await startFlotilla(config, createLogger("warn", { destination: stream }));

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { FlotillaClient } from "@flotilla/client";
 import type { RunningServer } from "@flotilla/server";
+import { lastWord } from "./model-tap.ts";
 import { label } from "./provision.ts";
 import { makeRepo, sseFrames, time } from "./support.ts";
 
@@ -16,6 +17,11 @@ export interface LatencyResult {
   ingest: number[];
   /** t_flotilla − t_bus: in-process publish → event parsed from Flotilla's SSE (fan-out + HTTP). */
   fanout: number[];
+  /** With a model tap only: model chunk passed on → the harness's SSE, as read from outside
+   * (OpenCode's own work, plus the sandbox's egress and API bridges if any). */
+  modelToDirect: number[];
+  /** With a model tap only: model chunk passed on → Flotilla's SSE (the whole road). */
+  modelToClient: number[];
   directDeltas: number;
   flotillaDeltas: number;
   matched: number;
@@ -36,16 +42,18 @@ const partOf = (key: string) => key.slice(0, key.lastIndexOf("@"));
 interface Seen {
   t: number;
   text: string;
+  /** The streamed turn (its prompt's number) under way when the delta arrived; 0 = the warm-up. */
+  turn: number;
 }
 
 /** Per part, the running character offset: a delta is keyed by where it starts in its part. */
 class Deltas {
   readonly at = new Map<string, Seen>();
   private readonly offset = new Map<string, number>();
-  add(t: number, partId: string, text: string): void {
+  add(t: number, partId: string, text: string, turn = 0): void {
     const off = this.offset.get(partId) ?? 0;
     this.offset.set(partId, off + text.length);
-    this.at.set(`${partId}@${off}`, { t, text });
+    this.at.set(`${partId}@${off}`, { t, text, turn });
   }
 }
 
@@ -62,8 +70,16 @@ export async function runLatency(opts: {
   turns: number;
   signal: AbortSignal;
   progress: (msg: string) => void;
+  /** The number of the first streamed turn's prompt (default 1): unique across calls sharing a tap. */
+  firstTurn?: number;
+  /** When the model handed on the chunk ending with word `word` of turn `turn` (a model tap). */
+  modelSent?: (turn: number, word: number) => number | undefined;
+  /** The idle database micro-measures (default true). */
+  micro?: boolean;
 }): Promise<LatencyResult> {
   const { client, server } = opts;
+  const firstTurn = opts.firstTurn ?? 1;
+  let turn = 0;
   const repo = makeRepo();
   const ac = new AbortController();
   const signal = AbortSignal.any([ac.signal, opts.signal]);
@@ -111,7 +127,7 @@ export async function runLatency(opts: {
         for await (const e of client.sessions.stream(session.id, { after: 0, signal })) {
           const t = performance.now();
           seen.push(label(e));
-          if (e.type === "text.delta") flotilla.add(t, e.data.partId, e.data.delta);
+          if (e.type === "text.delta") flotilla.add(t, e.data.partId, e.data.delta, turn);
           else if (e.type === "turn.finished") finished.push(e.data.outcome);
           else if (e.type === "session.status" && ["failed", "interrupted"].includes(e.data.status))
             failure = new Error(`session ${e.data.status}: ${e.data.error?.message ?? "no reason"}`);
@@ -147,7 +163,7 @@ export async function runLatency(opts: {
             frame.payload ?? (frame as unknown as { type: string; properties: Record<string, string> });
           if (p.type === "server.connected") connected = true;
           else if (p.type === "message.part.delta" && p.properties.field === "text")
-            direct.add(f.t, p.properties.partID ?? "", p.properties.delta ?? "");
+            direct.add(f.t, p.properties.partID ?? "", p.properties.delta ?? "", turn);
           changed();
         }
       })().catch((e) => {
@@ -160,7 +176,8 @@ export async function runLatency(opts: {
     for (let i = 0; i < opts.turns; i++) {
       const before = finished.length;
       const t0 = performance.now();
-      await client.sessions.send(session.id, { text: `${STREAM_PROMPT} ${i + 1}` });
+      turn = firstTurn + i;
+      await client.sessions.send(session.id, { text: `${STREAM_PROMPT} ${turn}` });
       await until(() => finished.length > before, `streamed turn ${i + 1}`, 90_000);
       if (finished.at(-1) !== "success") throw new Error(`streamed turn ${i + 1} ended ${finished.at(-1)}`);
       turnMs.push(performance.now() - t0);
@@ -174,12 +191,24 @@ export async function runLatency(opts: {
     const added: number[] = [];
     const ingest: number[] = [];
     const fanout: number[] = [];
+    const modelToDirect: number[] = [];
+    const modelToClient: number[] = [];
+    /** When the model handed on the last chunk this delta needed. */
+    const sentAt = (s: Seen) => {
+      const word = lastWord(s.text);
+      return word === undefined || s.turn === 0 ? undefined : opts.modelSent?.(s.turn, word);
+    };
     let textMismatch = 0;
     for (const [key, d] of direct.at) {
       const f = flotilla.at.get(key);
       if (!f) continue;
       if (f.text !== d.text) textMismatch++;
       added.push(f.t - d.t);
+      const sent = sentAt(d);
+      if (sent !== undefined) {
+        modelToDirect.push(d.t - sent);
+        modelToClient.push(f.t - sent);
+      }
       const b = bus.at.get(key);
       if (b) {
         ingest.push(b.t - d.t);
@@ -187,13 +216,18 @@ export async function runLatency(opts: {
       }
     }
 
-    const micro = await microMeasures(server, session.id);
+    const micro =
+      opts.micro === false
+        ? { pingMs: [], notifyMs: [], appendMs: [], commitSyncMs: [], commitAsyncMs: [] }
+        : await microMeasures(server, session.id);
     const measuredParts = new Set([...direct.at.keys()].map(partOf));
 
     return {
       added,
       ingest,
       fanout,
+      modelToDirect,
+      modelToClient,
       directDeltas: direct.at.size,
       flotillaDeltas: [...flotilla.at.keys()].filter((k) => measuredParts.has(partOf(k))).length,
       matched: added.length,
@@ -236,4 +270,28 @@ async function microMeasures(server: RunningServer, sessionId: string) {
   } finally {
     c.release();
   }
+}
+
+/** Several runs' results as one: every per-delta and per-turn sample, the counts summed. */
+export function mergeLatency(rs: LatencyResult[]): LatencyResult {
+  const all = <K extends keyof LatencyResult>(k: K) => rs.flatMap((r) => r[k] as number[]);
+  const sum = (k: "directDeltas" | "flotillaDeltas" | "matched" | "textMismatch") =>
+    rs.reduce((a, r) => a + r[k], 0);
+  return {
+    added: all("added"),
+    ingest: all("ingest"),
+    fanout: all("fanout"),
+    modelToDirect: all("modelToDirect"),
+    modelToClient: all("modelToClient"),
+    directDeltas: sum("directDeltas"),
+    flotillaDeltas: sum("flotillaDeltas"),
+    matched: sum("matched"),
+    textMismatch: sum("textMismatch"),
+    turnMs: all("turnMs"),
+    pingMs: all("pingMs"),
+    notifyMs: all("notifyMs"),
+    appendMs: all("appendMs"),
+    commitSyncMs: all("commitSyncMs"),
+    commitAsyncMs: all("commitAsyncMs"),
+  };
 }

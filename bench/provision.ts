@@ -43,6 +43,8 @@ export async function runProvisioning(
   /** Wall-clock time of the first agent request to the model whose prompt holds `marker`. */
   modelAsked: (marker: string) => number | undefined,
   onSample: (i: number, s: ProvisionSample) => void,
+  /** Names the samples' prompts (`<label>-<i>`), by which the model's requests are found. */
+  label = "bench-session",
 ): Promise<ProvisionSample[]> {
   const out: ProvisionSample[] = [];
   for (let i = 0; i < count; i++) {
@@ -54,7 +56,7 @@ export async function runProvisioning(
     );
     const repo = makeRepo();
     try {
-      const s = await provisionOnce(client, repo, `bench-session-${i + 1}`, modelAsked, signal);
+      const s = await provisionOnce(client, repo, `${label}-${i + 1}`, modelAsked, signal);
       out.push(s);
       onSample(i, s);
     } finally {

@@ -2,6 +2,7 @@ import type { ClaimResult } from "./claim.ts";
 import type { DensityResult } from "./density.ts";
 import type { LatencyResult } from "./latency.ts";
 import type { ProvisionSample } from "./provision.ts";
+import type { PerRuntime, RuntimeResult } from "./runtime.ts";
 import { type Machine, type Stats, stats, table } from "./support.ts";
 import type { TaskSample } from "./tasks.ts";
 
@@ -26,11 +27,16 @@ export interface Settings {
   chunkDelayMs: number;
   warm: number;
   healthFailures: number;
+  /** The runtime phases 1–6 ran (the configured default). */
+  runtime?: string;
 }
 
 const pick = <T>(xs: T[], k: keyof T) => stats(xs.map((x) => x[k] as number));
 const mib = (b: number) => Math.round(b / 2 ** 20);
 const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+/** a / b, or null where it means nothing (no sample, or a base at or below 0). */
+const ratioOrNull = (a: number, b: number) =>
+  Number.isFinite(a) && Number.isFinite(b) && b > 0 ? ratio(a, b) : null;
 
 const provisioning = (xs: ProvisionSample[]) => ({
   createMs: pick(xs, "createMs"),
@@ -181,6 +187,7 @@ export function result(
   s: Settings,
   extra: {
     ui: unknown;
+    runtime: ReturnType<typeof runtimeResult>;
     controlPlaneRssBytes: number;
     durationS: number;
     serverLogProblems: number;
@@ -230,9 +237,193 @@ export function result(
       oneEach: dp,
       sharedOverOneEach: ratio(ds.sessionsPerGiB, dp.sessionsPerGiB),
     },
+    runtime: extra.runtime,
     controlPlaneRssMiB: mib(extra.controlPlaneRssBytes),
     serverLogProblems: extra.serverLogProblems,
     durationS: extra.durationS,
     load: extra.load,
+  };
+}
+
+const latencyStats = (l: LatencyResult) => ({
+  addedMs: stats(l.added),
+  ingestMs: stats(l.ingest),
+  fanoutMs: stats(l.fanout),
+  modelToDirectMs: stats(l.modelToDirect),
+  modelToClientMs: stats(l.modelToClient),
+  turnMs: stats(l.turnMs),
+  directDeltas: l.directDeltas,
+  flotillaDeltas: l.flotillaDeltas,
+  matched: l.matched,
+  textMismatch: l.textMismatch,
+});
+
+interface CompareRow {
+  /** The figure's name, as in the per-runtime JSON (and phases 1, 2 and 4 where it exists there). */
+  measure: string;
+  label: string;
+  headline: boolean;
+  sandbox: Stats;
+  local: Stats;
+}
+
+function compareRows(r: RuntimeResult): CompareRow[] {
+  const rows: CompareRow[] = [];
+  const add = <T>(
+    per: PerRuntime<T>,
+    group: string,
+    label: string,
+    name: string,
+    get: (x: T) => Stats,
+    headline = false,
+  ) =>
+    rows.push({
+      measure: `${group}.${name}`,
+      label,
+      headline,
+      sandbox: get(per.sandbox),
+      local: get(per.local),
+    });
+  const cold = { sandbox: provisioning(r.provisioning.sandbox), local: provisioning(r.provisioning.local) };
+  const g1 = "provisioningCold";
+  add(cold, g1, "cold: harness.state ready over SSE  <==", "readyMs", (x) => x.readyMs, true);
+  add(cold, g1, "cold:   of which harness boot (server)", "harnessBootMs", (x) => x.harnessBootMs);
+  add(cold, g1, "cold: first text.delta over SSE", "firstDeltaMs", (x) => x.firstDeltaMs);
+  add(cold, g1, "cold: first turn finished over SSE", "turnFinishedMs", (x) => x.turnFinishedMs);
+  const warm = { sandbox: tasks(r.tasksWarm.sandbox), local: tasks(r.tasksWarm.local) };
+  const g4 = "enqueueToRunningWarm";
+  add(warm, g4, "warm: claimed (history `at`)", "claimedAtMs", (x) => x.claimedAtMs);
+  add(warm, g4, "warm: turn.started (`at`)", "turnStartedAtMs", (x) => x.turnStartedAtMs);
+  add(warm, g4, "warm: first text.delta (`at`)  <==", "firstDeltaAtMs", (x) => x.firstDeltaAtMs, true);
+  const lat = { sandbox: latencyStats(r.latency.sandbox), local: latencyStats(r.latency.local) };
+  const g2 = "latency";
+  add(lat, g2, "latency: t_flotilla − t_direct  <==", "addedMs", (x) => x.addedMs, true);
+  add(lat, g2, "latency:   harness SSE → bus publish", "ingestMs", (x) => x.ingestMs);
+  add(lat, g2, "latency:   bus publish → client SSE", "fanoutMs", (x) => x.fanoutMs);
+  add(lat, g2, "latency: model chunk → harness SSE (direct)", "modelToDirectMs", (x) => x.modelToDirectMs);
+  add(lat, g2, "latency: model chunk → client SSE  <==", "modelToClientMs", (x) => x.modelToClientMs, true);
+  add(lat, g2, "latency: streamed turn (send → finished)", "turnMs", (x) => x.turnMs);
+  return rows;
+}
+
+const times = (x: number | null) => (x === null ? "n/a" : `${x}×`);
+
+/** The headline measures sample by sample (streamed turns: each turn's p50), in run order. */
+function samples(r: RuntimeResult): Record<string, PerRuntime<number[]>> {
+  const per = <T>(xs: PerRuntime<T[]>, f: (x: T) => number) => ({
+    sandbox: xs.sandbox.map((x) => Math.round(f(x))),
+    local: xs.local.map((x) => Math.round(f(x))),
+  });
+  return {
+    "cold readyMs": per(r.provisioning, (x) => x.readyMs),
+    "warm firstDeltaAtMs": per(r.tasksWarm, (x) => x.firstDeltaAtMs),
+    "addedMs p50 by turn": per(r.latencyTurns, (x) => stats(x.added).p50),
+    "modelToClientMs p50 by turn": per(r.latencyTurns, (x) => stats(x.modelToClient).p50),
+  };
+}
+
+/** Section 7: every measure for sandbox and local side by side, and what the sandbox costs. */
+export function reportRuntime(out: (s?: string) => void, r: RuntimeResult): void {
+  const s = r.settings;
+  const rows = compareRows(r);
+  const title =
+    `7. Runtime: sandbox vs local (${s.sessions} cold, ${s.tasks} warm, ${s.turns} streamed turns per runtime; ` +
+    "samples alternated ABBA)";
+  const w = Math.max(...rows.map((x) => x.label.length));
+  const cols = ["n s/l", "sbx p50", "sbx p95", "loc p50", "loc p95", "× p50", "× p95"];
+  const cell = (v: number | string) => String(v).padStart(9);
+  const head = `${"(ms; × = sandbox / local)".padEnd(w)} ${cols.map(cell).join("")}`;
+  out(title);
+  out(head);
+  out("-".repeat(head.length));
+  for (const x of rows)
+    out(
+      `${x.label.padEnd(w)} ${[
+        `${x.sandbox.n}/${x.local.n}`,
+        x.sandbox.p50,
+        x.sandbox.p95,
+        x.local.p50,
+        x.local.p95,
+        times(ratioOrNull(x.sandbox.p50, x.local.p50)),
+        times(ratioOrNull(x.sandbox.p95, x.local.p95)),
+      ]
+        .map(cell)
+        .join("")}`,
+    );
+  out();
+  for (const x of rows.filter((y) => y.headline))
+    out(
+      `   ${x.label.replace("  <==", "")}: sandbox costs ${times(ratioOrNull(x.sandbox.p50, x.local.p50))} local at p50 ` +
+        `(${x.sandbox.p50} vs ${x.local.p50} ms), ${times(ratioOrNull(x.sandbox.p95, x.local.p95))} at p95 ` +
+        `(${x.sandbox.p95} vs ${x.local.p95} ms)`,
+    );
+  out();
+  out(
+    "   each measure: one control plane per runtime (config `runtime`, otherwise identical), both up for the whole",
+  );
+  out(
+    "   measure; a sample starts only when neither has a harness booting or stopping (beyond its warm set).",
+  );
+  out(
+    `   cold: pool.warm=0, new repo each, every sample started a harness (checked). warm: pool.warm=${s.warm}, a warm harness taken (checked).`,
+  );
+  const overlapped = (xs: TaskSample[]) => xs.filter((x) => x.otherBoots > 0).length;
+  out(
+    `   warm samples with the pool's top-up booting before their first delta: sandbox ${overlapped(r.tasksWarm.sandbox)}/` +
+      `${r.tasksWarm.sandbox.length}, local ${overlapped(r.tasksWarm.local)}/${r.tasksWarm.local.length}`,
+  );
+  out(
+    "   latency: each streamed turn in a fresh session and harness (after a warm-up turn), the model behind a tap that",
+  );
+  out(
+    "   stamps each chunk as it leaves for the harness. t_direct is the harness's SSE read from outside, i.e. through",
+  );
+  out(
+    "   the sandbox's API bridge: t_flotilla − t_direct is Flotilla's own share and cannot show the bridges; model",
+  );
+  out(
+    "   chunk → client SSE is the whole road (egress bridge, OpenCode, API bridge, Flotilla) and can. Values near 0 are noise.",
+  );
+  for (const rt of ["sandbox", "local"] as const) {
+    const l = r.latency[rt];
+    out(
+      `   ${rt} deltas: ${l.directDeltas} from the harness, ${l.flotillaDeltas} from Flotilla, ${l.matched} matched, ` +
+        `${l.modelToClient.length} matched to a model chunk, ${l.textMismatch} text mismatches`,
+    );
+  }
+  out("   per sample, in run order (ms; ABBA: sandbox ran first in samples 1, 3, 5, ...):");
+  for (const [name, xs] of Object.entries(samples(r)))
+    out(`     ${name.padEnd(26)} sandbox ${xs.sandbox.join(" ")}  |  local ${xs.local.join(" ")}`);
+  out(
+    `   load average (1 min) after: ${Object.entries(r.load)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
+  );
+}
+
+/** Section 7 for BENCH_RESULT. */
+export function runtimeResult(r: RuntimeResult) {
+  const per = (rt: "sandbox" | "local") => ({
+    provisioningCold: provisioning(r.provisioning[rt]),
+    enqueueToRunningWarm: tasks(r.tasksWarm[rt]),
+    latency: latencyStats(r.latency[rt]),
+    overlappedByOtherBoot: r.tasksWarm[rt].filter((x) => x.otherBoots > 0).length,
+  });
+  const brief = (x: Stats) => ({ n: x.n, p50: x.p50, p95: x.p95 });
+  return {
+    measure:
+      "sandbox vs local runtime, one control plane each per measure, samples alternated ABBA; ratios = sandbox / local",
+    settings: r.settings,
+    compare: compareRows(r).map((x) => ({
+      measure: x.measure,
+      sandbox: brief(x.sandbox),
+      local: brief(x.local),
+      sandboxOverLocalP50: ratioOrNull(x.sandbox.p50, x.local.p50),
+      sandboxOverLocalP95: ratioOrNull(x.sandbox.p95, x.local.p95),
+    })),
+    sandbox: per("sandbox"),
+    local: per("local"),
+    samples: samples(r),
+    load: r.load,
   };
 }

@@ -1,15 +1,25 @@
 /**
  * `npm run bench`: one run against real components (embedded Postgres, `opencode serve` harnesses
- * started by Flotilla, the scripted model), control planes in this process, one per phase:
+ * started by Flotilla, the scripted model), control planes in this process, one per phase.
+ * Phases 1–6 run the default runtime (sandbox: bubblewrap; the control planes are given no
+ * FLOTILLA_RUNTIME); phase 7 runs both runtimes side by side:
  *   1. COLD session provisioning: POST /sessions → harness.state ready over SSE, one at a time.
  *   2. Latency Flotilla adds to streamed text deltas: harness SSE vs Flotilla SSE, same clock.
  *   3. Claim throughput: claimNext against a deep queue, one and two claimers (database only).
  *   4. Enqueue → agent running: POST /tasks → first text.delta, warm pool vs cold start.
  *   5. Sessions per GB of harness RSS: one project's sessions sharing a harness vs one each.
  *   6. UI first load of a session page in Chromium: JavaScript transferred, time to first event rendered.
+ *   7. Runtime: sandbox vs local, each measure with one control plane per runtime and the samples
+ *      alternated: cold provisioning (1's measure), enqueue → first delta on a warm harness (4's
+ *      warm half), delta latency (2's, plus model chunk → client through a tap in front of the
+ *      model, which is what the sandbox's socat bridges can add to); p50/p95 of each and
+ *      sandbox / local.
  * Env: BENCH_SESSIONS (10), BENCH_TURNS (5), BENCH_TASKS (8), BENCH_CONCURRENT (8),
- * BENCH_QUEUED (10000), BENCH_CLAIM_S (8, per claimer count), BENCH_TIMEOUT_S (900),
- * BENCH_UI_LOADS (5), BENCH_ONLY=ui runs phase 6 alone, BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
+ * BENCH_QUEUED (10000), BENCH_CLAIM_S (8, per claimer count), BENCH_UI_LOADS (5),
+ * BENCH_RUNTIME_SESSIONS (5 cold provisions per runtime), BENCH_RUNTIME_TASKS (3 warm tasks per
+ * runtime), BENCH_RUNTIME_TURNS (3 streamed turns per runtime), BENCH_TIMEOUT_S (1200),
+ * BENCH_ONLY=ui runs phase 6 alone, BENCH_ONLY=runtime runs phase 7 alone (~4 min on 2 cores),
+ * BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
  * progress on stderr.
  */
 import { loadavg } from "node:os";
@@ -21,8 +31,9 @@ import { runClaims } from "./claim.ts";
 import { type DensityResult, HANG_PROMPT, runDensity } from "./density.ts";
 import { runLatency, STREAM_PROMPT } from "./latency.ts";
 import { runProvisioning } from "./provision.ts";
-import { type Figures, report, result } from "./report.ts";
-import { machine, removeHome, tempDir } from "./support.ts";
+import { type Figures, report, reportRuntime, result, runtimeResult } from "./report.ts";
+import { type RuntimeResult, runRuntimes } from "./runtime.ts";
+import { homesRoot, machine, removeHome, tempDir } from "./support.ts";
 import { runTaskLatency } from "./tasks.ts";
 import { reportUi, runUi, type UiResult } from "./ui.ts";
 
@@ -44,14 +55,20 @@ const settings = {
   queued: intEnv("BENCH_QUEUED", 10_000),
   claimSeconds: intEnv("BENCH_CLAIM_S", 8),
   uiLoads: intEnv("BENCH_UI_LOADS", 5),
+  runtimeSessions: intEnv("BENCH_RUNTIME_SESSIONS", 5),
+  runtimeTasks: intEnv("BENCH_RUNTIME_TASKS", 3),
+  runtimeTurns: intEnv("BENCH_RUNTIME_TURNS", 3),
   words: 200,
   chunkDelayMs: 20,
   warm: 2,
   healthFailures: 20,
 };
-// A safety net against a hang, not the budget: the run takes ~5 min on 2 quiet cores, but a machine
-// busy with other work can stretch every harness start several times over.
-const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 900);
+// A safety net against a hang, not the budget: the run takes ~9 min on 2 quiet cores (phase 7 ~4),
+// but a machine busy with other work can stretch every harness start several times over.
+const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 1200);
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY !== undefined && ONLY !== "" && ONLY !== "ui" && ONLY !== "runtime")
+  throw new Error(`BENCH_ONLY must be ui or runtime, got ${ONLY}`);
 const KEEP = process.env.BENCH_KEEP === "1";
 /** Short, so the pool stops the previous sample's harness quickly (cold phases wait for that). */
 const QUICK_IDLE = { idleMs: 1000, tickMs: 500 };
@@ -62,6 +79,12 @@ const QUICK_IDLE = { idleMs: 1000, tickMs: 500 };
  * mid-turn and fails the sample. The health policy is not what this bench measures.
  */
 const HEALTH = { healthFailures: settings.healthFailures };
+/**
+ * Every phase, likewise: a harness gets 120 s (default 30 s) to answer its first health check. On
+ * oversubscribed cores OpenCode alone can take ~30 s to boot, and the default then stops it and
+ * retries, failing the sample; the boot is what phases 1 and 7 measure, not what they should cut.
+ */
+const READY = { readyTimeoutMs: 120_000 };
 
 // Streamed turns answer with `words` words, one SSE chunk per word (the scripted model splits after
 // each space), chunkDelayMs apart: a steady stream like a fast real model's. Hang turns send a
@@ -91,7 +114,7 @@ let phases: Phases | undefined;
 async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<void> {
   const started = Date.now();
   const pgHome = tempDir("pg");
-  const root = tempDir("home");
+  const root = homesRoot();
   if (!KEEP)
     cleanups.push(
       () => removeHome(pgHome),
@@ -104,17 +127,24 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   cleanups.push(() => model.close());
   phases = new Phases(root, pg.url, model);
   // Where a first turn's time goes: OpenCode's own preparation before it asks the model, or after.
+  // The prompts carry `(<marker>)`: matched with the parentheses, bench-session-1 is not -10's prefix.
   const modelAsked = (marker: string) =>
-    model.requests.find((r) => r.kind === "agent" && JSON.stringify(r.messages).includes(marker))?.time;
+    model.requests.find((r) => r.kind === "agent" && JSON.stringify(r.messages).includes(`(${marker})`))
+      ?.time;
   const ps = phases;
+  /** Boots a control plane whose close is also one of the run's cleanups (it is idempotent). */
+  const boot = async (...[name, pool, opts]: Parameters<Phases["boot"]>): Promise<Phase> => {
+    const p = await ps.boot(name, pool, { ...opts, harness: READY });
+    cleanups.push(() => p.close());
+    return p;
+  };
   /** Boots a phase's control plane, runs fn against it, and always closes it (stops its harnesses). */
   const phase = async <T>(
     name: string,
     pool: Parameters<Phases["boot"]>[1],
     fn: (p: Phase) => Promise<T>,
   ): Promise<T> => {
-    const p = await ps.boot(name, { ...HEALTH, ...pool });
-    cleanups.push(() => p.close());
+    const p = await boot(name, { ...HEALTH, ...pool });
     try {
       return await fn(p);
     } finally {
@@ -122,29 +152,72 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     }
   };
 
-  // The same opencode the phases' control planes resolve (they are given the same env).
-  const opencodeBin = loadConfig({ env: { FLOTILLA_HOME: root, PATH: process.env.PATH } }).harness
-    .opencodeBin;
-  const m = machine(opencodeBin, ROOT);
+  // The same opencode and default runtime the phases' control planes resolve (they are given the same env).
+  const defaults = loadConfig({ env: { FLOTILLA_HOME: root, PATH: process.env.PATH } });
+  const m = machine(defaults.harness.opencodeBin, ROOT);
   out(`Flotilla bench  ${new Date().toISOString()}  commit ${m.commit}`);
   out(`machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.platform}`);
   out(`software: node ${m.node}, opencode ${m.opencode}, embedded postgres, scripted model`);
   const loadStart = load();
   // Other work on the machine (test runs, other harnesses) shows up directly in these figures.
   out(`load average at start: ${loadStart.join(" ")} (1/5/15 min, ${m.cpus} cores)`);
-  out(
-    `settings: BENCH_SESSIONS=${settings.sessions} BENCH_TURNS=${settings.turns} BENCH_TASKS=${settings.tasks} ` +
-      `BENCH_CONCURRENT=${settings.concurrent} BENCH_QUEUED=${settings.queued} BENCH_CLAIM_S=${settings.claimSeconds}, ` +
-      `${settings.words} deltas/turn every ${settings.chunkDelayMs} ms; every phase: pool.healthFailures=${HEALTH.healthFailures}`,
-  );
+  const runtimeSettings =
+    `BENCH_RUNTIME_SESSIONS=${settings.runtimeSessions} BENCH_RUNTIME_TASKS=${settings.runtimeTasks} ` +
+    `BENCH_RUNTIME_TURNS=${settings.runtimeTurns}`;
+  const common = `${settings.words} deltas/turn every ${settings.chunkDelayMs} ms; every phase: pool.healthFailures=${HEALTH.healthFailures} harness.readyTimeoutMs=${READY.readyTimeoutMs}`;
+  if (ONLY === "ui") out(`settings: BENCH_UI_LOADS=${settings.uiLoads}; runtime ${defaults.runtime}`);
+  else if (ONLY === "runtime") out(`settings: ${runtimeSettings}, ${common}`);
+  else
+    out(
+      `settings: BENCH_SESSIONS=${settings.sessions} BENCH_TURNS=${settings.turns} BENCH_TASKS=${settings.tasks} ` +
+        `BENCH_CONCURRENT=${settings.concurrent} BENCH_QUEUED=${settings.queued} BENCH_CLAIM_S=${settings.claimSeconds} ` +
+        `BENCH_UI_LOADS=${settings.uiLoads} ${runtimeSettings}, ${common}; phases 1–6: runtime ${defaults.runtime}`,
+    );
   out();
   const loads: Record<string, number[]> = {};
+
+  const runtimePhase = (): Promise<RuntimeResult> =>
+    runRuntimes({
+      boot: (name, pool, opts) => boot(name, { ...HEALTH, ...pool }, opts),
+      settings: {
+        sessions: settings.runtimeSessions,
+        tasks: settings.runtimeTasks,
+        turns: settings.runtimeTurns,
+        warm: settings.warm,
+      },
+      quickIdle: QUICK_IDLE,
+      modelUrl: model.url,
+      modelAsked,
+      signal,
+      progress,
+      load: () => load()[0]!,
+    });
+  if (ONLY === "runtime") {
+    const runtime = await runtimePhase();
+    reportRuntime(out, runtime);
+    const problems = ps.problems();
+    out();
+    out(`server logs: ${problems.length} warn/error lines${problems.length ? " (first 5 below)" : ""}`);
+    for (const l of problems.slice(0, 5)) out(`  ${l}`);
+    const loadEnd = load();
+    out(`load average at end: ${loadEnd.join(" ")}; run took ${Math.round((Date.now() - started) / 1000)} s`);
+    out(
+      `BENCH_RESULT ${JSON.stringify({
+        machine: m,
+        runtime: runtimeResult(runtime),
+        durationS: Math.round((Date.now() - started) / 100) / 10,
+        serverLogProblems: problems.length,
+        load: { start: loadStart, end: loadEnd },
+      })}`,
+    );
+    return;
+  }
 
   const uiPhase = (): Promise<UiResult | undefined> =>
     phase("ui", { warm: 0 }, (p) =>
       runUi({ client: p.client, url: p.server.url, token: p.token, loads: settings.uiLoads, progress }),
     );
-  if (process.env.BENCH_ONLY === "ui") {
+  if (ONLY === "ui") {
     progress(`6. UI first load: ${settings.uiLoads} loads`);
     const ui = await uiPhase();
     reportUi(out, ui, "6");
@@ -225,6 +298,9 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   const ui = await uiPhase();
   loads.ui = load();
 
+  const runtime = await runtimePhase();
+  loads.runtime = load();
+
   const figures: Figures = {
     provisioning,
     latency,
@@ -237,6 +313,8 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   report(out, figures, settings);
   out();
   reportUi(out, ui, "6");
+  out();
+  reportRuntime(out, runtime);
 
   const problems = ps.problems();
   const controlPlaneRssBytes = process.memoryUsage().rss;
@@ -254,13 +332,19 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
       .join(", ")}`,
   );
   out(`load average at end: ${loadEnd.join(" ")}; run took ${Math.round((Date.now() - started) / 1000)} s`);
-  const r = result(m, figures, settings, {
-    ui,
-    controlPlaneRssBytes,
-    durationS: Math.round((Date.now() - started) / 100) / 10,
-    serverLogProblems: problems.length,
-    load: { start: loadStart, end: loadEnd, afterPhase: loads },
-  });
+  const r = result(
+    m,
+    figures,
+    { ...settings, runtime: defaults.runtime },
+    {
+      ui,
+      runtime: runtimeResult(runtime),
+      controlPlaneRssBytes,
+      durationS: Math.round((Date.now() - started) / 100) / 10,
+      serverLogProblems: problems.length,
+      load: { start: loadStart, end: loadEnd, afterPhase: loads },
+    },
+  );
   out(`BENCH_RESULT ${JSON.stringify(r)}`);
 }
 

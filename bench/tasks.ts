@@ -44,24 +44,22 @@ export async function runTaskLatency(opts: {
   /** Wall-clock time of the first agent request to the model whose prompt holds `marker`. */
   modelAsked: (marker: string) => number | undefined;
   onSample: (i: number, s: TaskSample) => void;
+  /** Names the tasks' prompts (`<label>-<i>`; default bench-task-<mode>). */
+  label?: string;
 }): Promise<TaskSample[]> {
   const { client, signal } = opts;
   const out: TaskSample[] = [];
   for (let i = 0; i < opts.count; i++) {
     await poll(
-      async () => {
-        const hs = (await client.harnesses()).filter((h) => LIVE.includes(h.state));
-        const warmReady = hs.filter((h) => h.projectId === null && h.state === "ready").length;
-        // Quiet means: the warm set is complete and ready, and nothing else holds a harness.
-        return warmReady === opts.warm && hs.length === opts.warm ? true : undefined;
-      },
+      () => quiet(client, opts.warm),
       opts.mode === "warm" ? `${opts.warm} warm harnesses, and nothing else running` : "no harness running",
       120_000,
       signal,
     );
     const repo = makeRepo();
     try {
-      const s = await once(client, repo, `bench-task-${opts.mode}-${i + 1}`, opts.modelAsked, signal);
+      const label = opts.label ?? `bench-task-${opts.mode}`;
+      const s = await once(client, repo, `${label}-${i + 1}`, opts.modelAsked, signal);
       if (opts.mode === "warm" && s.harnessStarted)
         throw new Error(`task ${i + 1} started a harness although ${opts.warm} warm ones were ready`);
       if (opts.mode === "cold" && !s.harnessStarted)
@@ -73,6 +71,14 @@ export async function runTaskLatency(opts: {
     }
   }
   return out;
+}
+
+/** True when the pool's warm set (`warm` ready harnesses) is complete and nothing else holds a
+ * harness (warm = 0: no harness at all); undefined otherwise, for poll(). */
+export async function quiet(client: FlotillaClient, warm: number): Promise<true | undefined> {
+  const hs = (await client.harnesses()).filter((h) => LIVE.includes(h.state));
+  const warmReady = hs.filter((h) => h.projectId === null && h.state === "ready").length;
+  return warmReady === warm && hs.length === warm ? true : undefined;
 }
 
 async function once(
