@@ -137,7 +137,9 @@ export async function runLatency(opts: {
         if (!signal.aborted) failure = e as Error;
       }),
     );
-    await until(() => finished.length >= 1, "the warm-up turn", 60_000);
+    // A fresh harness's first turn: OpenCode prepares for a long while before it asks the model, a
+    // minute or more on oversubscribed cores.
+    await until(() => finished.length >= 1, "the warm-up turn", 120_000);
 
     const h = (await client.harnesses()).find((x) => x.shardId === session.shardId && x.state === "ready");
     if (!h?.url) throw new Error(`no ready harness for shard ${session.shardId}`);
