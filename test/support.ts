@@ -111,6 +111,8 @@ export async function startTestServer(opts: {
   });
   config.scheduler = { ...config.scheduler, backoffBaseMs: 200, ...opts.scheduler };
   config.webhooks = { ...config.webhooks, backoffBaseMs: 200, ...opts.webhooks };
+  // A test machine is often loaded (two test files at once, each with harnesses): a generous start.
+  config.harness = { ...config.harness, readyTimeoutMs: deadline(120_000), ...opts.config?.harness };
   // No warm harnesses unless a test asks: each is an idle OpenCode server's worth of memory.
   config.pool = { ...config.pool, warm: 0, ...opts.pool };
   const logFile = join(home, "flotilla.log");

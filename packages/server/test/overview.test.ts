@@ -57,6 +57,7 @@ describe("GET /overview", () => {
     expect(Date.parse(o.at)).toBeGreaterThanOrEqual(before.getTime() - 1000);
     expect(o.since).toBe(utcMidnight(new Date(o.at)).toISOString());
     expect(o.sessions).toEqual({
+      queued: 0,
       provisioning: 0,
       idle: 0,
       running: 0,
@@ -232,7 +233,9 @@ describe("GET /harnesses", () => {
     await collectUntil(t.client, own.id, untilTurnFinished(1));
     // Another org with a live harness of its own, made directly: the API has no way to make orgs.
     await db.query("insert into orgs (id, name) values ('org_other', 'other')");
-    await db.query("insert into shards (id, org_id, dir) values ('shd_other', 'org_other', '/nonexistent')");
+    await db.query(
+      "insert into shards (id, org_id, dir, runtime, network) values ('shd_other', 'org_other', '/nonexistent', 'local', 'open')",
+    );
     await db.query(
       "insert into harnesses (id, driver, state, run_dir, shard_id) values ('hrn_other', 'local', 'ready', '/nonexistent', 'shd_other')",
     );

@@ -106,7 +106,9 @@ describe("harness pool", () => {
   });
 
   it("replaces a harness whose health check hangs", async () => {
-    t = await startTestServer({ scenario, pool: { tickMs: 300, healthFailures: 2, healthGraceMs: 1000 } });
+    // Strict enough to see a wedged server in seconds, not so strict that a busy machine's slow
+    // answer to a fresh harness's first probes passes for one.
+    t = await startTestServer({ scenario, pool: { tickMs: 300, healthFailures: 4, healthGraceMs: 5000 } });
     const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang on" });
     await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
     const [h] = await harnessOf(t, s.shardId);

@@ -253,7 +253,9 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     runtime: file.runtime ?? runtimeFromEnv(env.FLOTILLA_RUNTIME) ?? "sandbox",
     network: file.network ?? "allowlist",
     harness: {
-      readyTimeoutMs: file.harness?.readyTimeoutMs ?? 30_000,
+      // Ready takes ~2-3 s on a quiet machine; a loaded one (other harnesses starting, tests, builds)
+      // stretches it many times over, and a start cut short must begin again from nothing.
+      readyTimeoutMs: file.harness?.readyTimeoutMs ?? 90_000,
       stopGraceMs: file.harness?.stopGraceMs ?? 5_000,
       healthIntervalMs: file.harness?.healthIntervalMs ?? 5_000,
       startAttempts: file.harness?.startAttempts ?? 3,

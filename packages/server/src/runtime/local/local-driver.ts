@@ -101,12 +101,13 @@ export class LocalDriver implements RuntimeDriver {
       if (await healthy(url, spec.password)) return { ...record, endpoint: url, exited };
       await sleep(100);
     }
+    // Read why before stopping it: the stop's own signal must not pass for the cause.
+    const why = gone
+      ? `harness ${gone} before it was ready`
+      : `harness not ready in ${spec.readyTimeoutMs} ms`;
     const tail = await this.logs(record, 4000);
     await this.stop(record, 1000);
-    throw new HarnessStartError(
-      gone ? `harness ${gone} before it was ready` : "harness not ready in time",
-      tail,
-    );
+    throw new HarnessStartError(why, tail);
   }
 
   private ref(record: HarnessRecord): LocalRef {
