@@ -1,6 +1,6 @@
 import { loadavg } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
+import { deadline, makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
 import { scenario } from "./scenario.ts";
 
 // 200 tasks at once on one machine: all finish, none twice, never above the configured concurrency.
@@ -25,100 +25,104 @@ afterAll(async () => {
 });
 
 describe("scale", () => {
-  it(`${TASKS} tasks submitted at once all reach a final state, none twice, within the concurrency`, async () => {
-    const repos = Array.from({ length: 4 }, () => makeRepo());
-    const started = Date.now();
-    const submitted = await Promise.all(
-      Array.from({ length: TASKS }, (_, i) =>
-        t.client.tasks.submit({
-          repo: repos[i % repos.length]!,
-          prompt: `say hello ${i}`,
-          labels: { batch: "scale" },
-        }),
-      ),
-    );
-    expect(new Set(submitted.map((s) => s.task.id)).size).toBe(TASKS);
+  it(
+    `${TASKS} tasks submitted at once all reach a final state, none twice, within the concurrency`,
+    async () => {
+      const repos = Array.from({ length: 4 }, () => makeRepo());
+      const started = Date.now();
+      const submitted = await Promise.all(
+        Array.from({ length: TASKS }, (_, i) =>
+          t.client.tasks.submit({
+            repo: repos[i % repos.length]!,
+            prompt: `say hello ${i}`,
+            labels: { batch: "scale" },
+          }),
+        ),
+      );
+      expect(new Set(submitted.map((s) => s.task.id)).size).toBe(TASKS);
 
-    let peakRunning = 0;
-    let peakHarnessRss = 0;
-    let peakHarnesses = 0;
-    let peakControlPlaneRss = 0;
-    await waitFor(
-      async () => {
-        const [running, queued, harnesses] = await Promise.all([
-          t.client.tasks.list({ state: "running", limit: 200 }),
-          t.client.tasks.list({ state: "queued", limit: 1 }),
-          t.client.harnesses(),
-        ]);
-        peakRunning = Math.max(peakRunning, running.items.length);
-        const ready = harnesses.filter((h) => h.state === "ready");
-        peakHarnesses = Math.max(peakHarnesses, ready.length);
-        peakHarnessRss = Math.max(
-          peakHarnessRss,
-          ready.reduce((a, h) => a + (h.rssBytes ?? 0), 0),
-        );
-        peakControlPlaneRss = Math.max(peakControlPlaneRss, process.memoryUsage().rss);
-        return running.items.length === 0 && queued.items.length === 0;
-      },
-      600_000,
-      "all tasks final",
-    );
-    const seconds = (Date.now() - started) / 1000;
+      let peakRunning = 0;
+      let peakHarnessRss = 0;
+      let peakHarnesses = 0;
+      let peakControlPlaneRss = 0;
+      await waitFor(
+        async () => {
+          const [running, queued, harnesses] = await Promise.all([
+            t.client.tasks.list({ state: "running", limit: 200 }),
+            t.client.tasks.list({ state: "queued", limit: 1 }),
+            t.client.harnesses(),
+          ]);
+          peakRunning = Math.max(peakRunning, running.items.length);
+          const ready = harnesses.filter((h) => h.state === "ready");
+          peakHarnesses = Math.max(peakHarnesses, ready.length);
+          peakHarnessRss = Math.max(
+            peakHarnessRss,
+            ready.reduce((a, h) => a + (h.rssBytes ?? 0), 0),
+          );
+          peakControlPlaneRss = Math.max(peakControlPlaneRss, process.memoryUsage().rss);
+          return running.items.length === 0 && queued.items.length === 0;
+        },
+        deadline(840_000),
+        "all tasks final",
+      );
+      const seconds = (Date.now() - started) / 1000;
 
-    const db = t.server.services.db;
-    const states = await db.query("select state, count(*)::int as n from tasks group by state");
-    expect(states.rows).toEqual([{ state: "succeeded", n: TASKS }]);
-    // None twice: exactly one succeeded attempt per task, and a task's attempts never overlap. On a
-    // quiet machine every task takes one attempt; on an oversubscribed one a harness may miss its
-    // health checks and an attempt fail retriably and be retried. That is the scheduler working, so
-    // it is allowed, but only after the earlier attempt ended without success, and it is reported.
-    const attempts = await db.query(
-      `select task_id, n, outcome, error, started_at, finished_at,
+      const db = t.server.services.db;
+      const states = await db.query("select state, count(*)::int as n from tasks group by state");
+      expect(states.rows).toEqual([{ state: "succeeded", n: TASKS }]);
+      // None twice: exactly one succeeded attempt per task, and a task's attempts never overlap. On a
+      // quiet machine every task takes one attempt; on an oversubscribed one a harness may miss its
+      // health checks and an attempt fail retriably and be retried. That is the scheduler working, so
+      // it is allowed, but only after the earlier attempt ended without success, and it is reported.
+      const attempts = await db.query(
+        `select task_id, n, outcome, error, started_at, finished_at,
          lead(started_at) over (partition by task_id order by n) as next_started
        from task_attempts`,
-    );
-    const byTask = new Map<string, typeof attempts.rows>();
-    for (const a of attempts.rows) byTask.set(a.task_id, [...(byTask.get(a.task_id) ?? []), a]);
-    expect(byTask.size).toBe(TASKS);
-    for (const [id, tries] of byTask) {
-      expect({ id, succeeded: tries.filter((a) => a.outcome === "succeeded").length }).toEqual({
-        id,
-        succeeded: 1,
-      });
-      expect(tries.at(-1).outcome).toBe("succeeded");
-      for (const a of tries.slice(0, -1))
-        expect(a.finished_at.getTime()).toBeLessThanOrEqual(a.next_started.getTime());
-    }
-    const retried = [...byTask].filter(([, tries]) => tries.length > 1);
-    if (retried.length)
-      console.log(
-        `retried (machine load ${loadavg()[0]?.toFixed(1)}): ${retried
-          .map(
-            ([id, tries]) =>
-              `${id}: ${tries.map((a) => `${a.outcome} ${JSON.stringify(a.error)}`).join(" → ")}`,
-          )
-          .join("; ")}`,
       );
-    const finals = await db.query(
-      "select task_id from task_history where to_state = 'succeeded' group by task_id having count(*) <> 1",
-    );
-    expect(finals.rows).toEqual([]);
-    // Never above the limit, judged from the recorded attempt intervals (not just our samples).
-    const overlap = await db.query(
-      `select max(c)::int as peak from (
+      const byTask = new Map<string, typeof attempts.rows>();
+      for (const a of attempts.rows) byTask.set(a.task_id, [...(byTask.get(a.task_id) ?? []), a]);
+      expect(byTask.size).toBe(TASKS);
+      for (const [id, tries] of byTask) {
+        expect({ id, succeeded: tries.filter((a) => a.outcome === "succeeded").length }).toEqual({
+          id,
+          succeeded: 1,
+        });
+        expect(tries.at(-1).outcome).toBe("succeeded");
+        for (const a of tries.slice(0, -1))
+          expect(a.finished_at.getTime()).toBeLessThanOrEqual(a.next_started.getTime());
+      }
+      const retried = [...byTask].filter(([, tries]) => tries.length > 1);
+      if (retried.length)
+        console.log(
+          `retried (machine load ${loadavg()[0]?.toFixed(1)}): ${retried
+            .map(
+              ([id, tries]) =>
+                `${id}: ${tries.map((a) => `${a.outcome} ${JSON.stringify(a.error)}`).join(" → ")}`,
+            )
+            .join("; ")}`,
+        );
+      const finals = await db.query(
+        "select task_id from task_history where to_state = 'succeeded' group by task_id having count(*) <> 1",
+      );
+      expect(finals.rows).toEqual([]);
+      // Never above the limit, judged from the recorded attempt intervals (not just our samples).
+      const overlap = await db.query(
+        `select max(c)::int as peak from (
          select count(*) over (order by at, delta) as c0, sum(delta) over (order by at, delta rows unbounded preceding) as c
          from (select started_at as at, 1 as delta from task_attempts union all select finished_at, -1 from task_attempts) ev) x`,
-    );
-    expect(overlap.rows[0].peak).toBeLessThanOrEqual(CONCURRENCY);
-    expect(peakRunning).toBeLessThanOrEqual(CONCURRENCY);
+      );
+      expect(overlap.rows[0].peak).toBeLessThanOrEqual(CONCURRENCY);
+      expect(peakRunning).toBeLessThanOrEqual(CONCURRENCY);
 
-    const mb = (b: number) => `${Math.round(b / 1048576)} MB`;
-    console.log(
-      [
-        `${TASKS} tasks in ${seconds.toFixed(1)} s (${(TASKS / seconds).toFixed(2)} tasks/s), concurrency limit ${CONCURRENCY}, peak running ${peakRunning} (from attempts: ${overlap.rows[0].peak})`,
-        `control plane + test process RSS peak ${mb(peakControlPlaneRss)}`,
-        `harnesses: peak ${peakHarnesses} ready, their RSS peak ${mb(peakHarnessRss)} in all`,
-      ].join("\n"),
-    );
-  }, 900_000);
+      const mb = (b: number) => `${Math.round(b / 1048576)} MB`;
+      console.log(
+        [
+          `${TASKS} tasks in ${seconds.toFixed(1)} s (${(TASKS / seconds).toFixed(2)} tasks/s), concurrency limit ${CONCURRENCY}, peak running ${peakRunning} (from attempts: ${overlap.rows[0].peak})`,
+          `control plane + test process RSS peak ${mb(peakControlPlaneRss)}`,
+          `harnesses: peak ${peakHarnesses} ready, their RSS peak ${mb(peakHarnessRss)} in all`,
+        ].join("\n"),
+      );
+    },
+    deadline(900_000),
+  );
 });

@@ -1,5 +1,15 @@
 import { execFile, spawn } from "node:child_process";
-import { chmodSync, chownSync, closeSync, mkdirSync, openSync, realpathSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  mkdirSync,
+  openSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
 import { healthy } from "../../agents/opencode/health.ts";
@@ -32,6 +42,18 @@ interface SandboxRef {
   pid: number | null;
   pidStart: string | null;
   [k: string]: string | number | null;
+}
+
+/**
+ * Where the host side of a harness's bridges lives: its run dir, unless that makes a socket path
+ * longer than a Unix socket address holds (108 bytes, `sun_path`; a long FLOTILLA_HOME), then a
+ * short directory of its own under /tmp.
+ */
+export function bridgeDir(runDir: string, harnessId: string): string {
+  const inRun = join(runDir, "bridges");
+  return join(inRun, "egress-65535.sock").length < 100
+    ? inRun
+    : join(tmpdir(), "flotilla-bridges", harnessId);
 }
 
 /** A loopback endpoint the agent may reach under `allowlist`, bridged into its network namespace. */
@@ -114,7 +136,7 @@ export class SandboxDriver implements RuntimeDriver {
     mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
     // The password sits in a 0600 file so a restarted control plane can reach an adopted harness.
     writeFileSync(join(spec.runDir, "password"), spec.password, { mode: 0o600 });
-    const bridges = join(spec.runDir, "bridges");
+    const bridges = bridgeDir(spec.runDir, spec.harnessId);
     mkdirSync(bridges, { recursive: true, mode: 0o700 });
     if (o) chownSync(bridges, o.uid, o.gid);
     const logPath = join(spec.runDir, "harness.log");
@@ -219,6 +241,8 @@ export class SandboxDriver implements RuntimeDriver {
   async stop(record: HarnessRecord, graceMs: number): Promise<void> {
     const r = this.ref(record);
     await stopGroup(r.pid, r.pidStart, graceMs);
+    // Its sockets go with it (the run dir itself stays, with the harness's log).
+    rmSync(bridgeDir(record.runDir, record.harnessId), { recursive: true, force: true });
   }
 
   async inspect(record: HarnessRecord): Promise<"running" | "gone"> {
