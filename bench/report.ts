@@ -393,7 +393,7 @@ export function reportRuntime(out: (s?: string) => void, r: RuntimeResult): void
   }
   out("   per sample, in run order (ms; ABBA: sandbox ran first in samples 1, 3, 5, ...):");
   for (const [name, xs] of Object.entries(samples(r)))
-    out(`     ${name.padEnd(26)} sandbox ${xs.sandbox.join(" ")}  |  local ${xs.local.join(" ")}`);
+    out(`     ${name.padEnd(28)} sandbox ${xs.sandbox.join(" ")}  |  local ${xs.local.join(" ")}`);
   out(
     `   load average (1 min) after: ${Object.entries(r.load)
       .map(([k, v]) => `${k} ${v}`)
