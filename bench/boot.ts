@@ -5,7 +5,6 @@ import { FlotillaClient } from "@flotilla/client";
 import type { ScriptedModelServer } from "@flotilla/scripted-model";
 import { type Config, createLogger, loadConfig, type RunningServer, startFlotilla } from "@flotilla/server";
 import pg from "pg";
-import { longestSocketPath, MAX_SOCKET_PATH } from "./support.ts";
 
 /**
  * One npm cache for every harness of every bench run, as a machine in service has one: OpenCode
@@ -88,11 +87,6 @@ export class Phases {
         ...(opts.runtime ? { runtime: opts.runtime } : {}),
       },
     });
-    if (config.runtime === "sandbox" && longestSocketPath(home).length > MAX_SOCKET_PATH)
-      throw new Error(
-        `phase ${name}: home ${home} is too long for the sandbox runtime's bridge sockets ` +
-          `(${longestSocketPath(home).length} > ${MAX_SOCKET_PATH} characters); use a shorter TMPDIR or phase name`,
-      );
     config.pool = { ...config.pool, ...pool };
     config.scheduler = { ...config.scheduler, ...opts.scheduler };
     config.harness = { ...config.harness, ...opts.harness };

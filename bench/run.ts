@@ -80,9 +80,10 @@ const QUICK_IDLE = { idleMs: 1000, tickMs: 500 };
  */
 const HEALTH = { healthFailures: settings.healthFailures };
 /**
- * Every phase, likewise: a harness gets 120 s (default 30 s) to answer its first health check. On
- * oversubscribed cores OpenCode alone can take ~30 s to boot, and the default then stops it and
- * retries, failing the sample; the boot is what phases 1 and 7 measure, not what they should cut.
+ * Every phase, likewise: a harness gets 120 s to answer its first health check, whatever the
+ * configured default. On oversubscribed cores OpenCode alone can take 30 s and more to boot, and a
+ * deadline that cuts it stops it and retries, failing the sample; the boot is what phases 1 and 7
+ * measure, not what they should cut.
  */
 const READY = { readyTimeoutMs: 120_000 };
 

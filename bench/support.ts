@@ -12,18 +12,13 @@ export function tempDir(prefix: string): string {
 }
 
 /**
- * The root of the control planes' homes, kept short: the sandbox runtime puts Unix sockets at
- * <home>/harnesses/<harness id>/bridges/egress-<port>.sock, and a socket path holds at most 107
- * characters (sun_path), so a home longer than ~40 makes every sandboxed harness fail to start.
+ * The root of the control planes' homes, kept short: the sandbox runtime puts its bridges' Unix
+ * sockets in <home>/harnesses/<harness id>/bridges/ while the path fits a socket address (sun_path),
+ * and elsewhere under /tmp when it would not; short homes keep them with the run, removed with it.
  */
 export function homesRoot(): string {
   return mkdtempSync(join(tmpdir(), "fb-"));
 }
-
-/** The longest bridge socket path the sandbox runtime makes under `home` (see homesRoot). */
-export const longestSocketPath = (home: string) =>
-  join(home, "harnesses", `hrn_${"x".repeat(26)}`, "bridges", "egress-65535.sock");
-export const MAX_SOCKET_PATH = 107;
 
 const gitEnv = {
   GIT_AUTHOR_NAME: "bench",
