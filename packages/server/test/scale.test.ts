@@ -18,6 +18,10 @@ beforeAll(async () => {
       maxQueued: 1000,
     },
     pool: { workspacesPerHarness: 4, tickMs: 1000 },
+    // The scheduler's invariants under load, not the runtime's: on the sandbox this run did not
+    // finish within 840 s on the shared 2-core machine (see the closing note of the isolation work);
+    // the sandbox's own cost is measured by `npm run bench` (BENCH_ONLY=runtime).
+    config: { runtime: "local" },
   });
 });
 afterAll(async () => {
