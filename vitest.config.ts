@@ -1,15 +1,41 @@
 import { defineConfig } from "vitest/config";
 
+// The tests that load the whole machine on purpose (dozens of sessions or tasks at once) run last
+// and alone: beside other files they starve those files' harnesses of the two cores, and each
+// other's figures mean nothing. Everything else runs two files at a time.
+// The same scale factor as test/support.ts (FLOTILLA_TEST_SCALE): every deadline grows with it.
+const SCALE = Math.max(1, Number(process.env.FLOTILLA_TEST_SCALE ?? 1) || 1);
+const HEAVY = ["packages/server/test/scale.test.ts", "packages/server/test/capacity.test.ts"];
+
 export default defineConfig({
   test: {
-    include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
     globalSetup: ["test/global-setup.ts"],
     // Real OpenCode servers and Postgres: generous per-test deadlines; tests wait on events, not sleeps.
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
+    testTimeout: 120_000 * SCALE,
+    hookTimeout: 120_000 * SCALE,
     pool: "forks",
     // Two cores: two files at a time; each file starts its own harnesses.
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    reporters: process.env.CI ? ["default"] : ["default"],
+    reporters: ["default"],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "suite",
+          sequence: { groupOrder: 0 },
+          include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
+          exclude: ["**/node_modules/**", ...HEAVY],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "load",
+          include: HEAVY,
+          sequence: { groupOrder: 1 },
+          poolOptions: { forks: { singleFork: true } },
+        },
+      },
+    ],
   },
 });

@@ -12,7 +12,8 @@ import { inject } from "vitest";
 export const ROOT = resolve(import.meta.dirname, "..");
 /**
  * One scale factor for every deadline a test sets: 1 on a quiet machine; raise FLOTILLA_TEST_SCALE
- * on a loaded one (deadlines are safety nets; tests wait on events, never on time).
+ * on a loaded one (deadlines are safety nets; tests wait on events, never on time). `waitFor` and
+ * `collectUntil` scale the deadlines they are given; vitest.config.ts scales the per-test ones.
  */
 export const SCALE = Math.max(1, Number(process.env.FLOTILLA_TEST_SCALE ?? 1) || 1);
 export const deadline = (ms: number) => Math.round(ms * SCALE);
@@ -144,7 +145,7 @@ export async function collectUntil(
   opts: { after?: number; timeoutMs?: number } = {},
 ): Promise<SessionEvent[]> {
   const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), opts.timeoutMs ?? 60_000);
+  const timer = setTimeout(() => ac.abort(), deadline(opts.timeoutMs ?? 60_000));
   const all: SessionEvent[] = [];
   try {
     for await (const e of client.sessions.stream(sessionId, { after: opts.after ?? 0, signal: ac.signal })) {
@@ -202,7 +203,7 @@ export async function waitFor<T>(
   timeoutMs = 60_000,
   what = "condition",
 ): Promise<T> {
-  const end = Date.now() + timeoutMs;
+  const end = Date.now() + deadline(timeoutMs);
   let lastErr: unknown;
   while (Date.now() < end) {
     try {

@@ -44,7 +44,7 @@ describe("admission", () => {
           const all = await Promise.all(created.map((s) => t.client.sessions.get(s.id)));
           return all.every((s) => ["idle", "failed", "interrupted"].includes(s.status)) ? all : undefined;
         },
-        deadline(850_000),
+        850_000,
         "every session final",
       );
       const notIdle = final.filter((s: Session) => s.status !== "idle");
