@@ -73,6 +73,21 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
     });
   });
 
+  it("stays live on a session whose history holds an error event", async () => {
+    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "fail auth now" });
+    await collectUntil(t.client, s.id, untilTurnFinished(1));
+    await open(s.id);
+    // The error is shown in the transcript...
+    await w.page
+      .getByText(/invalid api key/)
+      .first()
+      .waitFor();
+    // ...and the stream that carried it is healthy: an SSE frame named `error` used to reach
+    // EventSource's failure handler and leave the badge at "Reconnecting…" for good.
+    await w.page.getByText("live", { exact: true }).waitFor();
+    expect(await w.page.getByRole("status").filter({ hasText: "Reconnecting" }).count()).toBe(0);
+  });
+
   it("answers a permission by keyboard alone: allow once, then reject with a message", async () => {
     await scenarioOn(w, "keyboard", async () => {
       const { page } = w;

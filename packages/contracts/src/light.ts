@@ -144,3 +144,11 @@ export const EVENT_TYPES = [
   "harness.state",
   "terminal.lease",
 ] as const;
+
+/**
+ * The SSE event name a session event is sent under: its type, except `error`, which is sent as
+ * `session.error`. An event named `error` reaches a browser EventSource's own failure handler
+ * (`onerror`), which then reports a healthy stream as broken. The payload keeps `type: "error"`.
+ */
+export const sseEventName = (type: (typeof EVENT_TYPES)[number]): string =>
+  type === "error" ? "session.error" : type;

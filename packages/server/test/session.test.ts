@@ -161,6 +161,27 @@ describe("a session on the real OpenCode server", () => {
     expect(fin?.type === "turn.finished" && fin.data.error?.message).toMatch(/invalid api key/);
     const got = await t.client.sessions.get(s.id);
     expect(got.error?.message).toMatch(/invalid api key/);
+    // On the wire the error event is named `session.error`: a frame named `error` would reach a
+    // browser EventSource's failure handler and make a healthy stream look broken.
+    expect(events.some((e) => e.type === "error")).toBe(true);
+    const ac = new AbortController();
+    const res = await fetch(`${t.url}/sessions/${s.id}/events`, {
+      headers: { accept: "text/event-stream", authorization: `Bearer ${t.token}` },
+      signal: ac.signal,
+    });
+    let wire = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      wire += decoder.decode(chunk, { stream: true });
+      if (wire.includes(": live")) break;
+    }
+    ac.abort();
+    const frames = wire.split("\n\n").filter((f) => f.includes("data:"));
+    const names = frames.map((f) => /^event: (.*)$/m.exec(f)?.[1]);
+    const errorFrame = frames.find((f) => f.includes('"type":"error"'));
+    expect(errorFrame).toMatch(/^event: session\.error$/m);
+    expect(names).not.toContain("error");
+    expect(names).toContain("turn.finished");
   });
 
   it("forks a session into a new one that shares the workspace and history", async () => {

@@ -1,13 +1,13 @@
 import type { SessionEvent } from "@flotilla/client";
-import { EVENT_TYPES } from "@flotilla/contracts/light";
+import { EVENT_TYPES, sseEventName } from "@flotilla/contracts/light";
 import { useEffect, useState } from "react";
 import { emptyTranscript, fold, type Transcript } from "./transcript.ts";
 
 export type Connection = "connecting" | "live" | "reconnecting";
 
-// The server names each SSE event by its type, and EventSource only delivers named events to
-// listeners registered under that name.
-const TYPES = EVENT_TYPES;
+// The server names each SSE event by its type (`error` as `session.error`, clear of EventSource's own
+// failure event), and EventSource only delivers named events to listeners registered under that name.
+const NAMES = EVENT_TYPES.map(sseEventName);
 
 /**
  * The session's events over EventSource, folded into a transcript. EventSource sends the cookie and,
@@ -33,8 +33,6 @@ export function useEventStream(sessionId: string): { transcript: Transcript; con
       setTranscript((t) => fold(t, batch));
     };
     const onEvent = (m: MessageEvent<string>) => {
-      // Our "error" events share their name with EventSource's own failure event, which has no data.
-      if (typeof m.data !== "string") return;
       const e = JSON.parse(m.data) as SessionEvent;
       if (e.seq <= last) return;
       last = e.seq;
@@ -45,7 +43,7 @@ export function useEventStream(sessionId: string): { transcript: Transcript; con
       const url = `/sessions/${encodeURIComponent(sessionId)}/events${last ? `?after=${last}` : ""}`;
       const source = new EventSource(url, { withCredentials: true });
       es = source;
-      for (const t of TYPES) source.addEventListener(t, onEvent as EventListener);
+      for (const t of NAMES) source.addEventListener(t, onEvent as EventListener);
       source.onopen = () => setConnection("live");
       source.onerror = () => {
         if (stopped) return;

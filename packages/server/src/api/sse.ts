@@ -1,4 +1,4 @@
-import type { SessionEvent } from "@flotilla/contracts";
+import { type SessionEvent, sseEventName } from "@flotilla/contracts";
 import type { Context } from "hono";
 import type { SSEStreamingApi } from "hono/streaming";
 import { liveSSE } from "../platform/http/sse.ts";
@@ -12,7 +12,7 @@ import type { Services } from "./context.ts";
 export function sessionEventStream(c: Context, s: Services, sessionId: string, after: number): Response {
   let last = after;
   const send = async (stream: SSEStreamingApi, e: SessionEvent) => {
-    await stream.writeSSE({ id: String(e.seq), event: e.type, data: JSON.stringify(e) });
+    await stream.writeSSE({ id: String(e.seq), event: sseEventName(e.type), data: JSON.stringify(e) });
     last = e.seq;
   };
   const catchUp = async (stream: SSEStreamingApi) => {

@@ -182,7 +182,7 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       path: "/sessions/{id}/events",
       tags,
       description:
-        "With `Accept: text/event-stream`: the stored events after `after` (or `Last-Event-ID`), then live, no gap and no duplicate; each SSE `id` is the event's seq. Otherwise a JSON page of stored events.",
+        "With `Accept: text/event-stream`: the stored events after `after` (or `Last-Event-ID`), then live, no gap and no duplicate; each SSE `id` is the event's seq and its `event` name the event's type (but `session.error` for `error`, which browsers' EventSource would take for a failure of the stream). Otherwise a JSON page of stored events.",
       request: { params: SessionParams, query: EventsQuery },
       responses: {
         200: {
