@@ -1,5 +1,5 @@
 import { FlotillaError } from "@flotilla/contracts";
-import { createLogger, loadConfig, startFlotilla } from "@flotilla/server";
+import { type Config, createLogger, loadConfig, startFlotilla } from "@flotilla/server";
 
 export interface ServerFlags {
   host?: string;
@@ -9,14 +9,21 @@ export interface ServerFlags {
 
 /** `flotilla server` / `npm start`: run the control plane until SIGINT/SIGTERM, then stop what it started. */
 export async function runServer(flags: ServerFlags): Promise<void> {
-  const config = loadConfig({
-    env: process.env,
-    flags: {
-      host: flags.host,
-      port: flags.port !== undefined ? Number(flags.port) : undefined,
-      config: flags.config,
-    },
-  });
+  let config: Config;
+  try {
+    config = loadConfig({
+      env: process.env,
+      flags: {
+        host: flags.host,
+        port: flags.port !== undefined ? Number(flags.port) : undefined,
+        config: flags.config,
+      },
+    });
+  } catch (e) {
+    // A bad config file or variable: every problem, one line each, for a person to fix. Exit 2.
+    if (e instanceof FlotillaError) refuse(e);
+    throw e;
+  }
   const log = createLogger(config.logLevel, {
     pretty: process.stdout.isTTY && !process.env.FLOTILLA_LOG_JSON,
   });
@@ -24,8 +31,7 @@ export async function runServer(flags: ServerFlags): Promise<void> {
     // A refusal that says what to do (bubblewrap missing, say) is for a person, not a stack trace.
     if (e instanceof FlotillaError) {
       log.flush?.();
-      process.stderr.write(`\nflotilla: ${e.message}\n`);
-      process.exit(2);
+      refuse(e);
     }
     throw e;
   });
@@ -48,4 +54,9 @@ export async function runServer(flags: ServerFlags): Promise<void> {
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+function refuse(e: FlotillaError): never {
+  process.stderr.write(`\nflotilla: ${e.message}\n`);
+  process.exit(2);
 }

@@ -1,11 +1,11 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ROOT } from "../../../test/support.ts";
+import { ROOT, tempDir } from "../../../test/support.ts";
 import { runCli } from "./cli.ts";
 
 // What a newcomer types first: no server needed.
-describe("flotilla --version and server --help", () => {
+describe("first steps: --version, server --help, a bad config file", () => {
   const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
 
   it("--version and -V print the version of the checkout and exit 0", async () => {
@@ -22,5 +22,20 @@ describe("flotilla --version and server --help", () => {
     expect(r.stdout).toMatch(/npm start. builds it first/);
     expect(r.stdout).toMatch(/FLOTILLA_HOME \(default ~\/\.flotilla\)/);
     expect(r.stdout).toMatch(/\/var\/lib\/flotilla\/<hash>/);
+  });
+
+  it("server with a bad config file prints every problem, one line each, and exits 2 without a stack", async () => {
+    const home = tempDir("cli-badcfg");
+    const path = join(home, "config.yaml");
+    writeFileSync(path, "port: 1\nscheduler:\n  maxConcurrent: zero\nrunner: x\n");
+    const r = await runCli(["server", "--config", path], {
+      env: { ...process.env, FLOTILLA_HOME: home } as Record<string, string>,
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      "flotilla: the config file has 2 problems:",
+      `  ${path}:3: scheduler.maxConcurrent: Invalid input: expected number, received string`,
+      `  ${path}:4: runner: unknown field`,
+    ]);
   });
 });

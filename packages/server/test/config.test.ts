@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaClient } from "@flotilla/client";
 import { FlotillaError } from "@flotilla/contracts";
@@ -7,6 +7,7 @@ import { createLogger, loadConfig, startFlotilla } from "@flotilla/server";
 import { describe, expect, it } from "vitest";
 import { collectUntil, createTestDb, makeRepo, tempDir, untilTurnFinished } from "../../../test/support.ts";
 import { opencodeConfig } from "../src/agents/opencode/config.ts";
+import { parseConfigFile } from "../src/config/config.ts";
 
 describe("configuration", () => {
   it("a custom OpenAI-compatible provider declared in config.yaml drives a session, with its key from the environment", async () => {
@@ -79,5 +80,32 @@ providers:
     }
     expect(err).toBeInstanceOf(FlotillaError);
     expect((err as FlotillaError).field).toBe("providers.x.baseURL");
+    expect((err as FlotillaError).message).toContain(`${join(home, "config.yaml")}:3: providers.x.baseURL:`);
+  });
+
+  it("every problem of a config file is named at once, with its line; a YAML syntax error names the file", () => {
+    const path = join(tempDir("badcfg2"), "config.yaml");
+    writeFileSync(path, 'port: "abc"\nscheduler:\n  maxConcurrent: -3\n  bogus: 1\nruntime: vm\n');
+    const problems = (text: string) => {
+      try {
+        parseConfigFile(path, text);
+      } catch (e) {
+        return (e as Error).message.split("\n");
+      }
+      return [];
+    };
+    const four = problems(readFileSync(path, "utf8"));
+    expect(four.map((l) => l.replace(/: [A-Z].*$/, ""))).toEqual([
+      "the config file has 4 problems:",
+      `  ${path}:1: port`,
+      `  ${path}:3: scheduler.maxConcurrent`,
+      `  ${path}:4: scheduler.bogus: unknown field`,
+      `  ${path}:5: runtime`,
+    ]);
+    const lines = problems("port: 1\nscheduler: [\n  x: : y\n");
+    expect(lines[0]).toMatch(/^the config file has (a problem|\d+ problems):$/);
+    expect(lines.slice(1).length).toBeGreaterThan(0);
+    for (const l of lines.slice(1)) expect(l).toMatch(new RegExp(`^  ${path}:\\d+: \\S`));
+    expect(lines[1]).toContain(`${path}:3:`);
   });
 });

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { FlotillaError, PermissionPolicy } from "@flotilla/contracts";
-import { parse as parseYaml } from "yaml";
+import { isNode, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 
 export const RUNTIMES = ["sandbox", "local"] as const;
@@ -201,6 +201,51 @@ function runtimeFromEnv(v: string | undefined): RuntimeName | undefined {
   );
 }
 
+/**
+ * The config file, checked whole: every YAML syntax error, or else every field the schema refuses,
+ * one line each as `file:line: field: why`, in one error (whose field is the first problem's). A
+ * person fixing a file wants all of its problems at once, each where it is.
+ */
+export function parseConfigFile(path: string, text: string): FileConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const problems: { line: number; field?: string; message: string }[] = doc.errors.map((e) => ({
+    line: lines.linePos(e.pos[0]).line,
+    // yaml's messages end in a code excerpt: the first line says what is wrong.
+    message: e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""),
+  }));
+  if (problems.length === 0) {
+    const parsed = FileConfig.safeParse(doc.toJS() ?? {});
+    if (parsed.success) return parsed.data;
+    // The line of the deepest node the path reaches (a key that is missing has no line of its own).
+    const lineOf = (path: PropertyKey[]) => {
+      for (let n = path.length; n >= 0; n--) {
+        const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n).map(String), true);
+        if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
+      }
+      return 1;
+    };
+    for (const issue of parsed.error.issues) {
+      const keys = issue.code === "unrecognized_keys" ? issue.keys : [undefined];
+      for (const key of keys) {
+        const at = key === undefined ? issue.path : [...issue.path, key];
+        problems.push({
+          line: lineOf(at),
+          field: at.map(String).join(".") || undefined,
+          message: key === undefined ? issue.message : "unknown field",
+        });
+      }
+    }
+  }
+  problems.sort((a, b) => a.line - b.line);
+  const list = problems.map((p) => `  ${path}:${p.line}: ${p.field ? `${p.field}: ` : ""}${p.message}`);
+  throw new FlotillaError(
+    "invalid_request",
+    `the config file has ${problems.length === 1 ? "a problem" : `${problems.length} problems`}:\n${list.join("\n")}`,
+    problems[0]?.field ? { field: problems[0].field } : undefined,
+  );
+}
+
 /** The one place that reads the environment. Everything below receives a Config. */
 export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): Config {
   const home = resolve(flags.home ?? env.FLOTILLA_HOME ?? join(homedir(), ".flotilla"));
@@ -217,16 +262,7 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       );
     }
   }
-  if (text !== undefined) {
-    const parsed = FileConfig.safeParse(parseYaml(text) ?? {});
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new FlotillaError("invalid_request", `${configPath}: ${issue.path.join(".")}: ${issue.message}`, {
-        field: issue.path.join("."),
-      });
-    }
-    file = parsed.data;
-  }
+  if (text !== undefined) file = parseConfigFile(configPath, text);
   const providerEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
     if (v && (KNOWN_KEYS.includes(k) || /_API_KEY$/.test(k)) && !k.startsWith("FLOTILLA_"))
