@@ -276,7 +276,9 @@ export class HarnessManager {
       });
     } catch (e) {
       const reason =
-        e instanceof HarnessStartError ? `${e.message}: ${e.logTail.slice(-500)}` : (e as Error).message;
+        e instanceof HarnessStartError && e.logTail.trim()
+          ? `${e.message}; its log ends: ${e.logTail.trim().slice(-500)}`
+          : (e as Error).message;
       log.error({ reason }, "harness failed to start");
       await this.db.query(
         "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",

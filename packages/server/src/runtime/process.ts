@@ -1,8 +1,18 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { open, readdir } from "node:fs/promises";
 import nodePty from "node-pty";
-import type { ExecResult, ExecSpec, PtyProcess } from "./driver.ts";
+import { healthy } from "../agents/opencode/health.ts";
+import {
+  type ExecResult,
+  type ExecSpec,
+  type HarnessRecord,
+  type HarnessSpec,
+  HarnessStartError,
+  type PtyProcess,
+  type RuntimeDriver,
+  type StartedHarness,
+} from "./driver.ts";
 
 /**
  * Process plumbing shared by the drivers that run on this machine (`local`, `sandbox`): a sandbox
@@ -197,4 +207,41 @@ export function spawnPty(
       }
     },
   };
+}
+
+/**
+ * The second half of every driver's start, once its launcher is spawned (detached, its output in
+ * the run dir's harness.log): record it (`onSpawn`, so a crash from here on leaves it adoptable),
+ * then poll the server until it answers. If the launcher exits or the deadline passes first, the
+ * harness is stopped and the start fails with the true cause and the log's tail.
+ */
+export async function untilReady(
+  child: ChildProcess,
+  record: HarnessRecord & { endpoint: string },
+  spec: Pick<HarnessSpec, "password" | "readyTimeoutMs" | "onSpawn">,
+  driver: Pick<RuntimeDriver, "logs" | "stop">,
+): Promise<StartedHarness> {
+  const exited = new Promise<{ code: number | null; signal: string | null }>((res) =>
+    child.once("exit", (code, signal) => res({ code, signal })),
+  );
+  let gone: string | undefined;
+  void exited.then((x) => {
+    gone ??= `exited with ${x.signal ?? x.code}`;
+  });
+  child.once("error", (e) => {
+    gone ??= e.message;
+  });
+  child.unref();
+  await spec.onSpawn?.(record);
+  // Early requests can hang (OpenCode): poll with short timeouts rather than one long request.
+  const deadline = Date.now() + spec.readyTimeoutMs;
+  while (Date.now() < deadline && !gone) {
+    if (await healthy(record.endpoint, spec.password)) return { ...record, exited };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Read why before stopping it: the stop's own signal must not pass for the cause.
+  const why = gone ? `harness ${gone} before it was ready` : `harness not ready in ${spec.readyTimeoutMs} ms`;
+  const tail = await driver.logs(record, 4000);
+  await driver.stop(record, 1000);
+  throw new HarnessStartError(why, tail);
 }

@@ -1,27 +1,32 @@
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { healthy } from "../../agents/opencode/health.ts";
 import { freePort } from "../../platform/db/embedded.ts";
 import type { Logger } from "../../platform/logger.ts";
-import {
-  type AttachSpec,
-  type ExecResult,
-  type ExecSpec,
-  type HarnessRecord,
-  type HarnessSpec,
-  HarnessStartError,
-  type PtyProcess,
-  type RuntimeDriver,
-  type ShardStorage,
-  type StartedHarness,
+import type {
+  AttachSpec,
+  ExecResult,
+  ExecSpec,
+  HarnessRecord,
+  HarnessSpec,
+  PtyProcess,
+  RuntimeDriver,
+  ShardStorage,
+  StartedHarness,
 } from "../driver.ts";
-import { processStart, runProcess, sameProcess, spawnPty, stopGroup, tailFile, treeRss } from "../process.ts";
+import {
+  processStart,
+  runProcess,
+  sameProcess,
+  spawnPty,
+  stopGroup,
+  tailFile,
+  treeRss,
+  untilReady,
+} from "../process.ts";
 import { provisionShard, sandboxEnv } from "../shard-layout.ts";
 
 export { processStart } from "../process.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface LocalRef {
   pid: number | null;
@@ -73,41 +78,16 @@ export class LocalDriver implements RuntimeDriver {
       stdio: ["ignore", logFd, logFd],
     });
     closeSync(logFd);
-    const exited = new Promise<{ code: number | null; signal: string | null }>((res) =>
-      child.once("exit", (code, signal) => res({ code, signal })),
-    );
-    const spawnError = new Promise<Error>((res) => child.once("error", res));
-    child.unref();
     const pid = child.pid ?? null;
     const url = `http://127.0.0.1:${port}`;
-    const record: HarnessRecord = {
+    const record: HarnessRecord & { endpoint: string } = {
       harnessId: spec.harnessId,
       driver: this.name,
       ref: { pid, pidStart: pid ? processStart(pid) : null } satisfies LocalRef,
       endpoint: url,
       runDir: spec.runDir,
     };
-    await spec.onSpawn?.(record);
-    let gone: string | undefined;
-    void exited.then((x) => {
-      gone = `exited with ${x.signal ?? x.code}`;
-    });
-    void spawnError.then((e) => {
-      gone = e.message;
-    });
-    // Early requests can hang (OpenCode): poll with short timeouts rather than one long request.
-    const deadline = Date.now() + spec.readyTimeoutMs;
-    while (Date.now() < deadline && !gone) {
-      if (await healthy(url, spec.password)) return { ...record, endpoint: url, exited };
-      await sleep(100);
-    }
-    // Read why before stopping it: the stop's own signal must not pass for the cause.
-    const why = gone
-      ? `harness ${gone} before it was ready`
-      : `harness not ready in ${spec.readyTimeoutMs} ms`;
-    const tail = await this.logs(record, 4000);
-    await this.stop(record, 1000);
-    throw new HarnessStartError(why, tail);
+    return untilReady(child, record, spec, this);
   }
 
   private ref(record: HarnessRecord): LocalRef {
