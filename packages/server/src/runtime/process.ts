@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { open, readdir } from "node:fs/promises";
-import nodePty from "node-pty";
+import nodePty from "@lydell/node-pty";
 import { healthy } from "../agents/opencode/health.ts";
 import {
   type ExecResult,
