@@ -19,6 +19,9 @@ const REPLIES: Record<string, Reply> = {
   no: "reject",
 };
 
+/** The single keys that answer at a terminal. */
+const KEYS = new Set(Object.keys(REPLIES).filter((k) => k.length === 1));
+
 export interface Terminal {
   input: NodeJS.ReadableStream & { isTTY?: boolean };
   output: NodeJS.WritableStream & { columns?: number };
@@ -103,8 +106,10 @@ export class PermissionDesk {
   }
 
   private async ask(signal: AbortSignal): Promise<{ reply: Reply; message?: string } | undefined> {
+    const prompt = `  Allow? [o]nce / [a]lways / [r]eject: `;
     for (;;) {
-      const a = await this.question(`  Allow? [o]nce / [a]lways / [r]eject: `, signal);
+      // At a terminal one key answers; piped input (scripts) answers a line at a time.
+      const a = this.term.input.isTTY ? await this.key(prompt, signal) : await this.question(prompt, signal);
       if (a === undefined) return undefined;
       const reply = REPLIES[a.trim().toLowerCase()];
       if (!reply) {
@@ -116,6 +121,59 @@ export class PermissionDesk {
       if (message === undefined) return undefined;
       return { reply, message: message.trim() || undefined };
     }
+  }
+
+  /**
+   * One key from the terminal, in raw mode for the length of the question: o, a or r (or y, n)
+   * answers at once, echoed; Enter is ignored, so `o` then Enter answers as `o` does; any other key
+   * says what to press. Undefined when cancelled, interrupted (Ctrl-C) or at end of input (Ctrl-D).
+   */
+  private key(q: string, signal: AbortSignal): Promise<string | undefined> {
+    if (signal.aborted) return Promise.resolve(undefined);
+    const input = this.term.input as NodeJS.ReadStream;
+    this.term.output.write(q);
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (v: string | undefined) => {
+        if (done) return;
+        done = true;
+        signal.removeEventListener("abort", onAbort);
+        input.off("data", onData);
+        input.off("end", onEnd);
+        input.setRawMode?.(false);
+        input.pause();
+        resolve(v);
+      };
+      const onAbort = () => {
+        this.term.output.write("\n");
+        finish(undefined);
+      };
+      const onEnd = () => finish(undefined);
+      const onData = (chunk: Buffer | string) => {
+        // A key and the Enter after it may come in one read: the first answer ends the question
+        // and the rest of the read goes with it.
+        for (const ch of chunk.toString()) {
+          if (ch === "\u0003") {
+            this.term.output.write("^C\n");
+            finish(undefined);
+            this.onInterrupt();
+            return;
+          }
+          if (ch === "\u0004") return finish(undefined);
+          if (ch === "\r" || ch === "\n") continue;
+          if (KEYS.has(ch.toLowerCase())) {
+            this.term.output.write(`${ch}\n`);
+            return finish(ch.toLowerCase());
+          }
+          this.term.output.write(`${ch}\n${this.style.dim("  press o, a or r")}\n${q}`);
+        }
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      input.setRawMode?.(true);
+      input.on("data", onData);
+      input.once("end", onEnd);
+      input.resume();
+    });
   }
 
   /** One line from the keyboard; undefined when cancelled, interrupted or at end of input. */

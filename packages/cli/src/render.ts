@@ -18,6 +18,9 @@ export interface RendererOptions {
   summaryOwnsFinish?: boolean;
   /** Someone is watching live and nobody prompts: say how to answer a permission ask. */
   askHint?: boolean;
+  /** `flotilla logs`: each turn's first and last lines carry their event's seq (dim `#N`), the
+   * number `--after` takes. */
+  seq?: boolean;
   /** The prompter shows asks itself, right above its question. */
   promptsAsks?: boolean;
 }
@@ -157,7 +160,10 @@ export class Renderer {
         this.endLine();
         if (this.block !== "none") this.emit("\n");
         this.block = "lines";
-        this.emit(`${s.bold("›")} ${s.bold(truncate(firstLine(e.data.prompt), this.width - 4))}\n`);
+        const at = this.o.seq ? s.dim(` #${e.seq}`) : "";
+        this.emit(
+          `${s.bold("›")} ${s.bold(truncate(firstLine(e.data.prompt), this.width - 4 - (this.o.seq ? String(e.seq).length + 2 : 0)))}${at}\n`,
+        );
         return;
       }
       case "tool.updated":
@@ -202,7 +208,7 @@ export class Renderer {
           this.endLine();
           return;
         }
-        this.line(`  ${finishLine(e.data, s)}`);
+        this.line(`  ${finishLine(e.data, s)}${this.o.seq ? s.dim(` #${e.seq}`) : ""}`);
         return;
       case "todo.updated": {
         const todos = e.data.todos;

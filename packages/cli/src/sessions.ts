@@ -102,7 +102,7 @@ export function registerSessions(program: Command): void {
       action(async (id: string, flags: { follow?: boolean; after: number; json?: boolean }, cmd: Command) => {
         const { client } = connect(cmd);
         const s = styleFor(process.stdout);
-        const renderer = new Renderer({ out: process.stdout, style: s, sessionId: id });
+        const renderer = new Renderer({ out: process.stdout, style: s, sessionId: id, seq: true });
         const show = (e: Parameters<Renderer["event"]>[0]) => {
           if (flags.json) print(JSON.stringify(e));
           else renderer.event(e);
@@ -120,10 +120,11 @@ export function registerSessions(program: Command): void {
         }
         // Asks stored before we started may be long answered; only say how to answer live ones.
         const startSeq = (await client.sessions.get(id)).lastSeq;
-        const live = new Renderer({ out: process.stdout, style: s, sessionId: id, askHint: true });
+        const live = new Renderer({ out: process.stdout, style: s, sessionId: id, askHint: true, seq: true });
         const ac = new AbortController();
         process.once("SIGINT", () => ac.abort());
         let warned = false;
+        let last = flags.after;
         for await (const e of client.sessions.stream(id, {
           after: flags.after,
           signal: ac.signal,
@@ -131,13 +132,22 @@ export function registerSessions(program: Command): void {
             if (attempt === 1 && !warned) process.stderr.write("connection lost; reconnecting…\n");
             warned = true;
           },
+          onReconnected: (after) => {
+            if (warned) process.stderr.write(`reconnected; resuming after #${after}\n`);
+            warned = false;
+          },
         })) {
-          warned = false;
+          last = e.seq;
           if (flags.json) print(JSON.stringify(e));
           else (e.seq > startSeq ? live : renderer).event(e);
         }
         renderer.finish();
         live.finish();
+        // Where to pick up: the number --after takes.
+        if (!flags.json)
+          process.stderr.write(
+            `stopped after #${last}: flotilla logs ${id} --follow --after ${last} resumes\n`,
+          );
         return EXIT.interrupted;
       }),
     );

@@ -1,4 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROOT, tempDir } from "../../../test/support.ts";
@@ -37,5 +39,20 @@ describe("first steps: --version, server --help, a bad config file", () => {
       `  ${path}:3: scheduler.maxConcurrent: Invalid input: expected number, received string`,
       `  ${path}:4: runner: unknown field`,
     ]);
+  });
+
+  it("npm install -g of the checkout gives a flotilla that runs from any directory", () => {
+    // A private prefix: the machine's own global packages are not touched.
+    const prefix = tempDir("global-prefix");
+    execFileSync("npm", ["install", "-g", "--prefix", prefix, "--no-audit", "--no-fund", ROOT], {
+      stdio: "pipe",
+      timeout: 120_000,
+    });
+    const out = execFileSync(join(prefix, "bin", "flotilla"), ["--version"], {
+      cwd: tmpdir(),
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: prefix },
+      encoding: "utf8",
+    });
+    expect(out.trim()).toBe(version);
   });
 });

@@ -3,9 +3,17 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import type { SessionEvent } from "@flotilla/contracts";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { assertGapFree, makeRepo, startTestServer, type TestServer, tempDir } from "../../../test/support.ts";
+import {
+  assertGapFree,
+  makeRepo,
+  startTestServer,
+  type TestServer,
+  tempDir,
+  waitFor,
+} from "../../../test/support.ts";
+import { TcpProxy } from "../../../test/tcp-proxy.ts";
 import { scenario } from "../../server/test/scenario.ts";
-import { cliEnv, killChildren, runCli } from "./cli.ts";
+import { cliEnv, killChildren, runCli, spawnCli } from "./cli.ts";
 
 let t: TestServer;
 let conn: string[];
@@ -63,6 +71,13 @@ describe("flotilla run, diff, send, logs", () => {
     expect(text.stdout).toContain("› write hello please");
     expect(text.stdout).toContain("› say hello");
     expect(text.stdout.match(/✓ done in/g)).toHaveLength(2);
+    // Each turn's first and last lines carry their seq: the number --after takes, without --json.
+    const second = /› say hello #(\d+)/.exec(text.stdout);
+    expect(second, text.stdout).not.toBeNull();
+    expect(text.stdout).toMatch(/✓ done in .* #\d+/);
+    const rest = await runCli(["logs", id, "--after", String(Number(second![1]) - 1), ...conn]);
+    expect(rest.stdout).toContain("› say hello");
+    expect(rest.stdout).not.toContain("› write hello please");
 
     const json = await runCli(["logs", id, "--json", ...conn]);
     const events = json.stdout
@@ -78,6 +93,32 @@ describe("flotilla run, diff, send, logs", () => {
         .split("\n")
         .map((l) => JSON.parse(l).seq),
     ).toEqual([events.length - 1, events.length]);
+  });
+
+  it("logs --follow says when the stream drops and when it is back, and where to resume after Ctrl-C", async () => {
+    const proxy = await new TcpProxy(new URL(t.url)).start();
+    try {
+      const last = (await t.client.sessions.get(id)).lastSeq;
+      const r = spawnCli(["logs", id, "--follow", "--server", proxy.url, "--token", t.token]);
+      await waitFor(async () => r.stdout().includes("› say hello"), 30_000, "the replay");
+      proxy.refuse();
+      expect(proxy.drop()).toBeGreaterThan(0);
+      await waitFor(async () => r.stderr().includes("connection lost; reconnecting…"), 30_000, "the warning");
+      proxy.accept();
+      await waitFor(
+        async () => r.stderr().includes(`reconnected; resuming after #${last}`),
+        30_000,
+        "the reconnection",
+      );
+      r.child.kill("SIGINT");
+      const { code } = await r.exited;
+      expect(code).toBe(130);
+      expect(r.stderr()).toContain(
+        `stopped after #${last}: flotilla logs ${id} --follow --after ${last} resumes`,
+      );
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("lists and shows sessions, as a table and as JSON", async () => {

@@ -21,14 +21,15 @@ const run = (prompt: string, repo: string) =>
   `cd ${sh(ROOT)} && node ${sh(BIN)} run ${sh(prompt)} --repo ${sh(repo)} --server ${sh(t.url)} --token ${sh(t.token)}`;
 
 describe("flotilla run at a terminal, answering permission asks", () => {
-  it("shows the ask with the file and its change; `o` allows it once and the file is written", async () => {
+  it("shows the ask with the file and its change; the single key `o` allows it once and the file is written", async () => {
     const name = tmux.start(run("write hello", makeRepo()));
     try {
       const screen = await tmux.waitFor(name, /Allow\? \[o\]nce \/ \[a\]lways \/ \[r\]eject:\s*$/m);
       const text = screen.input!;
       expect(text).toMatch(/\? edit\s+hello\.txt/);
       expect(text).toContain("+hello from the agent");
-      tmux.keys(name, "o", "Enter");
+      // One key answers: no Enter needed.
+      tmux.keys(name, "o");
       const [, code] = await tmux.waitFor(name, /^EXIT=(\d+)$/m);
       const after = tmux.screen(name);
       expect(code, after).toBe("0");
@@ -47,10 +48,10 @@ describe("flotilla run at a terminal, answering permission asks", () => {
     const name = tmux.start(run("write hello", makeRepo()));
     try {
       await tmux.waitFor(name, /Allow\? \[o\]nce \/ \[a\]lways \/ \[r\]eject:\s*$/m);
-      // An answer that is not one of the choices asks again.
-      tmux.keys(name, "x", "Enter");
-      await tmux.waitFor(name, /type o, a or r/);
-      tmux.keys(name, "r", "Enter");
+      // A key that is not one of the choices says which to press and asks again.
+      tmux.keys(name, "x");
+      await tmux.waitFor(name, /press o, a or r/);
+      tmux.keys(name, "r");
       await tmux.waitFor(name, /Tell the agent why \(optional, Enter to skip\):\s*$/m);
       tmux.type(name, "not now, use notes.md instead");
       tmux.keys(name, "Enter");

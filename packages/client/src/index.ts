@@ -70,6 +70,8 @@ export interface StreamOptions {
   /** Reconnect with Last-Event-ID when the connection drops (default true). */
   reconnect?: boolean;
   onReconnecting?: (attempt: number, error: unknown) => void;
+  /** The stream is open again after `onReconnecting`, resuming after `after` (the last seq seen). */
+  onReconnected?: (after: number) => void;
 }
 
 /**
@@ -288,6 +290,7 @@ export class FlotillaClient {
             throw new FlotillaError("internal", `HTTP ${res.status}`);
           }
         }
+        if (attempt > 0) opts.onReconnected?.(last);
         attempt = 0;
         const parser = createParser({
           onEvent: (ev) => {

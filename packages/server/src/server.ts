@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { newId } from "@flotilla/contracts";
 import { demoScenario, type ScriptedModelServer, startScriptedModel } from "@flotilla/scripted-model";
 import { serve } from "@hono/node-server";
+import { ModelCatalog } from "./agents/opencode/catalog.ts";
 import { createApp } from "./api/app.ts";
 import type { Services } from "./api/context.ts";
 import { attachTerminalSocket } from "./api/sockets/terminal.ts";
@@ -162,6 +163,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       bus,
       events,
       demoProvider: demo ? DEMO_PROVIDER : undefined,
+      models: new ModelCatalog(config, harnesses, demo ? DEMO_PROVIDER : undefined),
       isReady: () => ready,
     };
     const app = createApp(services);

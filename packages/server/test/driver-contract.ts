@@ -6,6 +6,7 @@ import { tempDir, waitFor } from "../../../test/support.ts";
 import { opencodeServerEnv } from "../src/agents/opencode/config.ts";
 import { healthy } from "../src/agents/opencode/health.ts";
 import type { HarnessRecord, RuntimeDriver, ShardStorage } from "../src/runtime/driver.ts";
+import { tailFile } from "../src/runtime/process.ts";
 
 /**
  * The contract every runtime driver passes (in the spirit of Hono's shared router suite): one
@@ -151,19 +152,38 @@ export function driverContract(name: string, make: () => RuntimeDriver) {
           shard.dir,
           runDir,
         ],
-        { stdio: ["ignore", "pipe", "inherit"] },
+        { stdio: ["ignore", "pipe", "pipe"] },
       );
       children.push(child);
       let line = "";
+      let err = "";
       child.stdout!.on("data", (d) => {
         line += d;
       });
-      await waitFor(async () => line.includes("\n"), 90_000, "record from the child");
+      child.stderr!.on("data", (d) => {
+        err += d;
+      });
+      const exit = new Promise<string>((r) => child.once("exit", (code, signal) => r(`${signal ?? code}`)));
+      let exited: string | undefined;
+      void exit.then((x) => {
+        exited = x;
+      });
+      // If it never says, the failure says what the child and its harness did.
+      await waitFor(
+        async () => line.includes("\n") || exited !== undefined,
+        90_000,
+        "record from the child",
+      ).catch(async (e) => {
+        throw new Error(
+          `${(e as Error).message}\nchild stderr: ${err.slice(-2000)}\nharness.log: ${(await tailFile(join(runDir, "harness.log"), 2000).catch(() => "(none)")) || "(empty)"}`,
+        );
+      });
+      expect(exited, `the child exited (${exited}) before its record: ${err.slice(-2000)}`).toBeUndefined();
       const record = JSON.parse(line) as HarnessRecord & { password: string };
       started.push(record);
       // The control plane dies hard; its harness does not.
       child.kill("SIGKILL");
-      await new Promise((r) => child.once("exit", r));
+      await exit;
       const next = make();
       expect(await next.inspect(record)).toBe("running");
       expect(await healthy(record.endpoint!, record.password, 5000)).toBe(true);

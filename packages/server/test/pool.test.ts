@@ -122,4 +122,21 @@ describe("harness pool", () => {
     expect(lost.state).toBe("lost");
     expect(lost.reason).toMatch(/health check failed|stopped answering/);
   });
+
+  it("GET /models answers with the last list a harness gave while that harness does not answer", async () => {
+    // Health checks that never give up: the wedged harness stays the one GET /models would ask.
+    t = await startTestServer({ scenario, pool: { tickMs: 300, healthFailures: 1_000_000 } });
+    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "say hi" });
+    await collectUntil(t.client, s.id, untilTurnFinished(1));
+    const fresh = await t.client.models();
+    expect(fresh.models.map((m) => m.id)).toContain("scripted/scripted-1");
+    const [h] = await harnessOf(t, s.shardId);
+    process.kill(-h!.pid!, "SIGSTOP");
+    try {
+      // Unbounded, this request waited on the stopped server for as long as it stayed stopped.
+      expect(await t.client.models()).toEqual(fresh);
+    } finally {
+      process.kill(-h!.pid!, "SIGCONT");
+    }
+  });
 });

@@ -83,6 +83,13 @@ export function timeAgo(iso: string): string {
 
 /** The options of a model picker: every model the server offers, demo ones marked as such. */
 export function ModelOptions({ models }: { models: Catalog["models"] | undefined }) {
+  // The server answers within seconds even when a harness is slow; until then, say so.
+  if (!models)
+    return (
+      <option value="" disabled>
+        Loading models…
+      </option>
+    );
   return (
     <>
       {models?.map((m) => (

@@ -1,3 +1,4 @@
+import type { ModelCatalog } from "../agents/opencode/catalog.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager } from "../harnesses/manager.ts";
 import type { Principal } from "../identity/principal.ts";
@@ -24,6 +25,7 @@ export interface Services {
   bus: EventBus;
   events: EventLog;
   demoProvider: string | undefined;
+  models: ModelCatalog;
   isReady(): boolean;
 }
 

@@ -1,6 +1,5 @@
 import { Catalog, Harness } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { catalog } from "../../agents/opencode/catalog.ts";
 import type { Env, Services } from "../context.ts";
 import { json } from "../openapi.ts";
 
@@ -39,9 +38,11 @@ export function systemRoutes(app: OpenAPIHono<Env>, s: Services): void {
       method: "get",
       path: "/models",
       tags: ["models"],
+      description:
+        "The models a harness offers. A harness that takes more than 2 s to answer is not waited for: the last list a harness gave is returned (or, before any has answered, the configured one).",
       responses: { 200: json(Catalog, "Provider/model catalog") },
     }),
-    async (c) => c.json(await catalog(s.config, s.harnesses, s.demoProvider), 200),
+    async (c) => c.json(await s.models.get(), 200),
   );
   app.openapi(
     createRoute({
