@@ -69,6 +69,9 @@ export interface TestServer {
   server: RunningServer;
   logFile: string;
   db: string;
+  /** A graceful restart of the control plane on the same home and database (a new port: url and
+   * client change). Its harnesses stop with it; the next one starts new harnesses. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -120,7 +123,7 @@ export async function startTestServer(opts: {
   const log = createLogger("debug", { destination: createWriteStream(logFile) });
   const server = await startFlotilla(config, log);
   const token = readFileSync(join(home, "admin.token"), "utf8").trim();
-  return {
+  const t: TestServer = {
     url: server.url,
     token,
     client: new FlotillaClient({ baseUrl: server.url, token }),
@@ -129,12 +132,19 @@ export async function startTestServer(opts: {
     server,
     logFile,
     db,
+    restart: async () => {
+      await t.server.close();
+      t.server = await startFlotilla(config, log);
+      t.url = t.server.url;
+      t.client = new FlotillaClient({ baseUrl: t.url, token });
+    },
     close: async () => {
-      await server.close();
+      await t.server.close();
       await model.close();
       rmSync(home, { recursive: true, force: true });
     },
   };
+  return t;
 }
 
 /** Collects a session's events from the SSE stream until `until` says stop (or the deadline passes). */

@@ -118,6 +118,32 @@ export function registerRun(program: Command): void {
         return 0;
       }),
     );
+
+  program
+    .command("retry")
+    .description(
+      "Run a session's last prompt again; a session that failed to start starts again on a new harness",
+    )
+    .argument("<id>", "session id")
+    .option("--wait", "follow the turn until it ends; exit code by its outcome")
+    .option("-y, --yes", "with --wait: allow every permission ask once, without asking")
+    .option("--json", "print the session (or with --wait the events, as JSON lines)")
+    .addHelpText("after", JSON_HELP.replace("--json,", "--wait --json,"))
+    .action(
+      action(async (id: string, flags: Omit<SendFlags, "model" | "agent">, cmd: Command) => {
+        const { client, url } = connect(cmd);
+        const before = flags.wait ? (await client.sessions.get(id)).lastSeq : 0;
+        const session = await client.sessions.retry(id);
+        const style = styleFor(process.stdout);
+        if (flags.wait) return follow(client, url, session, before, flags, style);
+        if (flags.json) process.stdout.write(`${JSON.stringify(session, null, 2)}\n`);
+        else
+          process.stdout.write(
+            `retrying; ${id} is ${session.status}. Follow it: ${style.bold(`flotilla logs ${id} --follow`)}\n`,
+          );
+        return 0;
+      }),
+    );
 }
 
 function header(s: Session, style: Style): void {
@@ -168,7 +194,10 @@ async function summary(client: FlotillaClient, id: string, r: TurnResult, style:
       `${style.yellow("■")} aborted${r.status === "idle" ? " before the turn started" : " (the server did not confirm the turn's end in time)"}`,
     );
   else if (r.status === "failed")
-    lines.push(`${style.red("✗")} the session could not start${r.error ? `: ${r.error.message}` : ""}`);
+    lines.push(
+      `${style.red("✗")} the session could not start${r.error ? `: ${r.error.message}` : ""}`,
+      style.dim(`  try again: flotilla retry ${id} --wait`),
+    );
   else
     lines.push(
       `${style.yellow("!")} the session is ${r.status ?? "in an unknown state"}${r.error ? `: ${r.error.message}` : ""}`,

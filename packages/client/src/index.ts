@@ -176,6 +176,8 @@ export class FlotillaClient {
     send: (id: string, body: SendMessageBody) =>
       this.request<Session>("POST", `/sessions/${enc(id)}/messages`, body),
     abort: (id: string) => this.request<Session>("POST", `/sessions/${enc(id)}/abort`),
+    /** Runs the last prompt again (a failed session starts again on a new harness). */
+    retry: (id: string) => this.request<Session>("POST", `/sessions/${enc(id)}/retry`),
     fork: (id: string, messageId?: string) =>
       this.request<Session>("POST", `/sessions/${enc(id)}/fork`, messageId ? { messageId } : {}),
     delete: (id: string, opts: { workspace?: boolean } = {}) =>

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { SessionEvent } from "@flotilla/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -84,5 +84,40 @@ describe("permission requests over the API", () => {
       // @ts-expect-error an invalid reply on purpose
       t.client.sessions.reply(s.id, "per_nope", { reply: "sometimes" }),
     ).rejects.toMatchObject({ code: "invalid_request", field: "reply" });
+  });
+
+  it("always allow is kept with the session's policy and still holds after a restart of the control plane", async () => {
+    const repo = makeRepo();
+    const s = await t.client.sessions.create({ repo, prompt: "run a command now" });
+    const upTo = await collectUntil(t.client, s.id, asked);
+    const ask = upTo.at(-1)!;
+    if (ask.type !== "permission.asked") throw new Error("expected a permission ask");
+    expect(ask.data.permission).toBe("bash");
+    await t.client.sessions.reply(s.id, ask.data.requestId, { reply: "always" });
+    const first = await collectUntil(t.client, s.id, untilTurnFinished(1));
+    expect(first.filter((e) => e.type === "turn.finished").at(-1)).toMatchObject({
+      data: { outcome: "success" },
+    });
+    // The answer is part of the session's policy: its patterns allowed on top of "ask".
+    const policy = (await t.client.sessions.get(s.id)).permission;
+    expect(policy).toMatchObject({ bash: { "*": "ask" }, edit: "ask" });
+    const allowed = Object.entries((policy as { bash: Record<string, string> }).bash).filter(
+      ([p, a]) => p !== "*" && a === "allow",
+    );
+    expect(allowed.map(([p]) => p)).toEqual(ask.data.always.length ? ask.data.always : ask.data.patterns);
+
+    // A restart stops every harness: the next turn runs on a new one, which never heard the answer.
+    await t.restart();
+    rmSync(join(s.workspacePath, "bash.txt"));
+    const after = (await t.client.sessions.get(s.id)).lastSeq;
+    await t.client.sessions.send(s.id, { text: "run a command now" });
+    const second = await collectUntil(t.client, s.id, (e, all) => asked(e) || untilTurnFinished(1)(e, all), {
+      after,
+    });
+    expect(second.filter(asked)).toEqual([]);
+    expect(second.filter((e) => e.type === "turn.finished").at(-1)).toMatchObject({
+      data: { outcome: "success" },
+    });
+    expect(readFileSync(join(s.workspacePath, "bash.txt"), "utf8")).toBe("from-bash\n");
   });
 });

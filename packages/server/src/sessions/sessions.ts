@@ -13,7 +13,7 @@ import {
   type SessionPage,
   type SessionStatus,
 } from "@flotilla/contracts";
-import { defaultModel, toRuleset } from "../agents/opencode/config.ts";
+import { allowAlways, defaultModel, toRuleset } from "../agents/opencode/config.ts";
 import { opencodeMessageId } from "../agents/opencode/ids.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager, LiveHarness } from "../harnesses/manager.ts";
@@ -48,6 +48,7 @@ interface SessionRow {
   agent: string | null;
   permission: Session["permission"];
   opencode_id: string | null;
+  pending_prompt: string | null;
   last_seq: number;
   error: ErrorInfo | null;
   turn_started_at: Date | null;
@@ -396,8 +397,11 @@ export class SessionService {
     return rows[0];
   }
 
-  /** Harness up, OpenCode session made, first prompt sent. Failures end in `failed` with the reason. */
-  private async provision(sessionId: string): Promise<void> {
+  /**
+   * Harness up, OpenCode session made, the pending prompt sent (with the turn's model and agent, if
+   * it was given them). Failures end in `failed` with the reason.
+   */
+  private async provision(sessionId: string, turn: { model?: string; agent?: string } = {}): Promise<void> {
     const r = await this.rowById(sessionId);
     try {
       let queued: Promise<unknown> | undefined;
@@ -441,7 +445,7 @@ export class SessionService {
         )
       ).rows[0]?.pending_prompt;
       if (prompt) {
-        await this.startTurn(h, await this.rowById(sessionId), { text: prompt });
+        await this.startTurn(h, await this.rowById(sessionId), { ...turn, text: prompt });
         // An abort that came while the turn was being started found no turn to abort: do it now.
         if (this.abortOnStart.delete(sessionId))
           await this.abort(sessionId, { orgId: r.org_id, tokenId: "", role: "admin" });
@@ -526,14 +530,11 @@ export class SessionService {
 
   async send(id: string, body: SendMessageBody, p: Principal): Promise<Session> {
     let r = await this.localRow(id, p);
-    if (r.status === "provisioning" || r.status === "queued" || ACTIVE.includes(r.status)) {
-      throw new FlotillaError(
-        "session_busy",
-        `session is ${r.status}; wait for the turn to finish or abort it`,
-        { field: "id" },
-      );
-    }
+    this.refuseBusy(r);
     if (r.status === "deleted") throw new FlotillaError("not_found", `no session ${id}`);
+    // A session that failed to start has no agent yet: this message is its first prompt, sent by a
+    // new start (on a new harness), which the session reports as it goes.
+    if (r.status === "failed") return this.restart(r, body, p);
     // A session whose harness is gone resumes on a new harness over the same shard: OpenCode finds
     // its own sessions there, so the agent keeps its memory of earlier turns.
     const h = await this.harnesses.ensure(shardOf(r));
@@ -541,6 +542,66 @@ export class SessionService {
     r = await this.rowById(id);
     await this.startTurn(h, r, body);
     return this.get(id, p);
+  }
+
+  /**
+   * Runs the session's last prompt again as a new turn: the first prompt when the session failed
+   * before any agent took it, otherwise the latest turn's prompt (with that turn's model and agent).
+   * A failed session starts again from a new harness, through the same steps as its first start.
+   */
+  async retry(id: string, p: Principal): Promise<Session> {
+    const r = await this.localRow(id, p);
+    this.refuseBusy(r);
+    let turn: SendMessageBody | undefined = r.pending_prompt ? { text: r.pending_prompt } : undefined;
+    if (!turn) {
+      const { rows } = await this.db.query(
+        "select data from events where session_id = $1 and type = 'turn.started' order by seq desc limit 1",
+        [id],
+      );
+      const d = rows[0]?.data as { prompt: string; model?: string; agent?: string } | undefined;
+      if (d) turn = { text: d.prompt, model: d.model, agent: d.agent };
+    }
+    if (!turn)
+      throw new FlotillaError("conflict", `session ${id} has no prompt to retry; send a message instead`, {
+        field: "id",
+      });
+    if (r.status === "failed") return this.restart(r, turn, p);
+    return this.send(id, turn, p);
+  }
+
+  private refuseBusy(r: SessionRow): void {
+    if (r.status === "provisioning" || r.status === "queued" || ACTIVE.includes(r.status)) {
+      throw new FlotillaError(
+        "session_busy",
+        `session is ${r.status}; wait for the turn to finish or abort it`,
+        { field: "id" },
+      );
+    }
+  }
+
+  /**
+   * A failed session starts over: the prompt becomes pending again and provisioning runs as it did
+   * at creation (harness, OpenCode session, first turn). Only one caller wins the row: a second
+   * retry at the same moment is told the session is busy.
+   */
+  private async restart(r: SessionRow, turn: SendMessageBody, p: Principal): Promise<Session> {
+    const events = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query("select status from sessions where id = $1 for update", [r.id]);
+      if (rows[0]?.status !== "failed")
+        throw new FlotillaError("session_busy", `session is ${rows[0]?.status}; it is no longer failed`, {
+          field: "id",
+        });
+      await tx.query("update sessions set pending_prompt = $2 where id = $1", [r.id, turn.text]);
+      return this.log.appendTx(
+        tx,
+        r.id,
+        [{ type: "session.status", data: { status: "provisioning", reason: "starting again" } }],
+        { status: "provisioning", error: null },
+      );
+    });
+    await this.log.publish(events);
+    this.spawn(this.provision(r.id, { model: turn.model, agent: turn.agent }));
+    return this.get(r.id, p);
   }
 
   async abort(id: string, p: Principal): Promise<Session> {
@@ -668,6 +729,36 @@ export class SessionService {
     });
   }
 
+  /**
+   * "Always" becomes part of the session's policy, in our database and in OpenCode's session: the
+   * harness's own memory of the answer ends with its process, and a restarted control plane starts
+   * new harnesses.
+   */
+  private async rememberAlways(h: LiveHarness, r: SessionRow, requestId: string): Promise<void> {
+    const { rows } = await this.db.query(
+      "select data from events where session_id = $1 and type = 'permission.asked' and data->>'requestId' = $2 limit 1",
+      [r.id, requestId],
+    );
+    const asked = rows[0]?.data as { permission: string; patterns: string[]; always: string[] } | undefined;
+    if (!asked) return;
+    const patterns = asked.always.length ? asked.always : asked.patterns;
+    const policy = await withTx(this.db, async (tx) => {
+      const cur = await tx.query("select permission from sessions where id = $1 for update", [r.id]);
+      const next = allowAlways(cur.rows[0].permission, asked.permission, patterns);
+      await tx.query("update sessions set permission = $2 where id = $1", [r.id, JSON.stringify(next)]);
+      return next;
+    });
+    if (r.opencode_id)
+      await h.client.session
+        .update(
+          { sessionID: r.opencode_id, directory: r.path, permission: toRuleset(policy) },
+          { throwOnError: true },
+        )
+        .catch((err) =>
+          this.logger.warn({ err, session: r.id }, "could not update the harness's session policy"),
+        );
+  }
+
   async replyPermission(
     id: string,
     requestId: string,
@@ -698,6 +789,7 @@ export class SessionService {
       body.reply,
       body.message ?? null,
     ]);
+    if (body.reply === "always") await this.rememberAlways(h, r, requestId);
     await h.client.permission
       .reply(
         { requestID: requestId, directory: r.path, reply: body.reply, message: body.message },

@@ -18,6 +18,24 @@ export function toOpencodePermission(policy: PermissionPolicy): OpencodePermissi
   return { ...BASE, ...(typeof policy === "string" ? PRESETS[policy] : policy) };
 }
 
+/**
+ * The policy after an "always" answer: the permission's patterns are allowed from now on, on top of
+ * what the policy said (a preset is written out in OpenCode's shape first). Kept with the session,
+ * so the answer holds on any harness, after any restart; OpenCode's own memory of it does not.
+ */
+export function allowAlways(
+  policy: PermissionPolicy,
+  permission: string,
+  patterns: string[],
+): PermissionPolicy {
+  const base: OpencodePermission = typeof policy === "string" ? { ...PRESETS[policy] } : { ...policy };
+  const current = base[permission];
+  const rules: Record<string, Action> =
+    typeof current === "object" ? { ...current } : current ? { "*": current } : {};
+  for (const p of patterns) rules[p] = "allow";
+  return { ...base, [permission]: rules };
+}
+
 /** OpenCode's session-level ruleset: last matching rule wins, so base rules go first. */
 export function toRuleset(
   policy: PermissionPolicy,

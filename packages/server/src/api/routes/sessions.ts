@@ -119,6 +119,18 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
   app.openapi(
     createRoute({
       method: "post",
+      path: "/sessions/{id}/retry",
+      tags,
+      description:
+        "Runs the session's last prompt again as a new turn: the first prompt of a session that failed to start (which starts again on a new harness), otherwise the latest turn's prompt with its model and agent. 409 `conflict` when the session has no prompt yet; 409 `session_busy` while it works.",
+      request: { params: SessionParams },
+      responses: { 202: json(Session, "Retry started"), ...errors },
+    }),
+    async (c) => c.json(await s.sessions.retry(c.req.valid("param").id, c.get("principal")), 202),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
       path: "/sessions/{id}/fork",
       tags,
       request: {
