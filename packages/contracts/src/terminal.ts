@@ -37,10 +37,17 @@ export const TerminalServerFrame = z.discriminatedUnion("type", [
   z.object({ type: z.literal("output"), data: z.string() }),
   // The driver changed the size: viewers resize their own terminal to keep the screen the same.
   z.object({ type: z.literal("resize"), ...Size }),
+  // Sent on every change of the lease, and when its holder drops or comes back within the grace.
   z.object({
     type: z.literal("lease"),
+    /** `<token id>/<client id>` of the driver, or null when nobody drives. */
     holder: z.string().nullable(),
     you: z.boolean(),
+    /**
+     * Only while the holder is disconnected: when its lease frees (ISO time) unless it comes back
+     * first. It then goes to whoever sent `take` last, else to nobody.
+     */
+    graceUntil: z.string().optional(),
     message: z.string().optional(),
   }),
   // Sent to the driver: someone asks for control; answer with `release` (hand over) or `decline`.

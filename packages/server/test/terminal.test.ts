@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Session, SessionEvent } from "@flotilla/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
+import { deadline, makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
 import { lastLease, stripAnsi, TermSocket } from "../../../test/terminal-support.ts";
 import { scenario } from "./scenario.ts";
 
@@ -10,6 +10,8 @@ import { scenario } from "./scenario.ts";
 let t: TestServer;
 let session: Session;
 let member: string;
+// Long enough for a client to join while a dropped driver's lease is kept (a WebSocket open, here).
+const GRACE_MS = deadline(1500);
 const sockets: TermSocket[] = [];
 
 beforeAll(async () => {
@@ -18,7 +20,7 @@ beforeAll(async () => {
     config: {
       terminal: {
         shell: "bash",
-        graceMs: 500,
+        graceMs: GRACE_MS,
         idleMs: 60_000,
       },
     },
@@ -151,15 +153,22 @@ describe("terminal attach", () => {
   });
 
   it("a driver that reconnects within the grace keeps the lease; one that does not loses it", async () => {
+    let n = viewer.frames.length;
     await driver.close();
+    // Viewers hear that the driver dropped, then that it is back.
+    expect(await viewer.waitFor((f) => f.type === "lease" && !!f.graceUntil, n)).toMatchObject({
+      holder: expect.stringMatching(/\/drv$/),
+    });
     driver = await open(member, { mode: "drive", client: "drv" });
     expect(await driver.waitFor(isLease)).toMatchObject({ you: true });
+    expect(lastLease(driver)?.graceUntil).toBeUndefined();
+    await viewer.waitFor((f) => f.type === "lease" && !f.graceUntil && !!f.holder?.endsWith("/drv"), n);
 
-    const n = viewer.frames.length;
+    n = viewer.frames.length;
     const t0 = Date.now();
     await driver.close();
     expect(await viewer.waitFor((f) => f.type === "lease" && f.holder === null, n)).toBeTruthy();
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE_MS - 50);
   });
 
   it("records every lease change as a session event", async () => {
@@ -177,6 +186,55 @@ describe("terminal attach", () => {
       ["drv", "handed over"],
       [null, "driver disconnected"],
     ]);
+  });
+
+  it("a closed tab's lease in its grace: everyone is told until when, and a take gets it when the grace ends", async () => {
+    const tab = await open(member, { mode: "drive", client: "web-tab" });
+    expect(await tab.waitFor(isLease)).toMatchObject({ you: true });
+    const n = viewer.frames.length;
+    const closedAt = Date.now();
+    await tab.close();
+    const away = await viewer.waitFor(
+      (f): f is Extract<typeof f, { type: "lease" }> => f.type === "lease" && !!f.graceUntil,
+      n,
+    );
+    const heardAt = Date.now();
+    expect(away).toMatchObject({ holder: expect.stringMatching(/\/web-tab$/), you: false });
+    const until = Date.parse(away.graceUntil!);
+    expect(until).toBeGreaterThanOrEqual(closedAt + GRACE_MS);
+    expect(until).toBeLessThanOrEqual(heardAt + GRACE_MS);
+
+    // Someone who asks to drive meanwhile joins as a viewer and is told whose lease it is and until when.
+    const next = await open(t.token, { mode: "drive", client: "cli-next" });
+    const joined = await next.waitFor(isLease);
+    expect(joined).toMatchObject({
+      you: false,
+      holder: away.holder,
+      graceUntil: away.graceUntil,
+      message: expect.stringContaining(`disconnected and keeps the lease until ${away.graceUntil}`),
+    });
+    // Nobody is there to ask: the request waits for the grace, then the lease comes here.
+    let m = next.frames.length;
+    next.send({ type: "take" });
+    expect(await next.waitFor(isLease, m)).toMatchObject({
+      you: false,
+      message: expect.stringContaining("away"),
+    });
+    m = next.frames.length;
+    expect(await next.waitFor((f) => f.type === "lease" && f.you, m, deadline(15_000))).not.toHaveProperty(
+      "graceUntil",
+    );
+    expect(Date.now()).toBeGreaterThanOrEqual(until - 20); // timers may fire a hair early
+    // The lease move is on the session's record, with why.
+    const last = await waitFor(
+      async () => (await leaseEvents()).find((e) => e.data.holder?.endsWith("/cli-next")),
+      10_000,
+      "the lease event",
+    );
+    expect(last.data.reason).toBe("driver disconnected");
+    next.send({ type: "input", data: "echo next-$((2*3))\r" });
+    await viewer.waitText(/next-6/);
+    await next.close();
   });
 
   it("deleting the session kills its shell and closes its sockets", async () => {

@@ -46,6 +46,8 @@ class Terminal {
   private holder: string | null = null;
   private driver: Client | undefined;
   private grace: NodeJS.Timeout | undefined;
+  /** While the holder is disconnected: when its lease frees (epoch ms), unless it comes back first. */
+  private graceUntil: number | undefined;
   private idle: NodeJS.Timeout | undefined;
   /** Who asked for control last; gets it when the driver releases or its grace runs out. */
   private requester: Client | undefined;
@@ -100,9 +102,16 @@ class Terminal {
           // The same client came back (within the grace period, or before its old socket's close
           // was seen, which then counts as stale): it keeps the lease.
           clearTimeout(this.grace);
+          this.graceUntil = undefined;
           this.driver = c;
-          this.sendLease(c);
-        } else this.sendLease(c, `${this.holder} is driving: you joined as a viewer; send take to ask`);
+          // Everyone was told it had dropped: tell them it is back.
+          this.broadcastLease();
+        } else if (this.graceUntil !== undefined)
+          this.sendLease(
+            c,
+            `${this.holder} disconnected and keeps the lease until ${new Date(this.graceUntil).toISOString()} unless it comes back: you joined as a viewer; send take to get it then`,
+          );
+        else this.sendLease(c, `${this.holder} is driving: you joined as a viewer; send take to ask`);
       } else this.sendLease(c);
     });
     return c;
@@ -114,12 +123,16 @@ class Terminal {
     if (this.driver === c) {
       this.driver = undefined;
       clearTimeout(this.grace);
+      // The lease is kept for a while (a reload, a dropped network) and everyone is told until when,
+      // so nobody mistakes a closed tab's lease for someone typing.
+      this.graceUntil = Date.now() + this.config.graceMs;
       this.grace = setTimeout(() => {
         if (this.driver || this.closed) return;
         const next = this.requester;
         if (next) this.setDriver(next, "driver disconnected");
         else this.setDriver(undefined, "driver disconnected");
       }, this.config.graceMs);
+      this.broadcastLease();
     }
     if (this.clients.size === 0) this.armIdle();
   }
@@ -148,7 +161,9 @@ class Terminal {
       else if (this.holder === null) this.setDriver(c, "acquired");
       else {
         this.requester = c;
-        this.driver?.peer.send({ type: "request", from: c.label });
+        if (this.driver) this.driver.peer.send({ type: "request", from: c.label });
+        // Nobody to ask: the holder is away, and the lease comes to this client when its grace ends.
+        else this.sendLease(c, `${this.holder} is away: the lease is yours when its grace ends`);
       }
     } else if (!isDriver) this.refuse(c, "conflict", "you do not hold the lease");
     else if (f.type === "decline") {
@@ -163,6 +178,7 @@ class Terminal {
   /** Moves the lease (to nobody when `to` is undefined), tells everyone, records it. */
   private setDriver(to: Client | undefined, reason: string): void {
     clearTimeout(this.grace);
+    this.graceUntil = undefined;
     this.driver = to;
     if (this.requester === to) this.requester = undefined;
     const holder = to?.label ?? null;
@@ -176,6 +192,11 @@ class Terminal {
           (err) => this.log.warn({ err, session: sessionId }, "terminal lease event not recorded"),
         );
     }
+    this.broadcastLease();
+  }
+
+  /** The lease as it stands, to every client past its snapshot (the others get it with theirs). */
+  private broadcastLease(): void {
     for (const o of this.clients) if (!o.pending) this.sendLease(o);
   }
 
@@ -184,6 +205,7 @@ class Terminal {
       type: "lease",
       holder: this.holder,
       you: this.driver === c,
+      ...(this.graceUntil !== undefined ? { graceUntil: new Date(this.graceUntil).toISOString() } : {}),
       ...(message ? { message } : {}),
     });
   }
