@@ -284,11 +284,10 @@ export class HarnessManager {
         "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
         [id, reason],
       );
-      throw new FlotillaError(
-        "harness_unavailable",
-        `agent harness failed to start: ${(e as Error).message}`,
-        { cause: e },
-      );
+      // The log's tail says why (a missing binary, a bad config): the session that waited shows it.
+      throw new FlotillaError("harness_unavailable", `agent harness failed to start: ${reason}`, {
+        cause: e,
+      });
     }
     await this.db.query(
       // last_active_at: a harness that just came up is about to be used; the pool must not take it for idle.
