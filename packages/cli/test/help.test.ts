@@ -24,6 +24,9 @@ describe("first steps: --version, server --help, a bad config file", () => {
     expect(r.stdout).toMatch(/npm start. builds it first/);
     expect(r.stdout).toMatch(/FLOTILLA_HOME \(default ~\/\.flotilla\)/);
     expect(r.stdout).toMatch(/\/var\/lib\/flotilla\/<hash>/);
+    // …and how to start over: the reset that removes both.
+    expect(r.stdout).toMatch(/^ {2}reset \[options\] +Delete this home's data/m);
+    expect(r.stdout).toMatch(/`flotilla server reset` removes both/);
   });
 
   it("server with a bad config file prints every problem, one line each, and exits 2 without a stack", async () => {

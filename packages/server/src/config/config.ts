@@ -246,9 +246,14 @@ export function parseConfigFile(path: string, text: string): FileConfig {
   );
 }
 
+/** The data directory: `--home`, else FLOTILLA_HOME, else ~/.flotilla; absolute. */
+export function flotillaHome(env: Record<string, string | undefined>, flag?: string): string {
+  return resolve(flag ?? env.FLOTILLA_HOME ?? join(homedir(), ".flotilla"));
+}
+
 /** The one place that reads the environment. Everything below receives a Config. */
 export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): Config {
-  const home = resolve(flags.home ?? env.FLOTILLA_HOME ?? join(homedir(), ".flotilla"));
+  const home = flotillaHome(env, flags.home);
   const configPath = flags.config ?? env.FLOTILLA_CONFIG ?? join(home, "config.yaml");
   let file: FileConfig = {};
   let text: string | undefined;

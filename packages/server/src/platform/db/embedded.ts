@@ -55,24 +55,42 @@ async function waitGone(pid: number, ms: number): Promise<boolean> {
   return !pidAlive(pid);
 }
 
+/** The pid of a live postgres serving `dataDir`: its postmaster.pid, checked against its command line. */
+export function runningPostgres(dataDir: string): number | undefined {
+  const pidFile = join(dataDir, "postmaster.pid");
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+  } catch {
+    return undefined;
+  }
+  if (!pid || !pidAlive(pid)) return undefined;
+  // Make sure the pid really is a postgres serving this directory (pids are reused).
+  let cmd = "";
+  try {
+    cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return undefined;
+  }
+  return cmd.includes("postgres") && cmd.includes(dataDir) ? pid : undefined;
+}
+
+/**
+ * As root, when the `postgres` user cannot reach FLOTILLA_HOME, the cluster lives here instead (one
+ * directory per home, named by its path's hash) and FLOTILLA_HOME/postgres links to `<dir>/data`.
+ */
+export function postgresOutsideDir(home: string): string {
+  return join("/var/lib/flotilla", createHash("sha256").update(home).digest("hex").slice(0, 12));
+}
+
 /**
  * A postgres left running by a control plane that was killed holds the data directory. It is ours
  * (same data dir), so stop it cleanly (SIGINT = fast shutdown) rather than adopt: the next start
  * owns its process and stops it on exit.
  */
 async function stopStale(dataDir: string, log: Logger): Promise<void> {
-  const pidFile = join(dataDir, "postmaster.pid");
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
-  if (!pid || !pidAlive(pid)) return;
-  // Make sure the pid really is a postgres serving this directory before signalling it.
-  let cmd = "";
-  try {
-    cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
-  } catch {
-    return;
-  }
-  if (!cmd.includes("postgres") || !cmd.includes(dataDir)) return;
+  const pid = runningPostgres(dataDir);
+  if (!pid) return;
   log.warn({ pid }, "stopping postgres left running by a previous control plane");
   process.kill(pid, "SIGINT");
   if (!(await waitGone(pid, 15_000))) {
@@ -133,8 +151,8 @@ export async function startEmbeddedPostgres(home: string, log: Logger): Promise<
       ids = postgresIds()!;
     }
     if (!reachableByPostgres(link, ids.uid, ids.gid)) {
-      const outside = join("/var/lib/flotilla", createHash("sha256").update(home).digest("hex").slice(0, 12));
-      mkdirSync("/var/lib/flotilla", { recursive: true, mode: 0o755 });
+      const outside = postgresOutsideDir(home);
+      mkdirSync(dirname(outside), { recursive: true, mode: 0o755 });
       mkdirSync(outside, { recursive: true, mode: 0o700 });
       chownSync(outside, ids.uid, ids.gid);
       dataDir = join(outside, "data");
