@@ -217,6 +217,10 @@ export function registerSessions(program: Command): void {
     .description("Fork a session into a new one sharing its workspace and history")
     .argument("<id>", "session id")
     .option("--message <messageId>", "fork before this message (default: the whole history)")
+    .addHelpText(
+      "after",
+      "\nThe fork starts with the parent's conversation up to the fork point and works in the same\nworkspace (the same checkout and branch): files either session changes show in both. To try\nsomething apart, start a new session on the same repository instead.",
+    )
     .option("--json", "print the new session as JSON")
     .action(
       action(async (id: string, flags: { message?: string; json?: boolean }, cmd: Command) => {
@@ -225,6 +229,10 @@ export function registerSessions(program: Command): void {
         if (flags.json) return void printJson(f);
         const s = styleFor(process.stdout);
         print(`forked ${id} → ${s.bold(f.id)}`);
+        // One workspace for both: what either agent changes, the other sees (documented in --help).
+        print(
+          s.dim(`  it shares ${id}'s workspace (${f.workspacePath}): changes made in either show in both`),
+        );
         print(s.dim(`  continue it: flotilla send ${f.id} "…" --wait`));
         return 0;
       }),

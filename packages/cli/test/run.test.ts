@@ -95,6 +95,29 @@ describe("flotilla run, diff, send, logs", () => {
     ).toEqual([events.length - 1, events.length]);
   });
 
+  it("fork says it shares the workspace; logs of the fork reads as the parent's did, prompts in order", async () => {
+    const f = await runCli(["fork", id, ...conn]);
+    expect(f.code).toBe(0);
+    const forkId = /→ (ses_[0-9a-z]+)/.exec(f.stdout)?.[1];
+    expect(forkId, f.stdout).toBeTruthy();
+    expect(f.stdout).toContain(`it shares ${id}'s workspace`);
+    const parent = (await runCli(["logs", id, ...conn])).stdout;
+    const fork = (await runCli(["logs", forkId!, ...conn])).stdout;
+    // Seqs differ (the fork numbers its own log); the turns and what was said must not.
+    const turns = (out: string) =>
+      out
+        .match(/› .+|Hello from the scripted model\.|I wrote hello\.txt for you\./g)
+        ?.map((l) => l.replace(/ #\d+$/, ""));
+    expect(turns(fork)).toEqual(turns(parent));
+    expect(turns(fork)).toEqual([
+      expect.stringMatching(/^› write hello please/),
+      "I wrote hello.txt for you.",
+      expect.stringMatching(/^› say hello/),
+      "Hello from the scripted model.",
+    ]);
+    expect(fork).toContain(`forked from ${id}`);
+  });
+
   it("logs --follow says when the stream drops and when it is back, and where to resume after Ctrl-C", async () => {
     const proxy = await new TcpProxy(new URL(t.url)).start();
     try {

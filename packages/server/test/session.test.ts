@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { SessionEvent } from "@flotilla/contracts";
+import type { Message, SessionEvent } from "@flotilla/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   assertGapFree,
@@ -184,22 +184,61 @@ describe("a session on the real OpenCode server", () => {
     expect(names).toContain("turn.finished");
   });
 
-  it("forks a session into a new one that shares the workspace and history", async () => {
+  it("forks a session into a new one that shares the workspace and reads as its parent did up to the fork point", async () => {
     const s = await t.client.sessions.create({
       repo: makeRepo(),
       prompt: "remember the codeword: the codeword is PUFFIN",
     });
     await collectUntil(t.client, s.id, untilTurnFinished(1));
+    await t.client.sessions.send(s.id, { text: "say something" });
+    await collectUntil(t.client, s.id, untilTurnFinished(2));
+    await t.client.sessions.send(s.id, { text: "what was the codeword?" });
+    const parentEvents = await collectUntil(t.client, s.id, untilTurnFinished(3));
+    const parent = await t.client.sessions.messages(s.id);
+    const said = (ms: Message[]) =>
+      ms.map((m) => `${m.role}: ${m.parts.map((p) => ("text" in p ? p.text : p.type)).join("")}`);
+    expect(said(parent)).toEqual([
+      "user: remember the codeword: the codeword is PUFFIN",
+      "assistant: Noted, I will remember it.",
+      "user: say something",
+      "assistant: Hello from the scripted model.",
+      "user: what was the codeword?",
+      "assistant: The codeword was PUFFIN.",
+    ]);
+
+    // The whole history: the same conversation, in the same order, user messages included.
     const f = await t.client.sessions.fork(s.id);
     expect(f.parentId).toBe(s.id);
     expect(f.workspaceId).toBe(s.workspaceId);
-    await t.client.sessions.send(f.id, { text: "what was the codeword?" });
-    const events = await collectUntil(t.client, f.id, untilTurnFinished(1));
-    // The fork's log starts with the history it inherited, then its own turn.
-    expect(textOf(events)).toBe("Noted, I will remember it.The codeword was PUFFIN.");
-    expect(textOf(events.slice(events.findIndex((e) => e.type === "turn.started")))).toBe(
-      "The codeword was PUFFIN.",
-    );
+    expect(said(await t.client.sessions.messages(f.id))).toEqual(said(parent));
+    const copied = await collectUntil(t.client, f.id, (e) => e.type === "session.status");
+    expect(
+      copied.filter((e) => e.type === "turn.started").map((e) => e.type === "turn.started" && e.data.prompt),
+    ).toEqual(["remember the codeword: the codeword is PUFFIN", "say something", "what was the codeword?"]);
+    expect(textOf(copied)).toBe(textOf(parentEvents));
+    expect(copied.at(-1)).toMatchObject({
+      type: "session.status",
+      data: {
+        status: "idle",
+        reason: expect.stringContaining(`forked from ${s.id}; it shares that session's workspace`),
+      },
+    });
+
+    // Up to a message: the third prompt and what followed it are left out. The fork's own turn then
+    // adds only itself (the harness's copies of the inherited messages are not read back twice).
+    const third = parent[4]!.id;
+    const g = await t.client.sessions.fork(s.id, third);
+    expect(said(await t.client.sessions.messages(g.id))).toEqual(said(parent).slice(0, 4));
+    const gBefore = (await t.client.sessions.get(g.id)).lastSeq;
+    await t.client.sessions.send(g.id, { text: "what was the codeword?" });
+    const own = await collectUntil(t.client, g.id, untilTurnFinished(1), { after: gBefore });
+    expect(textOf(own)).toBe("The codeword was PUFFIN.");
+    expect(said(await t.client.sessions.messages(g.id))).toEqual(said(parent));
+
+    // A fork of the fork, cut at a message the fork inherited: its ids are the fork's own.
+    const gMessages = await t.client.sessions.messages(g.id);
+    const h = await t.client.sessions.fork(g.id, gMessages[2]!.id);
+    expect(said(await t.client.sessions.messages(h.id))).toEqual(said(parent).slice(0, 2));
   });
 
   it("lists sessions with a status filter and cursor pages; delete can remove the workspace", async () => {

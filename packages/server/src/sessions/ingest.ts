@@ -35,6 +35,8 @@ const outcomeOf = (e: ErrorInfo | undefined): TurnOutcome =>
 export class SessionIngest {
   private readonly translators = new Map<string, Translator>();
   private readonly byOc = new Map<string, string>();
+  /** A fork's history floor: the harness's messages with ids up to it are copies its log already holds. */
+  private readonly floors = new Map<string, string>();
   private readonly turns = new Map<string, TurnState>();
 
   constructor(
@@ -43,8 +45,15 @@ export class SessionIngest {
     private readonly logger: Logger,
   ) {}
 
-  bind(opencodeId: string, sessionId: string): void {
+  bind(opencodeId: string, sessionId: string, historyFloor?: string | null): void {
     this.byOc.set(opencodeId, sessionId);
+    if (historyFloor) this.floors.set(sessionId, historyFloor);
+  }
+
+  /** Whether a harness message is one a fork inherited (its log has it from the parent's). */
+  private inherited(sessionId: string, messageId: string | undefined): boolean {
+    const floor = this.floors.get(sessionId);
+    return floor !== undefined && messageId !== undefined && messageId <= floor;
   }
 
   turnStarted(sessionId: string): void {
@@ -66,16 +75,20 @@ export class SessionIngest {
     return t;
   }
 
-  private async sessionFor(ocId: string | undefined): Promise<string | undefined> {
+  /** The session a harness session's event belongs to; none for a message a fork inherited. */
+  private async sessionFor(ocId: string | undefined, messageId?: string): Promise<string | undefined> {
     if (!ocId) return undefined;
-    const hit = this.byOc.get(ocId);
-    if (hit) return hit;
-    const { rows } = await this.db.query(
-      "select id from sessions where opencode_id = $1 and deleted_at is null order by created_at limit 1",
-      [ocId],
-    );
-    if (rows[0]) this.byOc.set(ocId, rows[0].id);
-    return rows[0]?.id;
+    let sid = this.byOc.get(ocId);
+    if (!sid) {
+      const { rows } = await this.db.query(
+        "select id, history_floor from sessions where opencode_id = $1 and deleted_at is null order by created_at limit 1",
+        [ocId],
+      );
+      if (!rows[0]) return undefined;
+      sid = rows[0].id as string;
+      this.bind(ocId, sid, rows[0].history_floor);
+    }
+    return this.inherited(sid, messageId) ? undefined : sid;
   }
 
   private async append(sessionId: string, bodies: EventBody[]): Promise<void> {
@@ -87,17 +100,17 @@ export class SessionIngest {
     const p = ev.properties;
     switch (ev.type) {
       case "message.part.delta": {
-        const sid = await this.sessionFor(p.sessionID);
+        const sid = await this.sessionFor(p.sessionID, p.messageID);
         if (sid) await this.append(sid, t.delta(p.messageID, p.partID, p.field, p.delta));
         return;
       }
       case "message.part.updated": {
-        const sid = await this.sessionFor(p.sessionID ?? p.part?.sessionID);
+        const sid = await this.sessionFor(p.sessionID ?? p.part?.sessionID, p.part?.messageID);
         if (sid) await this.append(sid, t.part(p.part as OcPart));
         return;
       }
       case "message.updated": {
-        const sid = await this.sessionFor(p.info?.sessionID);
+        const sid = await this.sessionFor(p.info?.sessionID, p.info?.id);
         if (sid) await this.append(sid, t.message(p.info as OcMessage));
         return;
       }
@@ -181,6 +194,9 @@ export class SessionIngest {
       "select part_id, kind, status, text_len from session_parts where session_id = $1",
       [sessionId],
     );
+    const floor: string | null = (
+      await this.db.query("select history_floor from sessions where id = $1", [sessionId])
+    ).rows[0]?.history_floor;
     for (const p of parts.rows) known.set(p.part_id, { kind: p.kind, status: p.status, textLen: p.text_len });
     t.seed(known);
     const res = await h.client.session.messages({ sessionID: opencodeId, directory }, { throwOnError: true });
@@ -192,6 +208,7 @@ export class SessionIngest {
     // Whether the latest user message has an answer yet (an assistant message replying to it).
     let answered = false;
     for (const m of msgs) {
+      if (floor && m.info.id <= floor) continue;
       if (m.info.role === "user") {
         lastUser = m.info.id;
         lastError = undefined;
@@ -211,11 +228,6 @@ export class SessionIngest {
     if (turnMessageId && lastUser !== turnMessageId) answered = false;
     await this.append(sessionId, bodies);
     return { error: lastError, settled, answered };
-  }
-
-  /** Stores what the harness holds for a session that the log lacks (e.g. the history a fork inherits). */
-  async catchUp(h: LiveHarness, sessionId: string, opencodeId: string, directory: string): Promise<void> {
-    await this.readBack(h, sessionId, opencodeId, directory);
   }
 
   /** Reads the turn back until its last assistant message is complete (briefly: OpenCode finishes it right after idle). */

@@ -3,6 +3,7 @@ import {
   type CreateSessionBody,
   type Diff,
   type ErrorInfo,
+  type EventBody,
   FlotillaError,
   type Message,
   newId,
@@ -10,6 +11,7 @@ import {
   type PermissionRequest,
   type SendMessageBody,
   type Session,
+  type SessionEvent,
   type SessionPage,
   type SessionStatus,
 } from "@flotilla/contracts";
@@ -100,6 +102,47 @@ function toSession(r: SessionRow): Session {
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
   };
+}
+
+// What a fork copies from its parent's log: the conversation. The parent's status changes, harness
+// states, permission requests (answered there) and usage (spent there) stay the parent's.
+const FORK_COPIES = new Set<string>([
+  "turn.started",
+  "turn.finished",
+  "text.delta",
+  "text.completed",
+  "reasoning.delta",
+  "reasoning.completed",
+  "tool.updated",
+  "file.edited",
+  "todo.updated",
+  "provider.retry",
+  "error",
+]);
+
+/**
+ * The parent's events a fork starts with: those before `before` (the message the fork is cut at;
+ * OpenCode ids sort in time order, so everything of a later message sorts at or after it), of the
+ * kinds above, with message ids renamed to the fork's own copies.
+ */
+export function forkHistory(
+  events: SessionEvent[],
+  before: string | undefined,
+  rename: Map<string, string>,
+): EventBody[] {
+  const out: EventBody[] = [];
+  for (const e of events) {
+    const msg = "messageId" in e.data ? (e.data.messageId as string | undefined) : undefined;
+    if (before && msg && msg >= before) break;
+    if (!FORK_COPIES.has(e.type)) continue;
+    const { id: _i, sessionId: _s, seq: _q, v: _v, at: _a, ...body } = e;
+    out.push(
+      (msg && rename.has(msg)
+        ? { ...body, data: { ...body.data, messageId: rename.get(msg) } }
+        : body) as EventBody,
+    );
+  }
+  return out;
 }
 
 /** A workspace and the shard it lives on, as the rows of sessions and workspaces hold them. */
@@ -649,6 +692,13 @@ export class SessionService {
     }
   }
 
+  /**
+   * A new session over the same workspace that starts from the parent's conversation, whole or up to
+   * a message. Its log opens with the parent's own events up to that point, copied in their order,
+   * so it reads as the parent did; OpenCode's copies of those messages (new ids, same order) are
+   * skipped when the harness is read back (history_floor). The parent's message ids in the copied
+   * events are changed to the fork's own, so a fork of the fork can name them.
+   */
   async fork(id: string, messageId: string | undefined, p: Principal): Promise<Session> {
     const r = await this.localRow(id, p);
     const h = await this.harnesses.ensure(shardOf(r));
@@ -660,10 +710,20 @@ export class SessionService {
           field: "messageId",
         });
       });
+    const forkOc = res.data.id;
+    const ids = async (sessionID: string) =>
+      (
+        ((await h.client.session.messages({ sessionID, directory: r.path }, { throwOnError: true })).data ??
+          []) as { info: { id: string } }[]
+      ).map((m) => m.info.id);
+    const copies = await ids(forkOc);
+    const originals = (await ids(ocId)).slice(0, copies.length);
+    const rename = new Map(originals.map((o, i) => [o, copies[i]!]));
+    const history = forkHistory(await this.log.read(this.db, r.id, 0, 10_000_000), messageId, rename);
     const forkId = newId("ses");
     await this.db.query(
-      `insert into sessions (id, org_id, project_id, workspace_id, parent_id, title, status, model, agent, permission, opencode_id)
-       values ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10)`,
+      `insert into sessions (id, org_id, project_id, workspace_id, parent_id, title, status, model, agent, permission, opencode_id, history_floor)
+       values ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10, $11)`,
       [
         forkId,
         r.org_id,
@@ -674,15 +734,22 @@ export class SessionService {
         r.model,
         r.agent,
         JSON.stringify(r.permission),
-        res.data.id,
+        forkOc,
+        copies.at(-1) ?? null,
       ],
     );
-    this.ingest.bind(res.data.id, forkId);
+    this.ingest.bind(forkOc, forkId, copies.at(-1) ?? null);
     await this.harnesses.noteSession(h);
     await this.log.append(forkId, [
-      { type: "session.status", data: { status: "idle", reason: `forked from ${r.id}` } },
+      ...history,
+      {
+        type: "session.status",
+        data: {
+          status: "idle",
+          reason: `forked from ${r.id}; it shares that session's workspace, so changes made in either show in both`,
+        },
+      },
     ]);
-    await this.ingest.catchUp(h, forkId, res.data.id, r.path);
     return this.get(forkId, p);
   }
 
