@@ -1,7 +1,18 @@
-import { existsSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { freePort } from "@flotilla/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeRepo, ROOT, startTestServer, type TestServer } from "../../../test/support.ts";
+import {
+  createTestDb,
+  deadline,
+  makeRepo,
+  ROOT,
+  startTestServer,
+  type TestServer,
+  tempDir,
+  waitFor,
+} from "../../../test/support.ts";
 import { scenario } from "../../server/test/scenario.ts";
 import { BIN, sh, Tmux } from "./cli.ts";
 
@@ -72,6 +83,60 @@ describe("flotilla run at a terminal, answering permission asks", () => {
       expect(existsSync(join(s.workspacePath, "hello.txt"))).toBe(false);
     } finally {
       tmux.kill(name);
+    }
+  });
+});
+
+describe("flotilla server's log", () => {
+  // No harness starts: no warm pool, no session.
+  async function serverHome() {
+    const home = tempDir("logs");
+    writeFileSync(join(home, "config.yaml"), "pool: { warm: 0 }\n");
+    return { home, db: await createTestDb(), port: await freePort() };
+  }
+
+  it("is human lines at a terminal (no JSON), and Ctrl-C shuts it down cleanly", async () => {
+    const { home, db, port } = await serverHome();
+    const name = tmux.start(
+      `cd ${sh(ROOT)} && FLOTILLA_HOME=${sh(home)} DATABASE_URL=${sh(db)} node ${sh(BIN)} server --port ${port}`,
+    );
+    try {
+      const screen = (await tmux.waitFor(name, /flotilla listening.*$/m, deadline(90_000))).input!;
+      expect(screen).toMatch(/INFO.*flotilla listening/);
+      expect(screen).not.toMatch(/^\{"level"/m);
+      tmux.keys(name, "C-c");
+      const [, code] = await tmux.waitFor(name, /^EXIT=(\d+)$/m, deadline(60_000));
+      expect(tmux.screen(name)).toMatch(/shutting down/);
+      expect(code).toBe("0");
+    } finally {
+      tmux.kill(name);
+    }
+  });
+
+  it("is JSON lines when its output is not a terminal", async () => {
+    const { home, db, port } = await serverHome();
+    const child = spawn(process.execPath, [BIN, "server", "--port", String(port)], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/root",
+        FLOTILLA_HOME: home,
+        DATABASE_URL: db,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      await waitFor(async () => out.includes("flotilla listening"), 90_000, "flotilla listening");
+      const line = out.split("\n").find((l) => l.includes("flotilla listening"))!;
+      expect(JSON.parse(line)).toMatchObject({ msg: "flotilla listening", url: `http://127.0.0.1:${port}` });
+    } finally {
+      if (child.pid && child.pid > 1) process.kill(-child.pid, "SIGINT");
+      await new Promise((r) => child.once("close", r));
     }
   });
 });
