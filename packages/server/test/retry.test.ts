@@ -49,7 +49,10 @@ async function failedSession(prompt: string) {
   const events = await collectUntil(t.client, s.id, failed);
   const f = await t.client.sessions.get(s.id);
   expect(f.status).toBe("failed");
-  expect(f.error?.message).toMatch(/simulated start failure/);
+  // Said once, with the cause and the harness's last words: no repeated or dangling parts.
+  expect(f.error?.message).toBe(
+    "agent harness failed to start: harness exited with 1 before it was ready; its log ends: simulated start failure",
+  );
   return { s, events };
 }
 
