@@ -3,7 +3,9 @@ import {
   type CreateSessionBody,
   type Diff,
   type ErrorInfo,
+  EVENT_TYPES,
   type EventBody,
+  type EventType,
   FlotillaError,
   type Message,
   newId,
@@ -105,20 +107,16 @@ function toSession(r: SessionRow): Session {
 }
 
 // What a fork copies from its parent's log: the conversation. The parent's status changes, harness
-// states, permission requests (answered there) and usage (spent there) stay the parent's.
-const FORK_COPIES = new Set<string>([
-  "turn.started",
-  "turn.finished",
-  "text.delta",
-  "text.completed",
-  "reasoning.delta",
-  "reasoning.completed",
-  "tool.updated",
-  "file.edited",
-  "todo.updated",
-  "provider.retry",
-  "error",
-]);
+// states, terminal leases, permission requests (answered there) and usage (spent there) stay its own.
+const NOT_COPIED: EventType[] = [
+  "session.status",
+  "harness.state",
+  "terminal.lease",
+  "permission.asked",
+  "permission.replied",
+  "usage",
+];
+const FORK_COPIES = new Set<string>(EVENT_TYPES.filter((t) => !NOT_COPIED.includes(t)));
 
 /**
  * The parent's events a fork starts with: those before `before` (the message the fork is cut at;
