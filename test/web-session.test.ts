@@ -1,14 +1,17 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { EventBody } from "@flotilla/contracts";
+import type { Locator } from "playwright-core";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { scenario } from "../packages/server/test/scenario.ts";
 import {
   type Browser,
   type BrowserContext,
+  DESKTOP,
   haveChromium,
   launchBrowser,
   login,
+  PHONE,
   scenarioOn,
   shoot,
   type WatchedPage,
@@ -16,6 +19,21 @@ import {
 } from "./browser.ts";
 import { collectUntil, makeRepo, startTestServer, type TestServer, untilTurnFinished } from "./support.ts";
 import { TcpProxy } from "./tcp-proxy.ts";
+
+/**
+ * Whether a person can see all of an element: inside the viewport and on top at its top, middle and
+ * bottom (not under the pinned composer or anything else).
+ */
+const unobstructed = (l: Locator) =>
+  l.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    if (r.height === 0 || r.top < 0 || r.bottom > window.innerHeight) return false;
+    const x = r.left + r.width / 2;
+    return [r.top + 2, r.top + r.height / 2, r.bottom - 2].every((y) => {
+      const hit = document.elementFromPoint(x, y);
+      return hit !== null && (hit === el || el.contains(hit));
+    });
+  });
 
 const SLOW_TEXT =
   "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen";
@@ -82,6 +100,13 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
       .getByText(/invalid api key/)
       .first()
       .waitFor();
+    // Said once: the harness's error, the turn's end and the status after it carry the same error.
+    expect(
+      await w.page
+        .getByTestId("transcript")
+        .getByText(/invalid api key/)
+        .count(),
+    ).toBe(1);
     // ...and the stream that carried it is healthy: an SSE frame named `error` used to reach
     // EventSource's failure handler and leave the badge at "Reconnecting…" for good.
     await w.page.getByText("live", { exact: true }).waitFor();
@@ -131,6 +156,84 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
     });
   });
 
+  it("a tool waiting for permission says so; a rejected edit reads as not applied, within its column, after a reject box in view", async () => {
+    await scenarioOn(w, "rejected-edit", async () => {
+      const { page } = w;
+      // Two turns first: the conversation is then longer than a phone's screen.
+      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hello" });
+      await collectUntil(t.client, s.id, untilTurnFinished(1));
+      await t.client.sessions.send(s.id, { text: "hello again" });
+      await collectUntil(t.client, s.id, untilTurnFinished(2));
+      await t.client.sessions.send(s.id, { text: "edit readme please" });
+      await open(s.id);
+      const ask = page.getByRole("alertdialog", { name: "Permission request" });
+      await ask.waitFor({ timeout: 60_000 });
+      // The edit waits on the person, not on the agent: its line says so (the request names its call).
+      const edit = page.getByTestId("tool-row").filter({ hasText: "README.md" });
+      await expect.poll(() => edit.locator("summary").textContent()).toContain("waiting for permission");
+      expect(await edit.locator("summary").textContent()).not.toContain("running");
+
+      // On a phone, the reject box opens under the pinned composer's edge: it is brought into view.
+      await page.setViewportSize(PHONE);
+      await page.evaluate(() => window.scrollTo({ top: document.documentElement.scrollHeight }));
+      await ask.getByRole("button", { name: "Reject…" }).click();
+      const box = ask.getByLabel("Message to the agent");
+      const send = ask.getByRole("button", { name: "Reject with message" });
+      await box.waitFor();
+      await expect.poll(() => unobstructed(box)).toBe(true);
+      await expect.poll(() => unobstructed(send)).toBe(true);
+      await page.keyboard.type(
+        "no: keep the heading exactly as it is written today, and say so in the reply",
+      );
+      await send.click();
+      await collectUntil(t.client, s.id, untilTurnFinished(3));
+      await page.setViewportSize(DESKTOP);
+
+      // The diff is still there to read, as a change that did not happen.
+      await expect.poll(() => edit.locator("summary").textContent()).toContain("rejected");
+      const rejected = page.getByRole("region", { name: "Rejected change to README.md", exact: true });
+      await rejected.waitFor();
+      expect(await rejected.textContent()).toMatch(/not applied/i);
+      expect(await page.getByRole("region", { name: "Change to README.md", exact: true }).count()).toBe(0);
+      const added = rejected.getByText("# scratch, edited by the agent");
+      expect(await added.evaluate((el) => getComputedStyle(el).textDecorationLine)).toContain("line-through");
+      expect(readFileSync(join(s.workspacePath, "README.md"), "utf8")).toBe("# scratch\n");
+
+      // Its line, with the long rejection, stays within the conversation's column, on a phone too.
+      const within = () =>
+        edit.evaluate((el) => {
+          const column = document.querySelector('[data-testid="transcript"]')!.getBoundingClientRect();
+          const summary = el.querySelector("summary")!;
+          return (
+            el.getBoundingClientRect().right <= column.right + 0.5 &&
+            summary.scrollWidth <= summary.clientWidth + 0.5 &&
+            document.documentElement.scrollWidth <= window.innerWidth
+          );
+        });
+      expect(await within()).toBe(true);
+      await shoot(page, "session-rejected");
+      await page.setViewportSize(PHONE);
+      expect(await within()).toBe(true);
+      await page.setViewportSize(DESKTOP);
+      expect(w.problems).toEqual([]);
+    });
+  });
+
+  it("says an aborted turn once", async () => {
+    await scenarioOn(w, "aborted", async () => {
+      const { page } = w;
+      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang please" });
+      await open(s.id);
+      await page.getByText("Working on it").waitFor({ timeout: 60_000 });
+      await page.getByRole("button", { name: "Abort" }).click();
+      // The status comes after the error and the turn's end: by then all three have been read.
+      await expect.poll(status, { timeout: 60_000 }).toBe("idle");
+      const transcript = page.getByTestId("transcript");
+      expect(await transcript.getByText(/abort/i).allTextContents()).toEqual(["Turn aborted"]);
+      expect(w.problems).toEqual([]);
+    });
+  });
+
   it("queues a follow-up while the agent works, sends it when idle, and forks from a message", async () => {
     await scenarioOn(w, "queue-fork", async () => {
       const { page } = w;
@@ -157,7 +260,8 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
       await page.getByRole("button", { name: "Fork from here" }).nth(1).click();
       await page.waitForURL((u) => /\/s\/ses_/.test(u.pathname) && !u.pathname.includes(s.id));
       const forkId = new URL(page.url()).pathname.split("/")[2]!;
-      await page.getByText(`This session was forked from ${s.id}.`).waitFor();
+      // The notice names the parent (and says what the two share).
+      await page.getByText(`This session was forked from ${s.id}`).waitFor();
       const forked = await t.client.sessions.messages(forkId);
       const said = JSON.stringify(forked);
       expect(said).toContain(SLOW_TEXT);

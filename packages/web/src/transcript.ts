@@ -18,8 +18,11 @@ export type Row =
       input?: unknown;
       output?: string;
       error?: string;
+      /** The person rejected this call's permission request: whatever it proposed did not happen. */
+      rejected?: boolean;
     }
-  | { kind: "notice"; key: string; tone: "info" | "error"; text: string };
+  /** `error` is the message of the error the notice reports, so one error is said once. */
+  | { kind: "notice"; key: string; tone: "info" | "error"; text: string; error?: string };
 
 export type PendingPermission = Of<"permission.asked">;
 
@@ -39,10 +42,18 @@ export interface Transcript {
   /** Summed over the session's messages (a message's usage may be reported more than once: last wins). */
   usage: Usage;
   lastSeq: number;
+  /** What the latest status change said went wrong (a failed start, an interrupted turn), if anything. */
+  statusError: { name: string; message: string } | undefined;
   /** Internal: each message's latest usage, so re-reports replace rather than add. */
   byMessage: ReadonlyMap<string, Usage>;
   /** Internal: each row's place by key, so a delta finds its row without a scan. */
   index: ReadonlyMap<string, number>;
+  /** Internal: the error messages already shown since the current turn began, and the row saying each. */
+  said: ReadonlyMap<string, string>;
+  /** Internal: the tool call each permission request is about, so a rejection marks that call. */
+  callOf: ReadonlyMap<string, string>;
+  /** Internal: the calls whose permission was rejected. */
+  rejectedCalls: ReadonlySet<string>;
 }
 
 const zero: Usage = { input: 0, output: 0, reasoning: 0, cache: 0, cost: 0 };
@@ -54,8 +65,21 @@ export const emptyTranscript: Transcript = {
   todos: [],
   usage: zero,
   lastSeq: 0,
+  statusError: undefined,
   byMessage: new Map(),
   index: new Map(),
+  said: new Map(),
+  callOf: new Map(),
+  rejectedCalls: new Set(),
+};
+
+const ABORTED = "MessageAbortedError";
+/** Not a message: marks in `said` that this turn's abort has been said. */
+const ABORT_SAID = "\u0000aborted";
+const TURN_END: Record<"error" | "aborted" | "interrupted", string> = {
+  error: "Turn failed",
+  aborted: "Turn aborted",
+  interrupted: "Turn interrupted",
 };
 
 /**
@@ -68,7 +92,7 @@ export const emptyTranscript: Transcript = {
 export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
   if (events.every((e) => e.seq <= prev.lastSeq)) return prev;
   const rows = [...prev.rows];
-  let { permissions, status, lastSeq, todos, byMessage } = prev;
+  let { permissions, status, lastSeq, todos, byMessage, statusError, said, callOf, rejectedCalls } = prev;
   let index = prev.index;
   const upsert = (row: Row, merge?: (old: Row) => Row) => {
     const i = index.get(row.key);
@@ -78,11 +102,20 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
       rows.push(row);
     } else rows[i] = merge ? merge(rows[i]!) : row;
   };
+  // One error is said once: the harness's error event, the turn's end and the status that follows
+  // it all carry it. The first says it; the turn's end rewrites that line; the status is then quiet.
+  const noteSaid = (message: string, key: string) => {
+    if (said === prev.said) said = new Map(prev.said);
+    (said as Map<string, string>).set(message, key);
+  };
+  const alreadySaid = (err: { name: string; message: string }) =>
+    said.has(err.message) || (err.name === ABORTED && said.has(ABORT_SAID));
   for (const e of events) {
     if (e.seq <= lastSeq) continue;
     lastSeq = e.seq;
     switch (e.type) {
       case "turn.started":
+        said = new Map();
         upsert({
           kind: "user",
           key: `turn-${e.seq}`,
@@ -118,6 +151,7 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           input: e.data.input,
           output: e.data.output,
           error: e.data.error,
+          ...(rejectedCalls.has(e.data.callId) ? { rejected: true } : {}),
         });
         break;
       case "todo.updated":
@@ -138,26 +172,60 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
       }
       case "permission.asked":
         permissions = [...permissions.filter((p) => p.requestId !== e.data.requestId), e.data];
+        if (e.data.callId) callOf = new Map(callOf).set(e.data.requestId, e.data.callId);
         break;
-      case "permission.replied":
+      case "permission.replied": {
         permissions = permissions.filter((p) => p.requestId !== e.data.requestId);
+        const callId = callOf.get(e.data.requestId);
+        if (e.data.reply === "reject" && callId) {
+          rejectedCalls = new Set(rejectedCalls).add(callId);
+          const i = index.get(callId);
+          const old = i === undefined ? undefined : rows[i];
+          if (old?.kind === "tool") rows[i!] = { ...old, rejected: true };
+        }
         break;
+      }
       case "turn.finished":
         // A finished turn can no longer be waiting on anything it asked.
         permissions = [];
-        if (e.data.outcome !== "success")
+        if (e.data.outcome !== "success") {
+          const outcome = e.data.outcome;
+          const message = e.data.error?.message;
+          const aborted = outcome === "aborted";
+          // An abort's own message ("Aborted", "aborted by request") says nothing more than the outcome.
+          const key =
+            (aborted ? said.get(ABORT_SAID) : undefined) ??
+            (message ? said.get(message) : undefined) ??
+            `fin-${e.seq}`;
           upsert({
             kind: "notice",
-            key: `fin-${e.seq}`,
-            tone: e.data.outcome === "aborted" ? "info" : "error",
-            text: `Turn ${e.data.outcome}${e.data.error ? `: ${e.data.error.message}` : ""}`,
+            key,
+            tone: aborted ? "info" : "error",
+            text: aborted || !message ? TURN_END[outcome] : `${TURN_END[outcome]}: ${message}`,
+            error: message,
           });
+          if (message) noteSaid(message, key);
+          if (aborted) noteSaid(ABORT_SAID, key);
+        }
         break;
       case "session.status":
         status = e.data.status;
-        if (e.data.error)
-          upsert({ kind: "notice", key: `st-${e.seq}`, tone: "error", text: e.data.error.message });
-        else if (e.data.reason?.startsWith("forked from"))
+        statusError = e.data.error;
+        // Starting again (a retried session): what went wrong before may be said again.
+        if (status === "provisioning" || status === "queued") said = new Map();
+        if (e.data.error) {
+          if (!alreadySaid(e.data.error)) {
+            const key = `st-${e.seq}`;
+            upsert({
+              kind: "notice",
+              key,
+              tone: "error",
+              text: e.data.error.message,
+              error: e.data.error.message,
+            });
+            noteSaid(e.data.error.message, key);
+          }
+        } else if (e.data.reason?.startsWith("forked from"))
           upsert({
             kind: "notice",
             key: `st-${e.seq}`,
@@ -165,14 +233,21 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
             text: `This session was ${e.data.reason}.`,
           });
         break;
-      case "error":
+      case "error": {
+        if (alreadySaid(e.data)) break;
+        const key = `err-${e.seq}`;
+        const aborted = e.data.name === ABORTED;
         upsert({
           kind: "notice",
-          key: `err-${e.seq}`,
-          tone: "error",
-          text: `${e.data.name}: ${e.data.message}`,
+          key,
+          tone: aborted ? "info" : "error",
+          text: aborted ? TURN_END.aborted : `${e.data.name}: ${e.data.message}`,
+          error: e.data.message,
         });
+        noteSaid(e.data.message, key);
+        if (aborted) noteSaid(ABORT_SAID, key);
         break;
+      }
       case "provider.retry":
         upsert({
           kind: "notice",
@@ -198,5 +273,18 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           }),
           zero,
         );
-  return { rows, permissions, status, todos, usage, lastSeq, byMessage, index };
+  return {
+    rows,
+    permissions,
+    status,
+    todos,
+    usage,
+    lastSeq,
+    statusError,
+    byMessage,
+    index,
+    said,
+    callOf,
+    rejectedCalls,
+  };
 }

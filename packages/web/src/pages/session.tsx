@@ -3,7 +3,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, Outlet, useNavigate, useParams } from "@tanstack/react-router";
 import { createContext, useContext, useEffect } from "react";
 import { api } from "../api.ts";
-import { Composer, type FollowUps, useFollowUps } from "../session/composer.tsx";
+import { Composer, type Failure, type FollowUps, useFollowUps } from "../session/composer.tsx";
 import { Conversation } from "../session/conversation.tsx";
 import type { Transcript, Usage } from "../transcript.ts";
 import { Button, ErrorNote, StatusBadge } from "../ui.tsx";
@@ -146,14 +146,15 @@ function ConnectionDot({ connection }: { connection: Connection }) {
 export function ConversationPage() {
   const { id } = useParams({ from: "/s/$id" });
   const ctx = useContext(SessionContext)!;
+  const status = ctx.transcript.status ?? ctx.session?.status;
+  // What stopped the session: the stream's last status says it; before the stream has, the row does.
+  const error = ctx.transcript.status ? ctx.transcript.statusError : (ctx.session?.error ?? undefined);
+  const failure: Failure | undefined =
+    status === "failed" || status === "interrupted" ? { status, message: error?.message } : undefined;
   return (
     <div className="grid grid-cols-[minmax(0,1fr)] gap-3">
-      <Conversation sessionId={id} transcript={ctx.transcript} />
-      <Composer
-        sessionId={id}
-        status={ctx.transcript.status ?? ctx.session?.status}
-        followUps={ctx.followUps}
-      />
+      <Conversation sessionId={id} transcript={ctx.transcript} failure={failure?.message} />
+      <Composer sessionId={id} status={status} failure={failure} followUps={ctx.followUps} />
     </div>
   );
 }

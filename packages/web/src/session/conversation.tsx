@@ -1,7 +1,7 @@
 import { useMutation } from "@tanstack/react-query";
 import { useNavigate } from "@tanstack/react-router";
 import { useWindowVirtualizer } from "@tanstack/react-virtual";
-import { useEffect, useLayoutEffect, useRef, useState } from "react";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { api } from "../api.ts";
 import type { PendingPermission, Row, Todo, Transcript } from "../transcript.ts";
 import { Button, ErrorNote, inputClass } from "../ui.tsx";
@@ -31,7 +31,7 @@ function ForkButton({ sessionId, messageId }: { sessionId: string; messageId: st
   );
 }
 
-function RowView({ row, sessionId }: { row: Row; sessionId: string }) {
+function RowView({ row, sessionId, waiting }: { row: Row; sessionId: string; waiting: boolean }) {
   switch (row.kind) {
     case "user":
       return (
@@ -56,10 +56,11 @@ function RowView({ row, sessionId }: { row: Row; sessionId: string }) {
         </details>
       );
     case "tool":
-      return <ToolCall row={row} />;
+      return <ToolCall row={row} waiting={waiting} />;
     case "notice":
       return (
         <p
+          data-testid="notice"
           className={`text-xs ${row.tone === "error" ? "text-red-700 dark:text-red-300" : "text-stone-500"}`}
         >
           {row.text}
@@ -91,6 +92,12 @@ function PermissionCard({ sessionId, p }: { sessionId: string; p: PendingPermiss
   const [rejecting, setRejecting] = useState(false);
   const [message, setMessage] = useState("");
   const card = useRef<HTMLDivElement>(null);
+  const rejectForm = useRef<HTMLFormElement>(null);
+  // The form opens at the bottom of the page, where the pinned composer would cover it: bring all
+  // of it (message and button) into view. The composer sets the root's scroll-padding to its height.
+  useEffect(() => {
+    if (rejecting) rejectForm.current?.scrollIntoView({ block: "nearest" });
+  }, [rejecting]);
   const reply = useMutation({
     mutationFn: (body: { reply: "once" | "always" | "reject"; message?: string }) =>
       api.sessions.reply(sessionId, p.requestId, body),
@@ -134,6 +141,7 @@ function PermissionCard({ sessionId, p }: { sessionId: string; p: PendingPermiss
       </div>
       {rejecting && (
         <form
+          ref={rejectForm}
           className="mt-3 grid gap-2"
           onSubmit={(e) => {
             e.preventDefault();
@@ -208,15 +216,21 @@ const atBottom = () =>
 /**
  * The conversation. Rows are virtualised against the window's scroll (only those near the viewport
  * are in the DOM), so a session of 10,000 events scrolls as lightly as one of ten. While the reader
- * is at the bottom the view follows new output; scrolled up, it stays put.
+ * is at the bottom the view follows new output; scrolled up, it stays put. `failure` is the error
+ * the composer shows under it (a failed start, an interrupted turn): its line is not repeated here.
  */
-export function Conversation({ sessionId, transcript }: { sessionId: string; transcript: Transcript }) {
+export function Conversation({
+  sessionId,
+  transcript,
+  failure,
+}: {
+  sessionId: string;
+  transcript: Transcript;
+  failure?: string;
+}) {
   const list = useRef<HTMLDivElement>(null);
   const [margin, setMargin] = useState(0);
   const following = useRef(true);
-  useLayoutEffect(() => {
-    setMargin(list.current?.offsetTop ?? 0);
-  }, []);
   useEffect(() => {
     const onScroll = () => {
       following.current = atBottom();
@@ -224,7 +238,20 @@ export function Conversation({ sessionId, transcript }: { sessionId: string; tra
     window.addEventListener("scroll", onScroll, { passive: true });
     return () => window.removeEventListener("scroll", onScroll);
   }, []);
-  const rows = transcript.rows;
+  const rows = useMemo(
+    () =>
+      failure === undefined
+        ? transcript.rows
+        : transcript.rows.filter((r) => !(r.kind === "notice" && r.error === failure)),
+    [transcript.rows, failure],
+  );
+  const empty = rows.length === 0;
+  const hasTodos = transcript.todos.length > 0;
+  // What stands above the list (the waiting line, the plan on a phone) moves it: measure again.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: re-measure when what is above it changes
+  useLayoutEffect(() => {
+    setMargin(list.current ? list.current.getBoundingClientRect().top + window.scrollY : 0);
+  }, [empty, hasTodos]);
   const v = useWindowVirtualizer({
     count: rows.length,
     estimateSize: () => 48,
@@ -238,31 +265,45 @@ export function Conversation({ sessionId, transcript }: { sessionId: string; tra
     if (rows.length) v.scrollToIndex(rows.length - 1, { align: "end" });
     requestAnimationFrame(() => window.scrollTo({ top: document.documentElement.scrollHeight }));
   }, [rows, transcript.permissions]);
+  // The calls a pending request is about are waiting for a person, not running.
+  const waitingCalls = useMemo(
+    () => new Set(transcript.permissions.flatMap((p) => (p.callId ? [p.callId] : []))),
+    [transcript.permissions],
+  );
   const items = v.getVirtualItems();
   return (
-    <div className="grid gap-3 lg:grid-cols-[minmax(0,1fr)_16rem] lg:items-start">
-      <div className="grid grid-cols-[minmax(0,1fr)] gap-3 lg:order-2 lg:sticky lg:top-4">
-        <Todos todos={transcript.todos} />
-      </div>
+    // The plan gets a column of its own on a wide screen only when there is one: otherwise the
+    // conversation (and its diffs) take the whole width.
+    <div
+      className={`grid grid-cols-[minmax(0,1fr)] gap-3 ${hasTodos ? "lg:grid-cols-[minmax(0,1fr)_16rem] lg:items-start" : ""}`}
+    >
+      {hasTodos && (
+        <div className="grid grid-cols-[minmax(0,1fr)] gap-3 lg:order-2 lg:sticky lg:top-4">
+          <Todos todos={transcript.todos} />
+        </div>
+      )}
       <div className="grid grid-cols-[minmax(0,1fr)] gap-3">
-        {rows.length === 0 && <p className="text-sm text-stone-500">Waiting for the agent…</p>}
+        {empty && failure === undefined && <p className="text-sm text-stone-500">Waiting for the agent…</p>}
         <div
           ref={list}
           data-testid="transcript"
           data-rows={rows.length}
           style={{ height: v.getTotalSize(), position: "relative" }}
         >
-          {items.map((it) => (
-            <div
-              key={it.key}
-              data-index={it.index}
-              ref={v.measureElement}
-              className="absolute inset-x-0 pb-3"
-              style={{ top: it.start - v.options.scrollMargin }}
-            >
-              <RowView row={rows[it.index]!} sessionId={sessionId} />
-            </div>
-          ))}
+          {items.map((it) => {
+            const row = rows[it.index]!;
+            return (
+              <div
+                key={it.key}
+                data-index={it.index}
+                ref={v.measureElement}
+                className="absolute inset-x-0 pb-3"
+                style={{ top: it.start - v.options.scrollMargin }}
+              >
+                <RowView row={row} sessionId={sessionId} waiting={waitingCalls.has(row.key)} />
+              </div>
+            );
+          })}
         </div>
         {transcript.permissions.map((p) => (
           <PermissionCard key={p.requestId} sessionId={sessionId} p={p} />

@@ -43,17 +43,56 @@ const STYLE: Record<DiffLine["kind"], string> = {
 };
 const SIGN: Record<DiffLine["kind"], string> = { add: "+", del: "-", ctx: " ", hunk: "" };
 
-/** An inline unified diff. Long diffs are cut at `max` lines with a count of the rest. */
-export function InlineDiff({ lines, max = 400, label }: { lines: DiffLine[]; max?: number; label?: string }) {
+/** A change that did not happen: no red and green, struck through, so it does not read as applied. */
+const STRUCK: Record<DiffLine["kind"], string> = {
+  add: "text-stone-500 line-through decoration-stone-400 dark:text-stone-500",
+  del: "text-stone-500 line-through decoration-stone-400 dark:text-stone-500",
+  ctx: "text-stone-400 dark:text-stone-600",
+  hunk: "text-stone-400 dark:text-stone-600",
+};
+
+/**
+ * An inline unified diff. Long diffs are cut at `max` lines with a count of the rest. `note` heads
+ * it (what became of the change); `struck` shows a change that was not applied.
+ */
+export function InlineDiff({
+  lines,
+  max = 400,
+  label,
+  note,
+  struck = false,
+}: {
+  lines: DiffLine[];
+  max?: number;
+  label?: string;
+  note?: string;
+  struck?: boolean;
+}) {
   const shown = lines.slice(0, max);
   return (
     <section
       aria-label={label ?? "Diff"}
-      className="overflow-x-auto rounded-md border border-stone-200 bg-white font-mono text-xs leading-5 dark:border-stone-800 dark:bg-stone-950"
+      data-struck={struck || undefined}
+      className={`overflow-x-auto rounded-md border font-mono text-xs leading-5 ${
+        struck
+          ? "border-dashed border-stone-300 bg-stone-50 dark:border-stone-700 dark:bg-stone-900/50"
+          : "border-stone-200 bg-white dark:border-stone-800 dark:bg-stone-950"
+      }`}
     >
+      {note && (
+        <div
+          className={`border-b px-2 py-0.5 font-sans text-[11px] font-medium uppercase tracking-wide ${
+            struck
+              ? "border-dashed border-stone-300 text-red-700 dark:border-stone-700 dark:text-red-300"
+              : "border-stone-200 text-amber-700 dark:border-stone-800 dark:text-amber-300"
+          }`}
+        >
+          {note}
+        </div>
+      )}
       {shown.map((l, i) => (
         // biome-ignore lint/suspicious/noArrayIndexKey: a diff's lines have no identity beyond their place
-        <div key={i} className={`whitespace-pre px-2 ${STYLE[l.kind]}`}>
+        <div key={i} className={`whitespace-pre px-2 ${(struck ? STRUCK : STYLE)[l.kind]}`}>
           {SIGN[l.kind]}
           {l.text}
         </div>
