@@ -40,7 +40,16 @@ const taskState = (page: Page) => page.getByTestId("task-state").textContent();
 
 async function goTasks(page: Page) {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Tasks" }).click();
-  await page.getByRole("heading", { name: "Submit a task" }).waitFor();
+  await page.getByRole("heading", { name: "Tasks", exact: true }).waitFor();
+}
+
+/** The new-task form is a dialog, closed until the page's button opens it. */
+async function newTask(page: Page) {
+  const dialog = page.getByRole("dialog", { name: "New task" });
+  expect(await dialog.count()).toBe(0);
+  await page.getByRole("button", { name: "New task" }).click();
+  await dialog.waitFor();
+  return dialog;
 }
 
 describe.skipIf(!haveChromium)("tasks and webhooks pages in a real browser", () => {
@@ -66,13 +75,14 @@ describe.skipIf(!haveChromium)("tasks and webhooks pages in a real browser", () 
       await login(page, t.url, t.token);
       await goTasks(page);
       const repo = makeRepo();
+      let form = await newTask(page);
 
       // The API's field error is shown on the field it names, not as a loose banner.
-      await page.getByLabel("Repository").fill("/nowhere/at/all");
-      await page.getByLabel("Prompt").fill("write hello please");
-      await page.getByRole("button", { name: "Submit task" }).click();
-      await page.getByText("no directory at /nowhere/at/all").waitFor();
-      expect(await page.getByLabel("Repository").getAttribute("aria-invalid")).toBe("true");
+      await form.getByLabel("Repository").fill("/nowhere/at/all");
+      await form.getByLabel("Prompt").fill("write hello please");
+      await form.getByRole("button", { name: "Submit task" }).click();
+      await form.getByText("no directory at /nowhere/at/all").waitFor();
+      expect(await form.getByLabel("Repository").getAttribute("aria-invalid")).toBe("true");
       expect(await page.getByRole("alert").count()).toBe(0);
       // Chromium logs every failed fetch to the console: this 422 was asked for, nothing else may be there.
       await expect
@@ -82,16 +92,19 @@ describe.skipIf(!haveChromium)("tasks and webhooks pages in a real browser", () 
         ]);
       w.problems.length = 0;
 
-      await page.getByLabel("Repository").fill(repo);
-      await page.getByLabel("Permissions").selectOption("ask");
-      await page.getByLabel("Priority").fill("5");
-      await page.getByLabel("Labels").fill("suite=web, kind=demo");
-      await page.getByRole("button", { name: "Submit task" }).click();
-      await page
-        .getByRole("status")
-        .filter({ hasText: /Queued tsk_/ })
-        .waitFor();
-      expect(await page.getByLabel("Repository").getAttribute("aria-invalid")).toBeNull();
+      await form.getByLabel("Repository").fill(repo);
+      await form.getByLabel("Permissions").selectOption("ask");
+      await form.getByLabel("Priority").fill("5");
+      await form.getByLabel("Labels").fill("suite=web, kind=demo");
+      await shoot(page, "task-new");
+      await form.getByRole("button", { name: "Submit task" }).click();
+      // Submitted: straight to the new task's own page.
+      await page.waitForURL(/\/t\/tsk_[^/]+$/);
+      const helloTaskUrl = page.url();
+      await page.getByRole("heading", { name: "write hello please" }).waitFor();
+      expect(await page.getByRole("dialog").count()).toBe(0);
+
+      await goTasks(page);
       const tasks = page.getByRole("list", { name: "Tasks" });
       const helloRow = tasks.getByRole("link").filter({ hasText: "write hello please" });
       await helloRow.waitFor();
@@ -110,8 +123,7 @@ describe.skipIf(!haveChromium)("tasks and webhooks pages in a real browser", () 
       await shoot(page, "tasks");
 
       await helloRow.click();
-      await page.waitForURL(/\/t\/tsk_[^/]+$/);
-      const helloTaskUrl = page.url();
+      await page.waitForURL(helloTaskUrl);
       await page.getByRole("heading", { name: "write hello please" }).waitFor();
       // The attempt's session link appears without a reload once the scheduler has made it.
       const attempt1 = page.getByRole("listitem", { name: "Attempt 1" });
@@ -138,11 +150,12 @@ describe.skipIf(!haveChromium)("tasks and webhooks pages in a real browser", () 
 
       // A task that hangs: cancel it from its page while it runs, then retry it, all without a reload.
       await goTasks(page);
-      await page.getByLabel("Prompt").fill("hang please");
-      await page.getByRole("button", { name: "Submit task" }).click();
-      const hangRow = tasks.getByRole("link").filter({ hasText: "hang please" });
-      await hangRow.click();
-      await page.waitForURL(/\/t\/tsk_[^/]+$/);
+      form = await newTask(page);
+      // The last repository is remembered: the prompt is what is left to write, and has the focus.
+      expect(await form.getByLabel("Repository").inputValue()).toBe(repo);
+      await page.keyboard.type("hang please");
+      await form.getByRole("button", { name: "Submit task" }).click();
+      await page.waitForURL((u) => /\/t\/tsk_[^/]+$/.test(u.pathname) && u.href !== helloTaskUrl);
       const hangId = page.url().split("/").at(-1)!;
       await page.evaluate(() => {
         (window as unknown as { notReloaded: boolean }).notReloaded = true;

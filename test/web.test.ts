@@ -40,11 +40,18 @@ describe.skipIf(!haveChromium)("web UI in a real browser", () => {
       });
 
       await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Sessions" }).click();
-      await page.getByPlaceholder("/path/to/repo or a git URL").fill(makeRepo());
-      await page.getByPlaceholder("What should the agent do?").fill("write hello please");
+      // The list is the page; starting a session is a dialog, closed until asked for.
+      await page.getByRole("heading", { name: "Sessions" }).waitFor();
+      expect(await page.getByPlaceholder("What should the agent do?").isVisible()).toBe(false);
+      await page.getByRole("button", { name: "New session" }).click();
+      const dialog = page.getByRole("dialog", { name: "New session" });
+      await dialog.getByPlaceholder("/path/to/repo or a git URL").fill(makeRepo());
+      await dialog.getByPlaceholder("What should the agent do?").fill("write hello please");
       await shoot(page, "sessions-new");
-      await page.getByRole("button", { name: "Start session" }).click();
+      await dialog.getByRole("button", { name: "Start session" }).click();
+      // Straight to the new session.
       await page.waitForURL(/\/s\/ses_[^/]+$/);
+      expect(await page.getByRole("dialog").count()).toBe(0);
 
       const ask = page.getByRole("alertdialog", { name: "Permission request" });
       await ask.waitFor({ timeout: 60_000 });

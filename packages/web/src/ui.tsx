@@ -1,5 +1,5 @@
 import type { Catalog } from "@flotilla/client";
-import type { ButtonHTMLAttributes, ReactNode } from "react";
+import { type ButtonHTMLAttributes, type ReactNode, useEffect, useId, useRef } from "react";
 import type { SessionStatus } from "./transcript.ts";
 
 const STATUS_STYLE: Record<SessionStatus, string> = {
@@ -114,5 +114,62 @@ export function LoadMore({
         {query.isFetchingNextPage ? "Loading…" : "Load more"}
       </Button>
     </div>
+  );
+}
+
+/**
+ * A modal dialog on the native <dialog>: the page behind is inert, Tab stays inside, Escape closes.
+ * Its content stays mounted while closed, so what was typed survives closing it by mistake. On
+ * opening, the element marked `data-autofocus` takes the focus (React's autoFocus runs on mount,
+ * not on showModal).
+ */
+export function Dialog({
+  open,
+  onClose,
+  title,
+  description,
+  children,
+}: {
+  open: boolean;
+  onClose: () => void;
+  title: string;
+  description?: ReactNode;
+  children: ReactNode;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const titleId = useId();
+  useEffect(() => {
+    const d = ref.current;
+    if (!d) return;
+    if (open && !d.open) {
+      d.showModal();
+      d.querySelector<HTMLElement>("[data-autofocus]")?.focus();
+    } else if (!open && d.open) d.close();
+  }, [open]);
+  return (
+    <dialog
+      ref={ref}
+      aria-labelledby={titleId}
+      onClose={onClose}
+      className="m-auto max-h-[calc(100dvh-2rem)] w-[calc(100%-2rem)] max-w-2xl overflow-y-auto rounded-lg border border-stone-200 bg-white p-0 text-stone-900 shadow-xl backdrop:bg-stone-950/40 dark:border-stone-800 dark:bg-stone-900 dark:text-stone-100"
+    >
+      <div className="grid gap-1 p-4 sm:p-5">
+        <div className="flex items-start gap-3">
+          <h2 id={titleId} className="mr-auto font-semibold">
+            {title}
+          </h2>
+          <button
+            type="button"
+            onClick={onClose}
+            aria-label="Close"
+            className="-m-1 rounded p-1 text-stone-500 hover:bg-stone-100 hover:text-stone-900 dark:hover:bg-stone-800 dark:hover:text-white"
+          >
+            <span aria-hidden>✕</span>
+          </button>
+        </div>
+        {description && <div className="text-xs text-stone-500">{description}</div>}
+        {children}
+      </div>
+    </dialog>
   );
 }

@@ -3,11 +3,21 @@ import { keepPreviousData, useInfiniteQuery, useMutation, useQuery } from "@tans
 import { Link, useNavigate, useRouterState } from "@tanstack/react-router";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { api } from "../api.ts";
-import { Button, Card, ErrorNote, inputClass, LoadMore, ModelOptions, StatusBadge, timeAgo } from "../ui.tsx";
+import {
+  Button,
+  Card,
+  Dialog,
+  ErrorNote,
+  inputClass,
+  LoadMore,
+  ModelOptions,
+  StatusBadge,
+  timeAgo,
+} from "../ui.tsx";
 
 const LAST_REPO = "flotilla.lastRepo";
 
-function NewSessionForm() {
+function NewSessionForm({ onDone }: { onDone: () => void }) {
   const navigate = useNavigate();
   const models = useQuery({ queryKey: ["models"], queryFn: api.models });
   const [repo, setRepo] = useState(() => localStorage.getItem(LAST_REPO) ?? "");
@@ -17,6 +27,7 @@ function NewSessionForm() {
     mutationFn: () => api.sessions.create({ repo: repo.trim(), prompt, ...(model ? { model } : {}) }),
     onSuccess: (s) => {
       localStorage.setItem(LAST_REPO, repo.trim());
+      onDone();
       void navigate({ to: "/s/$id", params: { id: s.id } });
     },
   });
@@ -26,51 +37,51 @@ function NewSessionForm() {
   };
   const chosen = model || models.data?.default || "";
   return (
-    <Card>
-      <h2 className="font-semibold">New session</h2>
-      <form onSubmit={submit} className="mt-3 grid gap-3">
-        <label className="grid gap-1 text-sm">
-          <span className="font-medium">Repository</span>
-          <input
-            name="repo"
-            required
-            placeholder="/path/to/repo or a git URL"
-            value={repo}
-            onChange={(e) => setRepo(e.target.value)}
-            className={`${inputClass} font-mono`}
-          />
-        </label>
-        <label className="grid gap-1 text-sm">
-          <span className="font-medium">Prompt</span>
-          <textarea
-            name="prompt"
-            required
-            rows={3}
-            placeholder="What should the agent do?"
-            value={prompt}
-            onChange={(e) => setPrompt(e.target.value)}
+    <form onSubmit={submit} className="mt-3 grid gap-3" aria-label="New session">
+      <label className="grid gap-1 text-sm">
+        <span className="font-medium">Repository</span>
+        <input
+          name="repo"
+          required
+          // The last repository is filled in: the prompt is then what is left to write.
+          {...(repo ? {} : { "data-autofocus": true })}
+          placeholder="/path/to/repo or a git URL"
+          value={repo}
+          onChange={(e) => setRepo(e.target.value)}
+          className={`${inputClass} font-mono`}
+        />
+      </label>
+      <label className="grid gap-1 text-sm">
+        <span className="font-medium">Prompt</span>
+        <textarea
+          name="prompt"
+          required
+          {...(repo ? { "data-autofocus": true } : {})}
+          rows={3}
+          placeholder="What should the agent do?"
+          value={prompt}
+          onChange={(e) => setPrompt(e.target.value)}
+          className={inputClass}
+        />
+      </label>
+      <div className="flex flex-wrap items-end gap-3">
+        <label className="grid min-w-0 flex-1 gap-1 text-sm">
+          <span className="font-medium">Model</span>
+          <select
+            name="model"
+            value={chosen}
+            onChange={(e) => setModel(e.target.value)}
             className={inputClass}
-          />
+          >
+            <ModelOptions models={models.data?.models} />
+          </select>
         </label>
-        <div className="flex flex-wrap items-end gap-3">
-          <label className="grid min-w-0 flex-1 gap-1 text-sm">
-            <span className="font-medium">Model</span>
-            <select
-              name="model"
-              value={chosen}
-              onChange={(e) => setModel(e.target.value)}
-              className={inputClass}
-            >
-              <ModelOptions models={models.data?.models} />
-            </select>
-          </label>
-          <Button tone="primary" type="submit" disabled={create.isPending || !repo.trim() || !prompt.trim()}>
-            {create.isPending ? "Starting…" : "Start session"}
-          </Button>
-        </div>
-        <ErrorNote error={create.error ?? models.error} />
-      </form>
-    </Card>
+        <Button tone="primary" type="submit" disabled={create.isPending || !repo.trim() || !prompt.trim()}>
+          {create.isPending ? "Starting…" : "Start session"}
+        </Button>
+      </div>
+      <ErrorNote error={create.error ?? models.error} />
+    </form>
   );
 }
 
@@ -225,14 +236,27 @@ export function SessionsPage() {
   const overview = useQuery({ queryKey: ["overview"], queryFn: api.overview });
   const items = list.data?.pages.flatMap((p) => p.items) ?? [];
   const filtered = Object.keys(filters).length > 0;
+  // Starting a session is a dialog, so the list is what the page shows first.
+  const [creating, setCreating] = useState(false);
   return (
     <div className="grid grid-cols-[minmax(0,1fr)] gap-6">
-      <NewSessionForm />
+      <Dialog open={creating} onClose={() => setCreating(false)} title="New session">
+        <NewSessionForm onDone={() => setCreating(false)} />
+      </Dialog>
       <section aria-labelledby="sessions-heading" className="grid gap-3">
         <div className="flex flex-wrap items-center gap-3">
-          <h2 id="sessions-heading" className="mr-auto font-semibold">
+          <h1 id="sessions-heading" className="mr-auto text-lg font-semibold">
             Sessions
-          </h2>
+          </h1>
+          {/* Beside the heading on a phone (the search takes the next row); after the search on wider screens. */}
+          <Button
+            tone="primary"
+            onClick={() => setCreating(true)}
+            aria-haspopup="dialog"
+            className="sm:order-last"
+          >
+            New session
+          </Button>
           <SearchBox value={q} onChange={(text) => set({ q: text })} />
         </div>
         <StatusFilter value={status} counts={overview.data?.sessions} onChange={(s) => set({ status: s })} />
@@ -246,7 +270,7 @@ export function SessionsPage() {
                 <Button onClick={() => set({ status: "", q: "" })}>Clear filters</Button>
               </div>
             ) : (
-              <p className="text-sm text-stone-500">No sessions yet. Start one above.</p>
+              <p className="text-sm text-stone-500">No sessions yet. Start one with New session.</p>
             )}
           </Card>
         )}

@@ -18,7 +18,7 @@ import {
   taskStateLabel,
   When,
 } from "../tasks/task-ui.tsx";
-import { Button, Card, ErrorNote, inputClass, LoadMore, timeAgo } from "../ui.tsx";
+import { Button, Card, Dialog, ErrorNote, inputClass, LoadMore, timeAgo } from "../ui.tsx";
 
 export { TaskStateBadge };
 
@@ -80,14 +80,32 @@ export function TasksPage() {
   const items = list.data?.pages.flatMap((p) => p.items) ?? [];
   const filtered = Object.keys(filters).length > 0;
   const labelError = labelOk ? undefined : "expected key=value";
+  // Submitting is a dialog, so the list is what the page shows first.
+  const [creating, setCreating] = useState(false);
   return (
     <div className="grid grid-cols-[minmax(0,1fr)] gap-6">
-      <TaskForm />
+      <Dialog
+        open={creating}
+        onClose={() => setCreating(false)}
+        title="New task"
+        description="Queued work: the scheduler runs it in its own workspace, retries what can be retried, and keeps the result."
+      >
+        <TaskForm onDone={() => setCreating(false)} />
+      </Dialog>
       <section aria-labelledby="tasks-heading">
         <div className="mb-3 grid grid-cols-2 items-start gap-3 sm:flex sm:flex-wrap sm:items-end">
-          <h2 id="tasks-heading" className="col-span-2 font-semibold sm:mr-auto sm:self-center">
+          <h1 id="tasks-heading" className="self-center text-lg font-semibold sm:mr-auto">
             Tasks
-          </h2>
+          </h1>
+          {/* Beside the heading on a phone; at the end of the filters' row on a wider screen. */}
+          <Button
+            tone="primary"
+            onClick={() => setCreating(true)}
+            aria-haspopup="dialog"
+            className="justify-self-end sm:order-last"
+          >
+            New task
+          </Button>
           <Field id="filter-state" label="State" className="sm:w-40">
             <select
               {...controlProps("filter-state")}
@@ -118,7 +136,7 @@ export function TasksPage() {
         {list.isPending && <p className="text-sm text-stone-500">Loading tasks…</p>}
         {list.data && items.length === 0 && (
           <p className="text-sm text-stone-500">
-            {filtered ? "No task matches these filters." : "No tasks yet. Submit one above."}
+            {filtered ? "No task matches these filters." : "No tasks yet. Submit one with New task."}
           </p>
         )}
         {items.length > 0 && (

@@ -1,9 +1,9 @@
-import type { CreateTaskBody, Task } from "@flotilla/contracts";
+import type { CreateTaskBody } from "@flotilla/contracts";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { Link } from "@tanstack/react-router";
+import { useNavigate } from "@tanstack/react-router";
 import { type FormEvent, useState } from "react";
 import { api } from "../api.ts";
-import { Button, Card, ErrorNote, inputClass, ModelOptions } from "../ui.tsx";
+import { Button, ErrorNote, inputClass, ModelOptions } from "../ui.tsx";
 import { controlProps, Field, fieldErrorOf } from "./task-ui.tsx";
 
 // Shared with the new-session form: whichever was used last is the likeliest next repository.
@@ -28,8 +28,10 @@ export function parseLabels(text: string): Record<string, string> | string {
 const ADVANCED = new Set(["baseRef", "agent", "webhook", "idempotencyKey"]);
 const idOf = (field: string) => `task-${field}`;
 
-export function TaskForm() {
+/** The new-task form; a submitted task's own page is where its progress is followed. */
+export function TaskForm({ onDone }: { onDone?: () => void }) {
   const qc = useQueryClient();
+  const navigate = useNavigate();
   const models = useQuery({ queryKey: ["models"], queryFn: api.models });
   const [repo, setRepo] = useState(() => localStorage.getItem(LAST_REPO) ?? "");
   const [prompt, setPrompt] = useState("");
@@ -46,16 +48,18 @@ export function TaskForm() {
   const [idempotencyKey, setIdempotencyKey] = useState("");
   const [advancedOpen, setAdvancedOpen] = useState(false);
   const [localError, setLocalError] = useState<{ field: string; message: string }>();
-  const [last, setLast] = useState<{ task: Task; created: boolean }>();
 
   const submit = useMutation({
     mutationFn: (body: CreateTaskBody) => api.tasks.submit(body),
     onSuccess: (res) => {
       localStorage.setItem(LAST_REPO, repo.trim());
-      setLast(res);
       setPrompt("");
       setIdempotencyKey("");
+      qc.setQueryData(["task", res.task.id], res.task);
       void qc.invalidateQueries({ queryKey: ["tasks"] });
+      onDone?.();
+      // A second submit with the same idempotency key answers with the first task: go there too.
+      void navigate({ to: "/t/$id", params: { id: res.task.id } });
     },
     onError: (e) => {
       const f = fieldErrorOf(e);
@@ -90,7 +94,6 @@ export function TaskForm() {
   const onSubmit = (ev: FormEvent) => {
     ev.preventDefault();
     setLocalError(undefined);
-    setLast(undefined);
     const parsed = parseLabels(labels);
     if (typeof parsed === "string") {
       setLocalError({ field: "labels", message: parsed });
@@ -121,244 +124,222 @@ export function TaskForm() {
   const text = (field: string, hint?: string) => controlProps(idOf(field), errorFor(field), hint);
 
   return (
-    <Card>
-      <h2 className="font-semibold">Submit a task</h2>
-      <p className="mt-0.5 text-xs text-stone-500">
-        Queued work: the scheduler runs it in its own workspace, retries what can be retried, and keeps the
-        result.
-      </p>
-      <form onSubmit={onSubmit} className="mt-4 grid gap-4" aria-label="Submit a task">
-        <Field id={idOf("repo")} label="Repository" error={errorFor("repo")}>
-          <input
-            {...text("repo")}
-            name="repo"
-            required
-            maxLength={4096}
-            placeholder="/path/to/repo or a git URL"
-            value={repo}
-            onChange={(e) => setRepo(e.target.value)}
-            className={`${inputClass} font-mono`}
-          />
+    <form onSubmit={onSubmit} className="mt-3 grid gap-4" aria-label="New task">
+      <Field id={idOf("repo")} label="Repository" error={errorFor("repo")}>
+        <input
+          {...text("repo")}
+          name="repo"
+          required
+          {...(repo ? {} : { "data-autofocus": true })}
+          maxLength={4096}
+          placeholder="/path/to/repo or a git URL"
+          value={repo}
+          onChange={(e) => setRepo(e.target.value)}
+          className={`${inputClass} font-mono`}
+        />
+      </Field>
+      <Field id={idOf("prompt")} label="Prompt" error={errorFor("prompt")}>
+        <textarea
+          {...text("prompt")}
+          name="prompt"
+          required
+          {...(repo ? { "data-autofocus": true } : {})}
+          rows={3}
+          placeholder="What should the agent do?"
+          value={prompt}
+          onChange={(e) => setPrompt(e.target.value)}
+          className={inputClass}
+        />
+      </Field>
+      <div className="grid gap-4 sm:grid-cols-2">
+        <Field id={idOf("model")} label="Model" error={errorFor("model")}>
+          <select
+            {...text("model")}
+            name="model"
+            value={chosen}
+            onChange={(e) => setModel(e.target.value)}
+            className={inputClass}
+          >
+            <ModelOptions models={models.data?.models} />
+          </select>
         </Field>
-        <Field id={idOf("prompt")} label="Prompt" error={errorFor("prompt")}>
-          <textarea
-            {...text("prompt")}
-            name="prompt"
-            required
-            rows={3}
-            placeholder="What should the agent do?"
-            value={prompt}
-            onChange={(e) => setPrompt(e.target.value)}
+        <Field
+          id={idOf("permission")}
+          label="Permissions"
+          error={errorFor("permission")}
+          hint={permission === "ask" ? "The task waits on its session page for your approval." : undefined}
+        >
+          <select
+            {...text("permission", permission === "ask" ? "hint" : undefined)}
+            name="permission"
+            value={permission}
+            onChange={(e) => setPermission(e.target.value as typeof permission)}
+            className={inputClass}
+          >
+            <option value="allow">Allow everything (unattended)</option>
+            <option value="ask">Ask me before edits and commands</option>
+            <option value="read-only">Read-only</option>
+          </select>
+        </Field>
+      </div>
+      <div className="grid grid-cols-2 gap-4 sm:grid-cols-3">
+        <Field
+          id={idOf("priority")}
+          label="Priority"
+          error={errorFor("priority")}
+          hint="−100 to 100; higher first"
+        >
+          <input
+            {...text("priority", "hint")}
+            name="priority"
+            type="number"
+            inputMode="numeric"
+            min={-100}
+            max={100}
+            step={1}
+            value={priority}
+            onChange={(e) => setPriority(e.target.value)}
             className={inputClass}
           />
         </Field>
-        <div className="grid gap-4 sm:grid-cols-2">
-          <Field id={idOf("model")} label="Model" error={errorFor("model")}>
-            <select
-              {...text("model")}
-              name="model"
-              value={chosen}
-              onChange={(e) => setModel(e.target.value)}
-              className={inputClass}
-            >
-              <ModelOptions models={models.data?.models} />
-            </select>
-          </Field>
-          <Field
-            id={idOf("permission")}
-            label="Permissions"
-            error={errorFor("permission")}
-            hint={permission === "ask" ? "The task waits on its session page for your approval." : undefined}
-          >
-            <select
-              {...text("permission", permission === "ask" ? "hint" : undefined)}
-              name="permission"
-              value={permission}
-              onChange={(e) => setPermission(e.target.value as typeof permission)}
-              className={inputClass}
-            >
-              <option value="allow">Allow everything (unattended)</option>
-              <option value="ask">Ask me before edits and commands</option>
-              <option value="read-only">Read-only</option>
-            </select>
-          </Field>
-        </div>
-        <div className="grid grid-cols-2 gap-4 sm:grid-cols-3">
-          <Field
-            id={idOf("priority")}
-            label="Priority"
-            error={errorFor("priority")}
-            hint="−100 to 100; higher first"
-          >
-            <input
-              {...text("priority", "hint")}
-              name="priority"
-              type="number"
-              inputMode="numeric"
-              min={-100}
-              max={100}
-              step={1}
-              value={priority}
-              onChange={(e) => setPriority(e.target.value)}
-              className={inputClass}
-            />
-          </Field>
-          <Field
-            id={idOf("timeoutMs")}
-            label="Timeout (minutes)"
-            error={errorFor("timeoutMs")}
-            hint="Per attempt, up to 1440"
-          >
-            <input
-              {...text("timeoutMs", "hint")}
-              name="timeout"
-              type="number"
-              inputMode="numeric"
-              min={1}
-              max={1440}
-              step={1}
-              value={timeoutMin}
-              onChange={(e) => setTimeoutMin(e.target.value)}
-              className={inputClass}
-            />
-          </Field>
-          <Field id={idOf("maxAttempts")} label="Max attempts" error={errorFor("maxAttempts")} hint="1 to 20">
-            <input
-              {...text("maxAttempts", "hint")}
-              name="maxAttempts"
-              type="number"
-              inputMode="numeric"
-              min={1}
-              max={20}
-              step={1}
-              value={maxAttempts}
-              onChange={(e) => setMaxAttempts(e.target.value)}
-              className={inputClass}
-            />
-          </Field>
-        </div>
-        <div className="grid gap-4 sm:grid-cols-2">
-          <Field
-            id={idOf("verify")}
-            label="Verify command"
-            error={errorFor("verify")}
-            hint="Optional. Runs in the workspace after the agent; exit 0 means success"
-          >
-            <input
-              {...text("verify", "hint")}
-              name="verify"
-              maxLength={10_000}
-              placeholder="npm test"
-              value={verify}
-              onChange={(e) => setVerify(e.target.value)}
-              className={`${inputClass} font-mono`}
-            />
-          </Field>
-          <Field
-            id={idOf("labels")}
-            label="Labels"
-            error={errorFor("labels")}
-            hint="Optional. key=value, separated by commas"
-          >
-            <input
-              {...text("labels", "hint")}
-              name="labels"
-              placeholder="team=web, kind=bug"
-              value={labels}
-              onChange={(e) => setLabels(e.target.value)}
-              className={`${inputClass} font-mono`}
-            />
-          </Field>
-        </div>
-        <details
-          open={advancedOpen}
-          onToggle={(e) => setAdvancedOpen(e.currentTarget.open)}
-          className="rounded-md border border-stone-200 px-3 py-2 dark:border-stone-800"
+        <Field
+          id={idOf("timeoutMs")}
+          label="Timeout (minutes)"
+          error={errorFor("timeoutMs")}
+          hint="Per attempt, up to 1440"
         >
-          <summary className="cursor-pointer select-none text-sm font-medium text-stone-600 dark:text-stone-400">
-            More options
-          </summary>
-          <div className="mt-3 grid gap-4 pb-1 sm:grid-cols-2">
-            <Field id={idOf("baseRef")} label="Base ref" error={errorFor("baseRef")} hint="Default: HEAD">
-              <input
-                {...text("baseRef", "hint")}
-                name="baseRef"
-                maxLength={255}
-                placeholder="main"
-                value={baseRef}
-                onChange={(e) => setBaseRef(e.target.value)}
-                className={`${inputClass} font-mono`}
-              />
-            </Field>
-            <Field
-              id={idOf("agent")}
-              label="Agent"
-              error={errorFor("agent")}
-              hint="Default: the harness's own"
-            >
-              <input
-                {...text("agent", "hint")}
-                name="agent"
-                maxLength={100}
-                placeholder="build"
-                value={agent}
-                onChange={(e) => setAgent(e.target.value)}
-                className={inputClass}
-              />
-            </Field>
-            <Field
-              id={idOf("webhook")}
-              label="Webhook URL"
-              error={errorFor("webhook")}
-              hint="Receives this task's state changes, signed with the organisation's secret"
-            >
-              <input
-                {...text("webhook", "hint")}
-                name="webhook"
-                type="url"
-                maxLength={2048}
-                placeholder="https://example.com/hooks/flotilla"
-                value={webhook}
-                onChange={(e) => setWebhook(e.target.value)}
-                className={`${inputClass} font-mono`}
-              />
-            </Field>
-            <Field
-              id={idOf("idempotencyKey")}
-              label="Idempotency key"
-              error={errorFor("idempotencyKey")}
-              hint="A second submit with the same key returns the first task"
-            >
-              <input
-                {...text("idempotencyKey", "hint")}
-                name="idempotencyKey"
-                maxLength={200}
-                value={idempotencyKey}
-                onChange={(e) => setIdempotencyKey(e.target.value)}
-                className={`${inputClass} font-mono`}
-              />
-            </Field>
-          </div>
-        </details>
-        <div className="flex flex-wrap items-center gap-3">
-          <Button tone="primary" type="submit" disabled={submit.isPending || !repo.trim() || !prompt.trim()}>
-            {submit.isPending ? "Submitting…" : "Submit task"}
-          </Button>
-          {last && (
-            <p role="status" className="text-sm text-stone-600 dark:text-stone-400">
-              {last.created ? "Queued" : "Already submitted with that key:"}{" "}
-              <Link
-                to="/t/$id"
-                params={{ id: last.task.id }}
-                className="font-mono underline underline-offset-2"
-              >
-                {last.task.id}
-              </Link>
-            </p>
-          )}
+          <input
+            {...text("timeoutMs", "hint")}
+            name="timeout"
+            type="number"
+            inputMode="numeric"
+            min={1}
+            max={1440}
+            step={1}
+            value={timeoutMin}
+            onChange={(e) => setTimeoutMin(e.target.value)}
+            className={inputClass}
+          />
+        </Field>
+        <Field id={idOf("maxAttempts")} label="Max attempts" error={errorFor("maxAttempts")} hint="1 to 20">
+          <input
+            {...text("maxAttempts", "hint")}
+            name="maxAttempts"
+            type="number"
+            inputMode="numeric"
+            min={1}
+            max={20}
+            step={1}
+            value={maxAttempts}
+            onChange={(e) => setMaxAttempts(e.target.value)}
+            className={inputClass}
+          />
+        </Field>
+      </div>
+      <div className="grid gap-4 sm:grid-cols-2">
+        <Field
+          id={idOf("verify")}
+          label="Verify command"
+          error={errorFor("verify")}
+          hint="Optional. Runs in the workspace after the agent; exit 0 means success"
+        >
+          <input
+            {...text("verify", "hint")}
+            name="verify"
+            maxLength={10_000}
+            placeholder="npm test"
+            value={verify}
+            onChange={(e) => setVerify(e.target.value)}
+            className={`${inputClass} font-mono`}
+          />
+        </Field>
+        <Field
+          id={idOf("labels")}
+          label="Labels"
+          error={errorFor("labels")}
+          hint="Optional. key=value, separated by commas"
+        >
+          <input
+            {...text("labels", "hint")}
+            name="labels"
+            placeholder="team=web, kind=bug"
+            value={labels}
+            onChange={(e) => setLabels(e.target.value)}
+            className={`${inputClass} font-mono`}
+          />
+        </Field>
+      </div>
+      <details
+        open={advancedOpen}
+        onToggle={(e) => setAdvancedOpen(e.currentTarget.open)}
+        className="rounded-md border border-stone-200 px-3 py-2 dark:border-stone-800"
+      >
+        <summary className="cursor-pointer select-none text-sm font-medium text-stone-600 dark:text-stone-400">
+          More options
+        </summary>
+        <div className="mt-3 grid gap-4 pb-1 sm:grid-cols-2">
+          <Field id={idOf("baseRef")} label="Base ref" error={errorFor("baseRef")} hint="Default: HEAD">
+            <input
+              {...text("baseRef", "hint")}
+              name="baseRef"
+              maxLength={255}
+              placeholder="main"
+              value={baseRef}
+              onChange={(e) => setBaseRef(e.target.value)}
+              className={`${inputClass} font-mono`}
+            />
+          </Field>
+          <Field id={idOf("agent")} label="Agent" error={errorFor("agent")} hint="Default: the harness's own">
+            <input
+              {...text("agent", "hint")}
+              name="agent"
+              maxLength={100}
+              placeholder="build"
+              value={agent}
+              onChange={(e) => setAgent(e.target.value)}
+              className={inputClass}
+            />
+          </Field>
+          <Field
+            id={idOf("webhook")}
+            label="Webhook URL"
+            error={errorFor("webhook")}
+            hint="Receives this task's state changes, signed with the organisation's secret"
+          >
+            <input
+              {...text("webhook", "hint")}
+              name="webhook"
+              type="url"
+              maxLength={2048}
+              placeholder="https://example.com/hooks/flotilla"
+              value={webhook}
+              onChange={(e) => setWebhook(e.target.value)}
+              className={`${inputClass} font-mono`}
+            />
+          </Field>
+          <Field
+            id={idOf("idempotencyKey")}
+            label="Idempotency key"
+            error={errorFor("idempotencyKey")}
+            hint="A second submit with the same key returns the first task"
+          >
+            <input
+              {...text("idempotencyKey", "hint")}
+              name="idempotencyKey"
+              maxLength={200}
+              value={idempotencyKey}
+              onChange={(e) => setIdempotencyKey(e.target.value)}
+              className={`${inputClass} font-mono`}
+            />
+          </Field>
         </div>
-        <ErrorNote error={formError ?? models.error} />
-      </form>
-    </Card>
+      </details>
+      <div className="flex flex-wrap items-center gap-3">
+        <Button tone="primary" type="submit" disabled={submit.isPending || !repo.trim() || !prompt.trim()}>
+          {submit.isPending ? "Submitting…" : "Submit task"}
+        </Button>
+      </div>
+      <ErrorNote error={formError ?? models.error} />
+    </form>
   );
 }
