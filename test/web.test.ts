@@ -2,14 +2,28 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scenario } from "../packages/server/test/scenario.ts";
 import {
   type Browser,
+  DESKTOP,
   haveChromium,
   launchBrowser,
   login,
+  type Page,
+  PHONE,
   scenarioOn,
   shoot,
   watchedPage,
 } from "./browser.ts";
 import { makeRepo, startTestServer, type TestServer } from "./support.ts";
+
+/** How wide the page is at a phone's width: wider than the screen means sideways scrolling. */
+async function phoneScrollWidth(page: Page): Promise<number> {
+  await page.setViewportSize(PHONE);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  await page.setViewportSize(DESKTOP);
+  return width;
+}
+
+const widthOf = (page: Page, testId: string) =>
+  page.getByTestId(testId).evaluate((el) => el.getBoundingClientRect().width);
 
 describe.skipIf(!haveChromium)("web UI in a real browser", () => {
   let t: TestServer;
@@ -61,18 +75,27 @@ describe.skipIf(!haveChromium)("web UI in a real browser", () => {
       await expect.poll(() => page.getByTestId("status").textContent(), { timeout: 30_000 }).toBe("idle");
       expect(await page.getByTestId("tool-row").first().textContent()).toContain("completed");
       await shoot(page, "session-done");
+      // A wide window is used (diffs deserve it), inside a padded column; a phone never scrolls sideways.
+      expect(await widthOf(page, "transcript")).toBeGreaterThan(1300);
+      expect(
+        await page.getByTestId("transcript").evaluate((el) => el.getBoundingClientRect().left),
+      ).toBeGreaterThanOrEqual(16);
+      expect(await phoneScrollWidth(page)).toBeLessThanOrEqual(PHONE.width);
 
       await page.getByRole("link", { name: "Changes" }).click();
       await page.getByTestId("changed-files").getByText("hello.txt").waitFor();
       // Side by side on a wide screen: the new line on the right, nothing on the left.
       await page.getByTestId("split-diff").getByText("hello from the agent").waitFor();
       await shoot(page, "changes");
+      expect(await widthOf(page, "split-diff")).toBeGreaterThan(1300);
+      expect(await phoneScrollWidth(page)).toBeLessThanOrEqual(PHONE.width);
       await page.getByRole("button", { name: "Unified" }).click();
       await page.getByText("+hello from the agent").waitFor();
 
       await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Sessions" }).click();
       await page.getByText("write hello please").first().waitFor();
       await shoot(page, "sessions-list");
+      expect(await phoneScrollWidth(page)).toBeLessThanOrEqual(PHONE.width);
       expect(w.problems).toEqual([]);
     });
     await context.close();

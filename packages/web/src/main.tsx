@@ -41,6 +41,10 @@ const NAV = [
   ["/settings", "Settings"],
 ] as const;
 
+// The content column takes the window's width (diffs and logs need it) up to a very wide screen,
+// with padding that grows with the window.
+const COLUMN = "mx-auto w-full max-w-[120rem] px-4 sm:px-6 lg:px-8";
+
 function Shell() {
   const path = useRouterState({ select: (s) => s.location.pathname });
   const navigate = useNavigate();
@@ -54,7 +58,7 @@ function Shell() {
   return (
     <div className="min-h-dvh">
       <header className="border-b border-stone-200 bg-white/80 backdrop-blur dark:border-stone-800 dark:bg-stone-900/80">
-        <div className="mx-auto flex max-w-6xl flex-wrap items-center gap-x-4 gap-y-2 px-4 py-3">
+        <div className={`${COLUMN} flex flex-wrap items-center gap-x-4 gap-y-2 py-3`}>
           <Link to="/" className="font-semibold tracking-tight">
             Flotilla
           </Link>
@@ -96,7 +100,7 @@ function Shell() {
           )}
         </div>
       </header>
-      <main className="mx-auto max-w-6xl px-4 py-6">
+      <main className={`${COLUMN} py-6`}>
         <Outlet />
       </main>
     </div>
