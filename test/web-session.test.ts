@@ -261,7 +261,9 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
       await page.waitForURL((u) => /\/s\/ses_/.test(u.pathname) && !u.pathname.includes(s.id));
       const forkId = new URL(page.url()).pathname.split("/")[2]!;
       // The notice names the parent (and says what the two share).
-      await page.getByText(`This session was forked from ${s.id}`).waitFor();
+      await page
+        .getByText(`This session was forked from ${s.id}; it shares that session's workspace`)
+        .waitFor();
       const forked = await t.client.sessions.messages(forkId);
       const said = JSON.stringify(forked);
       expect(said).toContain(SLOW_TEXT);
