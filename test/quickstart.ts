@@ -33,15 +33,19 @@ export async function readyClient(
   child: ChildProcess,
   o: { port: number; home: string; log: string; timeoutMs?: number },
 ): Promise<FlotillaClient> {
+  // An exit ends the wait at once (waitFor retries through errors until its deadline).
   await waitFor(
-    async () => {
-      if (child.exitCode !== null)
-        throw new Error(`exited ${child.exitCode}: ${readFileSync(o.log, "utf8").slice(-3000)}`);
-      return (await fetch(`http://127.0.0.1:${o.port}/readyz`, { signal: AbortSignal.timeout(1000) })).ok;
-    },
+    async () =>
+      child.exitCode !== null ||
+      child.signalCode !== null ||
+      (await fetch(`http://127.0.0.1:${o.port}/readyz`, { signal: AbortSignal.timeout(1000) })).ok,
     o.timeoutMs ?? 90_000,
     "flotilla ready",
   );
+  if (child.exitCode !== null || child.signalCode !== null)
+    throw new Error(
+      `exited ${child.exitCode ?? child.signalCode} before it was ready: ${readFileSync(o.log, "utf8").slice(-3000)}`,
+    );
   return new FlotillaClient({
     baseUrl: `http://127.0.0.1:${o.port}`,
     token: readFileSync(join(o.home, "admin.token"), "utf8").trim(),

@@ -11,6 +11,7 @@ import {
 import { join } from "node:path";
 import { freePort, postgresOutsideDir } from "@flotilla/server";
 import { afterAll, describe, expect, it } from "vitest";
+import { pidAlive, readyClient } from "../../../test/quickstart.ts";
 import { ROOT, spawnFlotilla, tempDir, waitFor } from "../../../test/support.ts";
 import { BIN, cliEnv, runCli, sh, Tmux } from "./cli.ts";
 
@@ -27,28 +28,11 @@ const servers: ChildProcess[] = [];
 const postgres: number[] = [];
 let tmux: Tmux | undefined;
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function startServer(): Promise<ChildProcess> {
   const port = await freePort();
   const child = spawnFlotilla(["server", "--port", String(port)], { FLOTILLA_HOME: home }, log);
   servers.push(child);
-  await waitFor(
-    async () => {
-      if (child.exitCode !== null)
-        throw new Error(`exited ${child.exitCode}: ${readFileSync(log, "utf8").slice(-3000)}`);
-      return (await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) })).ok;
-    },
-    90_000,
-    "flotilla server ready",
-  );
+  await readyClient(child, { port, home, log });
   const cluster = realpathSync(join(home, "postgres"));
   postgres.push(Number(readFileSync(join(cluster, "postmaster.pid"), "utf8").split("\n")[0]));
   return child;
