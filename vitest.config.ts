@@ -5,7 +5,12 @@ import { defineConfig } from "vitest/config";
 // other's figures mean nothing. Everything else runs two files at a time.
 // The same scale factor as test/support.ts (FLOTILLA_TEST_SCALE): every deadline grows with it.
 const SCALE = Math.max(1, Number(process.env.FLOTILLA_TEST_SCALE ?? 1) || 1);
-const HEAVY = ["packages/server/test/scale.test.ts", "packages/server/test/capacity.test.ts"];
+// The fresh clone (an npm install, a UI build, a boot and `npm test` of a clone) is heavy too.
+const HEAVY = [
+  "packages/server/test/scale.test.ts",
+  "packages/server/test/capacity.test.ts",
+  "test/fresh-clone.test.ts",
+];
 
 export default defineConfig({
   test: {
