@@ -126,6 +126,25 @@ describe("flotilla server reset", () => {
     await waitFor(async () => !pidAlive(postgres.at(-1)!), 30_000, "postgres stopped with its server");
   });
 
+  // As root only: otherwise the cluster lives inside the home and goes with it.
+  it.runIf(root)(
+    "a home deleted by hand leaves its cluster behind: the next start says to reset, and reset clears it",
+    async () => {
+      expect(existsSync(join(outside, "data", "PG_VERSION"))).toBe(true);
+      rmSync(home, { recursive: true, force: true });
+      const r = await runCli(["server"], { env: env() });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `flotilla: ${join(outside, "data")} holds the Postgres cluster of an earlier ${home} that was deleted`,
+      );
+      expect(r.stderr).toContain("`flotilla server reset` removes what is left of both");
+      const reset = await runCli(["server", "reset", "--yes"], { env: env() });
+      expect(reset.code).toBe(0);
+      expect(reset.stdout).toContain(`removed ${outside}\n`);
+      expect(existsSync(outside)).toBe(false);
+    },
+  );
+
   it("leaves a directory that is not a Flotilla home alone", async () => {
     const other = join(base, "not-a-home");
     mkdirSync(other);

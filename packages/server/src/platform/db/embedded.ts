@@ -20,6 +20,7 @@ import {
 import { createServer } from "node:net";
 import { arch, platform, userInfo } from "node:os";
 import { dirname, join } from "node:path";
+import { FlotillaError } from "@flotilla/contracts";
 import pg from "pg";
 import type { Logger } from "../logger.ts";
 
@@ -196,6 +197,13 @@ export async function startEmbeddedPostgres(home: string, log: Logger): Promise<
     }
   }
   const passwordFile = join(home, "postgres.password");
+  // A cluster that outlived its home (as root it lives outside it, above; a home deleted by hand):
+  // its password went with the home, so a new one would only be refused. Say how to start over.
+  if (!existsSync(passwordFile) && existsSync(join(dataDir, "PG_VERSION")))
+    throw new FlotillaError(
+      "conflict",
+      `${dataDir} holds the Postgres cluster of an earlier ${home} that was deleted, and its password with it: \`flotilla server reset\` removes what is left of both, then start again`,
+    );
   let password: string;
   if (existsSync(passwordFile)) password = readFileSync(passwordFile, "utf8").trim();
   else {
