@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { appendFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "@flotilla/server";
@@ -79,6 +79,9 @@ function run(
 }
 
 afterAll(() => {
+  // The clone's output, kept for a look after a failure (artifacts/ is not tracked).
+  mkdirSync(join(ROOT, "artifacts"), { recursive: true });
+  if (existsSync(log)) cpSync(log, join(ROOT, "artifacts", "fresh-clone.log"));
   cleanUp(children, flotillaHome);
   rmSync(base, { recursive: true, force: true });
   console.log(

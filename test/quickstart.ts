@@ -80,7 +80,12 @@ export async function firstDemoSession(client: FlotillaClient): Promise<string> 
 
 /** Ctrl-C in the terminal (SIGINT to the foreground process group): everything it started stops. */
 export async function ctrlC(child: ChildProcess, client: FlotillaClient, home: string): Promise<void> {
-  const harnessPid = (await client.harnesses()).find((h) => h.state === "ready")!.pid!;
+  // A GET that may meet a kept-alive connection the server just closed: asked again, not failed on.
+  const harnessPid = await waitFor(
+    async () => (await client.harnesses()).find((h) => h.state === "ready")?.pid ?? undefined,
+    10_000,
+    "the ready harness's pid",
+  );
   const pgPid = postgresPid(home);
   const exited = new Promise((r) => child.once("exit", r));
   if (child.pid && child.pid > 1) process.kill(-child.pid, "SIGINT");
