@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { appendFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "@flotilla/server";
@@ -18,6 +18,9 @@ const clone = join(base, "flotilla");
 const home = join(base, "home"); // HOME; FLOTILLA_HOME is left to its default, ~/.flotilla
 const flotillaHome = join(home, ".flotilla");
 const prefix = join(base, "global");
+// The clone's temporary files, the Postgres of its own test run included, stay here: found and
+// stopped below even when that run is cut short (its teardown would not run).
+const tmp = join(base, "tmp");
 const log = join(base, "out.log");
 const children: ChildProcess[] = [];
 const timings: [string, number][] = [];
@@ -35,6 +38,7 @@ const PATH = (process.env.PATH ?? "")
 const env = (extra: Record<string, string> = {}): Record<string, string> => ({
   PATH,
   HOME: home,
+  TMPDIR: tmp,
   npm_config_cache: npmCache,
   ...(process.env.FLOTILLA_TEST_SCALE ? { FLOTILLA_TEST_SCALE: process.env.FLOTILLA_TEST_SCALE } : {}),
   ...extra,
@@ -83,6 +87,8 @@ afterAll(() => {
   mkdirSync(join(ROOT, "artifacts"), { recursive: true });
   if (existsSync(log)) cpSync(log, join(ROOT, "artifacts", "fresh-clone.log"));
   cleanUp(children, flotillaHome);
+  for (const d of existsSync(tmp) ? readdirSync(tmp) : [])
+    if (d.startsWith("flotilla-test-pg-")) cleanUp([], join(tmp, d));
   rmSync(base, { recursive: true, force: true });
   console.log(
     `fresh clone, phase durations:\n${timings.map(([p, ms]) => `  ${p}: ${(ms / 1000).toFixed(1)} s`).join("\n")}`,
@@ -94,6 +100,7 @@ describe("a fresh clone on a fresh HOME", () => {
     "`npm start` installs, builds the UI and boots; the first session runs on the demo model; the installed CLI works from elsewhere; Ctrl-C stops it",
     async () => {
       mkdirSync(home);
+      mkdirSync(tmp);
       await timed("git clone", () =>
         execFileSync("git", ["clone", "--quiet", `file://${ROOT}`, clone], { stdio: "pipe" }),
       );
