@@ -1,7 +1,7 @@
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, startEmbeddedPostgres } from "@flotilla/server";
+import { createLogger, postgresOutsideDir, startEmbeddedPostgres } from "@flotilla/server";
 import type { TestProject } from "vitest/node";
 
 /** One real Postgres for the whole run; every test file makes its own database in it. */
@@ -15,8 +15,12 @@ export default async function setup(project: TestProject) {
   project.provide("pgUrl", pg.url);
   return async () => {
     await pg.stop();
-    // As root the cluster may live outside the home, behind a link (see platform/db/embedded.ts).
-    rmSync(realpathSync(join(home, "postgres")), { recursive: true, force: true });
+    // As root the cluster may live outside the home, behind a link (see platform/db/embedded.ts):
+    // the link's target is `<outside dir>/data`; the outside dir goes too, or empty ones pile up.
+    const data = realpathSync(join(home, "postgres"));
+    rmSync(data, { recursive: true, force: true });
+    const outside = postgresOutsideDir(home);
+    if (data === join(outside, "data")) rmSync(outside, { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });
   };
 }
