@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, readFileSync, realpathSync, rmSync } from "node:fs";
+import { createWriteStream, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaClient } from "@flotilla/client";
 import { postgresOutsideDir } from "@flotilla/server";
@@ -98,6 +98,32 @@ export async function ctrlC(child: ChildProcess, client: FlotillaClient, home: s
 }
 
 /** What a test left running (process groups, then the home's Postgres) is killed; the home goes, with a cluster outside it. */
+/** The process group of a pid (field 5 of /proc/<pid>/stat, after the parenthesised command). */
+function groupOf(pid: number | "self"): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+}
+
+/**
+ * Kills the process groups of whatever still runs from under `dir`. Harnesses are their own
+ * process groups (they outlive a killed control plane, to be adopted), so a run that failed before
+ * its Ctrl-C would otherwise leave them, and their sandboxes' bridges, running.
+ */
+function killLeftovers(dir: string): void {
+  const mine = groupOf("self");
+  for (const p of readdirSync("/proc")) {
+    const pid = Number(p);
+    if (!Number.isInteger(pid) || pid <= 1) continue;
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`${dir}/`)) continue;
+      const group = groupOf(pid);
+      if (group > 1 && group !== mine) process.kill(-group, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
 export function cleanUp(children: ChildProcess[], home: string): void {
   for (const c of children) {
     if (c.exitCode === null && c.signalCode === null && c.pid && c.pid > 1) {
@@ -111,6 +137,7 @@ export function cleanUp(children: ChildProcess[], home: string): void {
       }
     }
   }
+  killLeftovers(home);
   try {
     const pid = postgresPid(home);
     if (pid > 1 && pidAlive(pid)) process.kill(pid, "SIGKILL");
