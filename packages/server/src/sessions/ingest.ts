@@ -35,7 +35,10 @@ const outcomeOf = (e: ErrorInfo | undefined): TurnOutcome =>
 export class SessionIngest {
   private readonly translators = new Map<string, Translator>();
   private readonly byOc = new Map<string, string>();
-  /** A fork's history floor: the harness's messages with ids up to it are copies its log already holds. */
+  /**
+   * A fork's history floor: the harness's messages with ids up to it are copies its log already
+   * holds. Set by every bind (fork, first event after a restart, reconcile) before a read-back.
+   */
   private readonly floors = new Map<string, string>();
   private readonly turns = new Map<string, TurnState>();
 
@@ -194,9 +197,6 @@ export class SessionIngest {
       "select part_id, kind, status, text_len from session_parts where session_id = $1",
       [sessionId],
     );
-    const floor: string | null = (
-      await this.db.query("select history_floor from sessions where id = $1", [sessionId])
-    ).rows[0]?.history_floor;
     for (const p of parts.rows) known.set(p.part_id, { kind: p.kind, status: p.status, textLen: p.text_len });
     t.seed(known);
     const res = await h.client.session.messages({ sessionID: opencodeId, directory }, { throwOnError: true });
@@ -208,7 +208,7 @@ export class SessionIngest {
     // Whether the latest user message has an answer yet (an assistant message replying to it).
     let answered = false;
     for (const m of msgs) {
-      if (floor && m.info.id <= floor) continue;
+      if (this.inherited(sessionId, m.info.id)) continue;
       if (m.info.role === "user") {
         lastUser = m.info.id;
         lastError = undefined;
@@ -394,7 +394,7 @@ export class SessionIngest {
    */
   async reconcile(h: LiveHarness): Promise<void> {
     const { rows } = await this.db.query(
-      `select s.id, s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id
+      `select s.id, s.status, s.opencode_id, s.turn_message_id, s.history_floor, w.path from sessions s join workspaces w on w.id = s.workspace_id
        where w.shard_id = $1 and s.deleted_at is null and s.opencode_id is not null
          and s.status in ${WORKING_SQL}`,
       [h.shardId],
@@ -410,7 +410,7 @@ export class SessionIngest {
       pending.push(...((pl.data ?? []) as PermissionAsked[]));
     }
     for (const r of rows) {
-      this.byOc.set(r.opencode_id, r.id);
+      this.bind(r.opencode_id, r.id, r.history_floor);
       const { error: lastError, answered } = await this.readBack(
         h,
         r.id,
