@@ -2,7 +2,10 @@
 // so a browser bundle of this client carries no zod.
 import type {
   ActivityNotice,
+  BranchState,
   Catalog,
+  CommitBody,
+  CommitResult,
   CreatedWebhook,
   CreateSessionBody,
   CreateTaskBody,
@@ -11,7 +14,10 @@ import type {
   DeliveryStatus,
   Diff,
   ErrorBody,
+  GcResult,
   Harness,
+  MergeBody,
+  MergeResult,
   Message,
   Overview,
   PermissionReplyBody,
@@ -37,9 +43,15 @@ import { createParser } from "eventsource-parser";
 
 export type {
   ActivityNotice,
+  BranchState,
   Catalog,
+  CommitBody,
+  CommitResult,
   Diff,
+  GcResult,
   Harness,
+  MergeBody,
+  MergeResult,
   Message,
   Overview,
   PermissionRequest,
@@ -149,6 +161,10 @@ export class FlotillaClient {
   /** The caller's organisation at a glance: sessions, tasks, harnesses, today's usage, recent failures. */
   overview = () => this.request<Overview>("GET", "/overview");
 
+  /** Checkouts and branches no live session owns: listed, or removed with `{ remove: true }` (admin). */
+  gc = (opts: { remove?: boolean } = {}) =>
+    opts.remove ? this.request<GcResult>("POST", "/gc") : this.request<GcResult>("GET", "/gc");
+
   /**
    * The WebSocket URL of a session's terminal (frames: TerminalClientFrame / TerminalServerFrame).
    * The client opens it with its own WebSocket: Node clients send the token as a header, so it is
@@ -188,6 +204,15 @@ export class FlotillaClient {
     messages: (id: string) =>
       this.request<{ items: Message[] }>("GET", `/sessions/${enc(id)}/messages`).then((r) => r.items),
     diff: (id: string) => this.request<Diff>("GET", `/sessions/${enc(id)}/diff`),
+    /** The session's branch: its commits, what is not committed yet, and the default commit message. */
+    branch: (id: string) => this.request<BranchState>("GET", `/sessions/${enc(id)}/branch`),
+    /** Commits the workspace's changes on the session's branch (409 `nothing_to_commit`, `session_busy`). */
+    commit: (id: string, body: CommitBody = {}) =>
+      this.request<CommitResult>("POST", `/sessions/${enc(id)}/commit`, body),
+    /** Merges the session's branch into a branch of the user's local repository, or applies it as a
+     * patch (409 `merge_conflict` with `details.files`, `worktree_dirty`). */
+    merge: (id: string, body: Partial<MergeBody> = {}) =>
+      this.request<MergeResult>("POST", `/sessions/${enc(id)}/merge`, body),
     permissions: (id: string) =>
       this.request<{ items: PermissionRequest[] }>("GET", `/sessions/${enc(id)}/permissions`).then(
         (r) => r.items,

@@ -321,6 +321,10 @@ export const Overview = z
       description:
         "Newest first, at most 10: failed, dead and timed-out tasks; sessions that failed, were interrupted, or whose last turn ended in an error",
     }),
+    leftovers: Count.openapi({
+      description:
+        "Checkouts and branches no live session owns (`flotilla gc` lists and removes them); counted at most once a minute",
+    }),
   })
   .openapi("Overview");
 export type Overview = z.infer<typeof Overview>;

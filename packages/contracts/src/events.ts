@@ -112,6 +112,17 @@ export const EventBody = z.discriminatedUnion("type", [
   ),
   // Who drives the session's terminal; holder is a client label (token id and client id), null when free.
   ev("terminal.lease", z.object({ holder: z.string().nullable(), reason: z.string() })),
+  // The session's work landed somewhere: committed on its branch, merged or patched into the user's repository.
+  ev(
+    "git",
+    z.object({
+      action: z.enum(["commit", "merge", "patch"]),
+      branch: z.string(),
+      commit: z.string().optional(),
+      into: z.string().optional(),
+      summary: z.string(),
+    }),
+  ),
 ]);
 export type EventBody = z.infer<typeof EventBody>;
 export type EventType = EventBody["type"];

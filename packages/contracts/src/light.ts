@@ -27,6 +27,9 @@ export const ERROR_CODES = [
   "runtime_unavailable",
   "session_busy",
   "session_not_resumable",
+  "nothing_to_commit",
+  "merge_conflict",
+  "worktree_dirty",
   "rate_limited",
   "internal",
 ] as const;
@@ -60,6 +63,9 @@ const STATUS = {
   runtime_unavailable: 503,
   session_busy: 409,
   session_not_resumable: 409,
+  nothing_to_commit: 409,
+  merge_conflict: 409,
+  worktree_dirty: 409,
   rate_limited: 429,
   internal: 500,
 } as const satisfies Record<ErrorCode, number>;
@@ -143,6 +149,7 @@ export const EVENT_TYPES = [
   "error",
   "harness.state",
   "terminal.lease",
+  "git",
 ] as const;
 
 /**

@@ -25,6 +25,8 @@ import { SessionService } from "./sessions/sessions.ts";
 import { Scheduler } from "./tasks/scheduler.ts";
 import { TaskService } from "./tasks/tasks.ts";
 import { TerminalService } from "./terminals/terminals.ts";
+import { LandingService } from "./workspaces/land.ts";
+import { Leftovers } from "./workspaces/leftovers.ts";
 
 export interface RunningServer {
   url: string;
@@ -155,6 +157,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       db,
       log,
       sessions,
+      landing: new LandingService(db, sessions, events, log.child({ component: "landing" })),
+      leftovers: new Leftovers(db, config, log.child({ component: "leftovers" })),
       tasks,
       scheduler,
       tokens,

@@ -7,6 +7,7 @@ import { renderError, validationError } from "./errors.ts";
 import { authenticate, isPublicAuthRoute } from "./middleware/auth.ts";
 import { activityRoutes } from "./routes/activity.ts";
 import { authRoutes } from "./routes/auth.ts";
+import { landRoutes } from "./routes/land.ts";
 import { overviewRoutes } from "./routes/overview.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { systemRoutes } from "./routes/system.ts";
@@ -68,6 +69,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
 
   systemRoutes(app, s);
   sessionRoutes(app, s);
+  landRoutes(app, s);
   tokenRoutes(app, s);
   taskRoutes(app, s);
   webhookRoutes(app, s);

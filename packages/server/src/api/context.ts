@@ -11,12 +11,16 @@ import type { Logger } from "../platform/logger.ts";
 import type { SessionService } from "../sessions/sessions.ts";
 import type { Scheduler } from "../tasks/scheduler.ts";
 import type { TaskService } from "../tasks/tasks.ts";
+import type { LandingService } from "../workspaces/land.ts";
+import type { Leftovers } from "../workspaces/leftovers.ts";
 
 export interface Services {
   config: Config;
   db: Db;
   log: Logger;
   sessions: SessionService;
+  landing: LandingService;
+  leftovers: Leftovers;
   tasks: TaskService;
   scheduler: Scheduler;
   tokens: TokenService;

@@ -30,7 +30,11 @@ const firstLine = (s: string) => {
  * sets, "today" reads start from a time index (usage events, finished tasks), and recent failures
  * come from partial indexes over failures only, so the cost does not grow with history.
  */
-export async function readOverview(db: Queryable, orgId: string, now = new Date()): Promise<Overview> {
+export async function readOverview(
+  db: Queryable,
+  orgId: string,
+  now = new Date(),
+): Promise<Omit<Overview, "leftovers">> {
   const since = startOfUtcDay(now);
   const [sessions, tasks, harnesses, usage, failedTasks, failedSessions] = await Promise.all([
     db.query<{ status: string; n: number }>(

@@ -40,7 +40,7 @@ import { ACTIVE, type SessionIngest } from "./ingest.ts";
 import { WORKING_SQL } from "./status.ts";
 import { transcript } from "./transcript.ts";
 
-interface SessionRow {
+export interface SessionRow {
   id: string;
   org_id: string;
   project_id: string;
@@ -203,6 +203,11 @@ export class SessionService {
       );
     }
     return r;
+  }
+
+  /** The session with its workspace and shard, for an action on the workspace (it must be this replica's). */
+  local(id: string, p: Principal): Promise<SessionRow> {
+    return this.localRow(id, p);
   }
 
   private async row(id: string, p: Principal): Promise<SessionRow> {

@@ -99,12 +99,23 @@ export function placeOnShard(ws: WorkspacePlan, shardDir: string): WorkspacePlan
   return { ...ws, path: join(to, "tree") };
 }
 
-/** Removes a workspace's directory (and, for one made as a worktree before clones, its registration). */
-export async function removeWorkspace(w: { kind: string; repo: string; path: string }): Promise<void> {
+/**
+ * Removes a workspace's directory. One made as a worktree (before workspaces were clones) also had
+ * its registration and its branch in the user's repository: both go with it. Failures there are
+ * left for `flotilla gc`, which finds such branches and worktrees again.
+ */
+export async function removeWorkspace(w: {
+  kind: string;
+  repo: string;
+  path: string;
+  branch?: string | null;
+}): Promise<void> {
   const root = resolve(w.path, "..");
   if (w.kind === "worktree") {
     await git(["worktree", "remove", "--force", w.path], { cwd: w.repo }).catch(() => {});
     await git(["worktree", "prune"], { cwd: w.repo }).catch(() => {});
+    if (w.branch?.startsWith("flotilla/"))
+      await git(["branch", "-D", w.branch], { cwd: w.repo }).catch(() => {});
   }
   rmSync(root, { recursive: true, force: true });
 }
@@ -116,7 +127,12 @@ export type GitRunner = (args: string[], env?: Record<string, string>) => Promis
  * The workspace against its base commit, untracked files included. Uses a throwaway index so the
  * agent's own staging area is left exactly as it was.
  */
-export async function workspaceDiff(git: GitRunner, path: string, baseCommit: string): Promise<Diff> {
+export async function workspaceDiff(
+  git: GitRunner,
+  path: string,
+  baseCommit: string,
+  opts: { binary?: boolean } = {},
+): Promise<Diff> {
   // The throwaway index sits beside the tree, inside the workspace the driver's sandbox can write.
   const index = join(path, "..", `.diff-${randomBytes(6).toString("hex")}.index`);
   const env = { GIT_INDEX_FILE: index };
@@ -126,7 +142,7 @@ export async function workspaceDiff(git: GitRunner, path: string, baseCommit: st
     const [numstat, status, patch] = await Promise.all([
       git(["diff", "--cached", "--numstat", "-z", "-M", baseCommit], env),
       git(["diff", "--cached", "--name-status", "-z", "-M", baseCommit], env),
-      git(["diff", "--cached", "-M", "--no-color", baseCommit], env),
+      git(["diff", "--cached", "-M", "--no-color", ...(opts.binary ? ["--binary"] : []), baseCommit], env),
     ]);
     const statusByPath = new Map<string, string>();
     const st = status.stdout.split("\0").filter(Boolean);

@@ -14,6 +14,12 @@ export function overviewRoutes(app: OpenAPIHono<Env>, s: Services): void {
       tags: ["overview"],
       responses: { 200: json(Overview, "The caller's organisation, now and today (UTC)"), ...errors },
     }),
-    async (c) => c.json(await readOverview(s.db, c.get("principal").orgId), 200),
+    async (c) => {
+      const [o, leftovers] = await Promise.all([
+        readOverview(s.db, c.get("principal").orgId),
+        s.leftovers.count(),
+      ]);
+      return c.json({ ...o, leftovers }, 200);
+    },
   );
 }

@@ -1,0 +1,160 @@
+import { z } from "@hono/zod-openapi";
+
+/**
+ * Landing a session's work: commit it on the session's branch, merge that branch into a branch of
+ * the user's own repository (or apply it there as a patch), and the leftovers `gc` tidies.
+ */
+
+export const GitIdentity = z
+  .object({
+    name: z
+      .string()
+      .trim()
+      .min(1)
+      .max(200)
+      .regex(/^[^<>\n]+$/, "a name without <, > or newlines"),
+    email: z
+      .string()
+      .trim()
+      .max(320)
+      .regex(/^[^<>\s@]+@[^<>\s@]+$/, "an email address such as ada@example.com"),
+  })
+  .strict()
+  .openapi("GitIdentity");
+export type GitIdentity = z.infer<typeof GitIdentity>;
+
+export const CommitBody = z
+  .object({
+    message: z
+      .string()
+      .trim()
+      .min(1, "message must not be empty")
+      .max(20_000)
+      .optional()
+      .openapi({ description: "Default: written from the session (its first prompt and the changes)" }),
+    author: GitIdentity.optional().openapi({
+      description:
+        "Who the commit is by (default: the git identity of the user's repository, else of the server's user)",
+    }),
+  })
+  .strict()
+  .openapi("CommitBody");
+export type CommitBody = z.infer<typeof CommitBody>;
+
+export const CommitInfo = z
+  .object({
+    sha: z.string(),
+    subject: z.string(),
+    author: GitIdentity,
+    at: z.string().openapi({ description: "Author date, ISO" }),
+  })
+  .openapi("CommitInfo");
+export type CommitInfo = z.infer<typeof CommitInfo>;
+
+export const CommitResult = z
+  .object({
+    branch: z.string(),
+    commit: CommitInfo,
+    message: z.string().openapi({ description: "The whole commit message" }),
+    files: z.number().int().openapi({ description: "Files the commit changes" }),
+  })
+  .openapi("CommitResult");
+export type CommitResult = z.infer<typeof CommitResult>;
+
+export const BranchState = z
+  .object({
+    branch: z.string().openapi({ description: "The session's branch, in its workspace" }),
+    baseCommit: z.string(),
+    head: z.string(),
+    commits: z
+      .array(CommitInfo)
+      .openapi({ description: "Commits on the branch since its base, newest first" }),
+    uncommitted: z
+      .number()
+      .int()
+      .openapi({ description: "Files changed in the workspace and not committed" }),
+    draftMessage: z
+      .string()
+      .openapi({ description: "The message a commit of those changes gets by default" }),
+    author: GitIdentity.openapi({ description: "Who a commit is by when the request names nobody" }),
+    coAuthor: GitIdentity.openapi({ description: "The agent, credited with a Co-authored-by trailer" }),
+    local: z.boolean().openapi({ description: "The repository is a local directory: merge and patch work" }),
+    target: z
+      .string()
+      .nullable()
+      .openapi({ description: "The branch of the user's repository a merge goes into by default" }),
+    merged: z
+      .object({ into: z.string(), commit: z.string(), at: z.string() })
+      .nullable()
+      .openapi({ description: "The last merge of this branch into the user's repository" }),
+  })
+  .openapi("BranchState");
+export type BranchState = z.infer<typeof BranchState>;
+
+export const MergeBody = z
+  .object({
+    into: z
+      .string()
+      .trim()
+      .min(1)
+      .max(250)
+      .regex(/^(?!-)[^\s~^:?*[\\]+$/, "a branch name")
+      .optional()
+      .openapi({ description: "Branch of the user's repository (default: its checked-out branch)" }),
+    squash: z
+      .boolean()
+      .default(false)
+      .openapi({ description: "One commit on the target instead of the branch's" }),
+    patch: z.boolean().default(false).openapi({
+      description:
+        "Apply the workspace's changes (committed or not) to the user's working tree as a patch, uncommitted; works on a dirty tree",
+    }),
+    message: z.string().trim().min(1).max(20_000).optional().openapi({
+      description:
+        "Message of the merge or squash commit, and of the commit of uncommitted changes made first",
+    }),
+    author: GitIdentity.optional(),
+  })
+  .strict()
+  .openapi("MergeBody");
+export type MergeBody = z.infer<typeof MergeBody>;
+
+export const MergeResult = z
+  .object({
+    result: z.enum(["fast-forward", "merged", "squashed", "up-to-date", "patched"]),
+    into: z.string(),
+    commit: z.string().nullable().openapi({ description: "The target branch's new head (null for a patch)" }),
+    committed: CommitResult.nullable().openapi({
+      description: "The commit of the workspace's uncommitted changes made before merging, if any",
+    }),
+    worktree: z.enum(["untouched", "updated", "patched"]).openapi({
+      description:
+        "What happened to the user's working tree: untouched (the target is not checked out), updated (it is, and was clean: it now shows the merge), patched",
+    }),
+    files: z.array(z.string()).openapi({ description: "Files the merge (or patch) changes on the target" }),
+    message: z.string().openapi({ description: "What happened, for people" }),
+  })
+  .openapi("MergeResult");
+export type MergeResult = z.infer<typeof MergeResult>;
+
+export const Leftover = z
+  .object({
+    kind: z.enum(["workspace", "directory", "branch"]).openapi({
+      description:
+        "workspace: every session of it is deleted but its checkout is kept; directory: a checkout on disk that no workspace owns; branch: a flotilla/* branch in a user's repository that no live workspace owns",
+    }),
+    id: z.string().openapi({ description: "Workspace id, directory path, or repo:branch" }),
+    path: z.string(),
+    repo: z.string().nullable(),
+    detail: z.string(),
+  })
+  .openapi("Leftover");
+export type Leftover = z.infer<typeof Leftover>;
+
+export const GcResult = z
+  .object({
+    items: z.array(Leftover),
+    removed: z.number().int().openapi({ description: "How many of them were removed (0 on a dry run)" }),
+  })
+  .openapi("GcResult");
+export type GcResult = z.infer<typeof GcResult>;

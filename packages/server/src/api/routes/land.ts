@@ -1,0 +1,97 @@
+import { BranchState, CommitBody, CommitResult, GcResult, MergeBody, MergeResult } from "@flotilla/contracts";
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { requireAdmin } from "../../identity/principal.ts";
+import type { Env, Services } from "../context.ts";
+import { errorResponses, IdParams, json } from "../openapi.ts";
+
+const errors = errorResponses({
+  400: "Invalid input",
+  401: "No or bad token",
+  404: "No such session",
+  409: "A turn is running (`session_busy`), nothing to commit (`nothing_to_commit`), the branch conflicts with the target (`merge_conflict`, files in `details.files`), or the target's working tree has uncommitted changes (`worktree_dirty`)",
+});
+
+/** Landing a session's work: its branch, commit, merge or patch into the user's repository, and gc. */
+export function landRoutes(app: OpenAPIHono<Env>, s: Services): void {
+  const tags = ["sessions"];
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sessions/{id}/branch",
+      tags,
+      description:
+        "The session's branch in its workspace: commits since its base, files not committed yet, the message and author a commit gets by default, and where a merge goes.",
+      request: { params: IdParams },
+      responses: { 200: json(BranchState, "The branch"), ...errors },
+    }),
+    async (c) => c.json(await s.landing.branch(c.req.valid("param").id, c.get("principal")), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/sessions/{id}/commit",
+      tags,
+      description:
+        "Commits every change in the workspace (untracked files included) on the session's branch. The agent is credited with a `Co-authored-by` trailer. Refused while a turn of any session of the workspace runs.",
+      request: {
+        params: IdParams,
+        body: { content: { "application/json": { schema: CommitBody } }, required: false },
+      },
+      responses: { 200: json(CommitResult, "Committed"), ...errors },
+    }),
+    async (c) =>
+      c.json(
+        await s.landing.commit(c.req.valid("param").id, c.req.valid("json") ?? {}, c.get("principal")),
+        200,
+      ),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/sessions/{id}/merge",
+      tags,
+      description:
+        "Merges the session's branch into a branch of the user's local repository (uncommitted changes are committed first): a fast-forward, or a clean merge computed without touching any working tree. A conflict is refused with the files named. When the target is checked out its working tree must be clean, and is updated with it. `patch: true` applies the changes to the working tree instead, uncommitted, and works on a dirty tree.",
+      request: {
+        params: IdParams,
+        body: { content: { "application/json": { schema: MergeBody } }, required: false },
+      },
+      responses: { 200: json(MergeResult, "Merged (or already there)"), ...errors },
+    }),
+    async (c) =>
+      c.json(
+        await s.landing.merge(
+          c.req.valid("param").id,
+          c.req.valid("json") ?? MergeBody.parse({}),
+          c.get("principal"),
+        ),
+        200,
+      ),
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/gc",
+      tags: ["system"],
+      description: "Checkouts and branches that no live session owns, on this replica (admin).",
+      responses: { 200: json(GcResult, "The leftovers; nothing removed"), ...errors },
+    }),
+    async (c) => {
+      requireAdmin(c.get("principal"));
+      return c.json(await s.leftovers.gc(false), 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/gc",
+      tags: ["system"],
+      description: "Removes the leftovers `GET /gc` lists (admin).",
+      responses: { 200: json(GcResult, "What was found, and how many were removed"), ...errors },
+    }),
+    async (c) => {
+      requireAdmin(c.get("principal"));
+      return c.json(await s.leftovers.gc(true), 200);
+    },
+  );
+}
