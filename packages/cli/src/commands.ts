@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerAttach } from "./attach.ts";
+import { registerLand } from "./land.ts";
 import { registerOverview } from "./overview.ts";
 import { registerPermissions } from "./permissions.ts";
 import { registerRun } from "./run.ts";
@@ -28,6 +29,7 @@ export function registerCommands(program: Command): void {
   program.configureHelp({ showGlobalOptions: true });
   registerRun(program);
   registerSessions(program);
+  registerLand(program);
   registerPermissions(program);
   registerAttach(program);
   registerTasks(program);

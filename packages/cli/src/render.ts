@@ -225,6 +225,10 @@ export class Renderer {
         if (e.data.name === "MessageAbortedError") return;
         this.line(`  ${s.red("✗")} ${e.data.name}: ${firstLine(e.data.message)}`);
         return;
+      case "git":
+        // Work that landed: committed on the branch, merged or patched into the user's repository.
+        this.line(s.dim(`  ● ${e.data.summary}`));
+        return;
       case "usage":
         return;
     }
