@@ -22,6 +22,10 @@ import type {
   Overview,
   PermissionReplyBody,
   PermissionRequest,
+  PullRequestBody,
+  PullRequestInfo,
+  PushBody,
+  PushResult,
   SendMessageBody,
   Session,
   SessionEvent,
@@ -55,6 +59,10 @@ export type {
   Message,
   Overview,
   PermissionRequest,
+  PullRequestBody,
+  PullRequestInfo,
+  PushBody,
+  PushResult,
   Session,
   SessionEvent,
   TerminalClientFrame,
@@ -213,6 +221,14 @@ export class FlotillaClient {
      * patch (409 `merge_conflict` with `details.files`, `worktree_dirty`). */
     merge: (id: string, body: Partial<MergeBody> = {}) =>
       this.request<MergeResult>("POST", `/sessions/${enc(id)}/merge`, body),
+    /** Pushes the session's branch to its repository's remote (or `remote`), with the forge's credentials. */
+    push: (id: string, body: PushBody = {}) =>
+      this.request<PushResult>("POST", `/sessions/${enc(id)}/push`, body),
+    /** Pushes and opens the branch's pull request (draft by default), or returns the open one. */
+    openPullRequest: (id: string, body: Partial<PullRequestBody> = {}) =>
+      this.request<PullRequestInfo>("POST", `/sessions/${enc(id)}/pr`, body),
+    /** The session's pull request, state and checks read from its forge now (404 when it has none). */
+    pullRequest: (id: string) => this.request<PullRequestInfo>("GET", `/sessions/${enc(id)}/pr`),
     permissions: (id: string) =>
       this.request<{ items: PermissionRequest[] }>("GET", `/sessions/${enc(id)}/permissions`).then(
         (r) => r.items,

@@ -116,10 +116,11 @@ export const EventBody = z.discriminatedUnion("type", [
   ev(
     "git",
     z.object({
-      action: z.enum(["commit", "merge", "patch"]),
+      action: z.enum(["commit", "merge", "patch", "push", "pull_request"]),
       branch: z.string(),
       commit: z.string().optional(),
       into: z.string().optional(),
+      url: z.string().optional(),
       summary: z.string(),
     }),
   ),

@@ -158,3 +158,82 @@ export const GcResult = z
   })
   .openapi("GcResult");
 export type GcResult = z.infer<typeof GcResult>;
+
+export const PushBody = z
+  .object({
+    remote: z.string().trim().min(1).max(4096).optional().openapi({
+      description:
+        "Where to push: a git URL, or the name of a remote of the user's local repository (default: the session's repository if it is a URL, else its `origin`)",
+    }),
+  })
+  .strict()
+  .openapi("PushBody");
+export type PushBody = z.infer<typeof PushBody>;
+
+export const PushResult = z
+  .object({
+    remote: z.string().openapi({ description: "The URL pushed to" }),
+    branch: z.string(),
+    commit: z.string(),
+    committed: CommitResult.nullable().openapi({
+      description: "The commit of uncommitted changes made first, if any",
+    }),
+    forge: z.string().nullable().openapi({ description: "The configured forge whose credentials were used" }),
+    message: z.string(),
+  })
+  .openapi("PushResult");
+export type PushResult = z.infer<typeof PushResult>;
+
+export const PullRequestBody = z
+  .object({
+    draft: z.boolean().default(true),
+    base: z
+      .string()
+      .trim()
+      .min(1)
+      .max(250)
+      .optional()
+      .openapi({
+        description:
+          "Branch to merge into (default: the session's base branch, else the repository's default)",
+      }),
+    title: z
+      .string()
+      .trim()
+      .min(1)
+      .max(256)
+      .optional()
+      .openapi({ description: "Default: written from the session" }),
+    body: z.string().max(60_000).optional(),
+    labels: z.array(z.string().min(1).max(50)).max(20).optional(),
+    remote: PushBody.shape.remote,
+  })
+  .strict()
+  .openapi("PullRequestBody");
+export type PullRequestBody = z.infer<typeof PullRequestBody>;
+
+export const PullRequestInfo = z
+  .object({
+    forge: z.string(),
+    repo: z.string().openapi({ description: "owner/name" }),
+    number: z.number().int(),
+    url: z.string(),
+    title: z.string(),
+    state: z.enum(["open", "closed", "merged"]),
+    draft: z.boolean(),
+    head: z.string(),
+    base: z.string(),
+    headSha: z.string(),
+    checks: z
+      .object({
+        state: z.enum(["pending", "success", "failure", "none"]),
+        total: z.number().int(),
+        passed: z.number().int(),
+        failed: z.number().int(),
+        pending: z.number().int(),
+      })
+      .openapi({ description: "Status checks and check runs on the head commit" }),
+    updatedAt: z.string(),
+  })
+  .openapi("PullRequestInfo");
+export type PullRequestInfo = z.infer<typeof PullRequestInfo>;

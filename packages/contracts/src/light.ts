@@ -30,6 +30,7 @@ export const ERROR_CODES = [
   "nothing_to_commit",
   "merge_conflict",
   "worktree_dirty",
+  "forge_error",
   "rate_limited",
   "internal",
 ] as const;
@@ -66,6 +67,7 @@ const STATUS = {
   nothing_to_commit: 409,
   merge_conflict: 409,
   worktree_dirty: 409,
+  forge_error: 502,
   rate_limited: 429,
   internal: 500,
 } as const satisfies Record<ErrorCode, number>;
@@ -73,6 +75,7 @@ const STATUS = {
 const RETRIABLE: Partial<Record<ErrorCode, boolean>> = {
   harness_unavailable: true,
   harness_error: true,
+  forge_error: true,
   rate_limited: true,
   session_busy: true,
   internal: true,

@@ -12,6 +12,7 @@ import { HarnessManager } from "./harnesses/manager.ts";
 import { HarnessPool } from "./harnesses/pool.ts";
 import { DEFAULT_ORG, TokenService } from "./identity/tokens.ts";
 import { WebSessionService } from "./identity/web-sessions.ts";
+import { Forges } from "./integrations/forges/forge.ts";
 import { WebhookService } from "./integrations/webhooks.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./platform/db/embedded.ts";
 import { migrate } from "./platform/db/migrate.ts";
@@ -152,12 +153,14 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     }
 
     let ready = false;
+    const forges = new Forges(config.forges);
     const services: Services = {
       config,
       db,
       log,
       sessions,
-      landing: new LandingService(db, sessions, events, log.child({ component: "landing" })),
+      landing: new LandingService(db, sessions, events, log.child({ component: "landing" }), forges, config),
+      forges,
       leftovers: new Leftovers(db, config, log.child({ component: "leftovers" })),
       tasks,
       scheduler,

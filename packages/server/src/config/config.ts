@@ -26,6 +26,53 @@ export const ProviderConfig = z
   .strict();
 export type ProviderConfig = z.infer<typeof ProviderConfig>;
 
+/**
+ * A code host Flotilla pushes to and opens pull requests on. Secrets are named by environment
+ * variable, never written in the file, and reach only the control plane's own git and API calls.
+ */
+export const ForgeConfig = z
+  .object({
+    /** `github`: github.com or GitHub Enterprise Server (set apiUrl). */
+    type: z.enum(["github"]),
+    /** The REST API's base: https://api.github.com (default), or https://HOST/api/v3 for Enterprise. */
+    apiUrl: z.url().optional(),
+    /** Hosts of the git remotes this forge serves (default: github.com, or the apiUrl's host). */
+    hosts: z.array(z.string().min(1)).optional(),
+    /** A token's environment variable (a fine-grained personal access token, or a bot's). */
+    tokenEnv: z.string().optional(),
+    /** A GitHub App instead of a token: short-lived installation tokens, made per repository. */
+    app: z
+      .object({
+        id: z.union([z.number().int().positive(), z.string().min(1)]),
+        privateKeyEnv: z.string().optional(),
+        privateKeyFile: z.string().optional(),
+      })
+      .strict()
+      .refine((a) => a.privateKeyEnv || a.privateKeyFile, "set privateKeyEnv or privateKeyFile")
+      .optional(),
+    /** The secret the forge signs its webhooks with (X-Hub-Signature-256), by environment variable. */
+    webhookSecretEnv: z.string().optional(),
+    /** Who may start work with a `/flotilla <prompt>` comment: GitHub's author associations. */
+    commandAssociations: z.array(z.string()).optional(),
+    /** Labels every pull request Flotilla opens gets. */
+    labels: z.array(z.string()).optional(),
+  })
+  .strict();
+export type ForgeConfig = z.infer<typeof ForgeConfig>;
+
+/** A forge as the control plane uses it: its secrets read from the environment at start. */
+export interface Forge {
+  name: string;
+  type: "github";
+  apiUrl: string;
+  hosts: string[];
+  token: string | undefined;
+  app: { id: string; privateKey: string } | undefined;
+  webhookSecret: string | undefined;
+  commandAssociations: string[];
+  labels: string[];
+}
+
 /** The file at $FLOTILLA_HOME/config.yaml (or --config). Every field is optional. */
 export const FileConfig = z
   .object({
@@ -70,6 +117,9 @@ export const FileConfig = z
       })
       .strict()
       .optional(),
+    forges: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i), ForgeConfig).optional(),
+    /** The address people reach this server at, for links back to it (pull requests, comments). */
+    publicUrl: z.url().optional(),
     harness: z
       .object({
         readyTimeoutMs: z.number().int().positive().optional(),
@@ -94,6 +144,9 @@ export interface Config {
   defaultModel: string | undefined;
   permission: PermissionPolicy;
   providers: Record<string, ProviderConfig>;
+  forges: Forge[];
+  /** Links back to this server start here (default: its own listening address). */
+  publicUrl: string | undefined;
   /** Provider keys found in the environment, passed to harnesses only. */
   providerEnv: Record<string, string>;
   demo: "auto" | "on" | "off";
@@ -246,6 +299,31 @@ export function parseConfigFile(path: string, text: string): FileConfig {
   );
 }
 
+function resolveForge(name: string, f: ForgeConfig, env: Record<string, string | undefined>): Forge {
+  const apiUrl = (f.apiUrl ?? "https://api.github.com").replace(/\/+$/, "");
+  const apiHost = new URL(apiUrl).host;
+  let app: Forge["app"];
+  if (f.app) {
+    const key = f.app.privateKeyEnv ? env[f.app.privateKeyEnv] : readFileSync(f.app.privateKeyFile!, "utf8");
+    if (!key)
+      throw new FlotillaError("invalid_request", `forges.${name}.app: ${f.app.privateKeyEnv} is not set`, {
+        field: `forges.${name}.app.privateKeyEnv`,
+      });
+    app = { id: String(f.app.id), privateKey: key };
+  }
+  return {
+    name,
+    type: f.type,
+    apiUrl,
+    hosts: f.hosts ?? [apiHost === "api.github.com" ? "github.com" : apiHost],
+    token: f.tokenEnv ? env[f.tokenEnv] : undefined,
+    app,
+    webhookSecret: f.webhookSecretEnv ? env[f.webhookSecretEnv] : undefined,
+    commandAssociations: f.commandAssociations ?? ["OWNER", "MEMBER", "COLLABORATOR"],
+    labels: f.labels ?? [],
+  };
+}
+
 /** The data directory: `--home`, else FLOTILLA_HOME, else ~/.flotilla; absolute. */
 export function flotillaHome(env: Record<string, string | undefined>, flag?: string): string {
   return resolve(flag ?? env.FLOTILLA_HOME ?? join(homedir(), ".flotilla"));
@@ -290,6 +368,8 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     permission: file.permission ?? "ask",
     providers: file.providers ?? {},
     providerEnv,
+    forges: Object.entries(file.forges ?? {}).map(([name, f]) => resolveForge(name, f, env)),
+    publicUrl: env.FLOTILLA_PUBLIC_URL ?? file.publicUrl,
     demo: file.demo ?? (env.FLOTILLA_DEMO as Config["demo"] | undefined) ?? "auto",
     runtime: file.runtime ?? runtimeFromEnv(env.FLOTILLA_RUNTIME) ?? "sandbox",
     network: file.network ?? "allowlist",

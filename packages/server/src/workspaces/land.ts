@@ -1,9 +1,11 @@
-import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { execFile, execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
   constants,
+  existsSync,
   fstatSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -21,8 +23,14 @@ import {
   type GitIdentity,
   type MergeBody,
   type MergeResult,
+  type PullRequestBody,
+  type PullRequestInfo,
+  type PushBody,
+  type PushResult,
 } from "@flotilla/contracts";
+import type { Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
+import type { Forges } from "../integrations/forges/forge.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -81,6 +89,8 @@ export class LandingService {
     private readonly sessions: SessionService,
     private readonly log: EventLog,
     private readonly logger: Logger,
+    private readonly forges: Forges,
+    private readonly config: Config,
   ) {}
 
   async branch(id: string, p: Principal): Promise<BranchState> {
@@ -306,7 +316,13 @@ export class LandingService {
    * bundle made in the sandbox, copied out without following links, checked object by object.
    * Returns the branch head's id, held by a temporary ref the caller deletes.
    */
-  private async fetchBranch(r: SessionRow, repo: string, branch: string): Promise<string> {
+  private async fetchBranch(
+    r: SessionRow,
+    repo: string,
+    branch: string,
+    dest = `refs/flotilla/land/${r.id}`,
+    opts: { whole?: boolean } = {},
+  ): Promise<string> {
     const inWorkspace = join(resolve(r.path, ".."), `.land-${randomBytes(6).toString("hex")}.bundle`);
     const local = mkdtempSync(join(tmpdir(), "flotilla-land-"));
     const copy = join(local, "branch.bundle");
@@ -317,7 +333,7 @@ export class LandingService {
         "--quiet",
         inWorkspace,
         `refs/heads/${branch}`,
-        `^${r.base_commit}`,
+        ...(opts.whole ? [] : [`^${r.base_commit}`]),
       ]);
       // The agent could have swapped the file for a link to something of ours, or a pipe: read it
       // through one descriptor that follows no link, does not block, and must be a plain file.
@@ -337,13 +353,13 @@ export class LandingService {
           "--no-tags",
           "--no-write-fetch-head",
           copy,
-          `+refs/heads/${branch}:refs/flotilla/land/${r.id}`,
+          `+refs/heads/${branch}:${dest}`,
         ],
         { cwd: repo, timeoutMs: 600_000 },
       ).catch((e) => {
         throw new FlotillaError("conflict", `could not bring ${branch} into ${repo}: ${errText(e)}`);
       });
-      return (await hostGit(["rev-parse", `refs/flotilla/land/${r.id}`], { cwd: repo })).stdout.trim();
+      return (await hostGit(["rev-parse", dest], { cwd: repo })).stdout.trim();
     } finally {
       rmSync(local, { recursive: true, force: true });
       rmSync(inWorkspace, { force: true });
@@ -457,6 +473,245 @@ export class LandingService {
       files,
       message: what,
     };
+  }
+
+  // ---- push and pull requests ----------------------------------------------------------------
+
+  /**
+   * Pushes the session's branch (its uncommitted changes committed first) to a remote. The push is
+   * made by the control plane's git from a bare mirror it keeps per remote, never from the
+   * workspace: the forge's credentials reach only that one git process, through a credential
+   * helper that reads them from its environment, so they are never in a URL, a file, the sandbox
+   * or a log. The branch on the remote is Flotilla's own and is overwritten (`+`), as an agent may
+   * have rewritten its history.
+   */
+  async push(id: string, body: PushBody, p: Principal): Promise<PushResult> {
+    const r = await this.sessions.local(id, p);
+    return this.exclusive(r, async () => {
+      await this.assertQuiet(r);
+      return this.pushIn(r, body, p);
+    });
+  }
+
+  private async pushIn(r: SessionRow, body: PushBody, p: Principal): Promise<PushResult> {
+    const branch = this.branchOf(r);
+    const remote = await this.remoteOf(r, body.remote);
+    const committed = await this.commitIn(r, {}, p);
+    if ((await this.commits(r, branch)).length === 0)
+      throw new FlotillaError(
+        "nothing_to_commit",
+        `${branch} has no commits and the workspace no changes to push`,
+      );
+    const mirror = this.mirrorOf(remote);
+    const hasBase = await hostGit(["cat-file", "-e", `${r.base_commit}^{commit}`], { cwd: mirror }).then(
+      () => true,
+      () => false,
+    );
+    const head = await this.fetchBranch(r, mirror, branch, `refs/heads/${branch}`, { whole: !hasBase });
+    const target = this.forges.forRemote(remote);
+    const creds = target ? await target.forge.gitCredentials(target.repo) : undefined;
+    const redact = (text: string) => (creds ? text.split(creds.password).join("***") : text);
+    await hostGit(
+      [
+        "-c",
+        "credential.helper=",
+        ...(creds
+          ? [
+              "-c",
+              // The helper's script names the variables, not their values.
+              `credential.helper=!f() { test "$1" = get || exit 0; echo "username=$FLOTILLA_GIT_USERNAME"; echo "password=$FLOTILLA_GIT_PASSWORD"; }; f`,
+            ]
+          : []),
+        "push",
+        "--quiet",
+        "--no-verify",
+        remote,
+        `+refs/heads/${branch}:refs/heads/${branch}`,
+      ],
+      {
+        cwd: mirror,
+        timeoutMs: 600_000,
+        env: creds ? { FLOTILLA_GIT_USERNAME: creds.username, FLOTILLA_GIT_PASSWORD: creds.password } : {},
+      },
+    ).catch((e) => {
+      throw new FlotillaError("conflict", `push to ${remote} failed: ${redact(errText(e))}`, {
+        field: "remote",
+      });
+    });
+    await this.db.query(
+      "update workspaces set pushed_to = $2, pushed_commit = $3, pushed_at = now() where id = $1",
+      [r.workspace_id, remote, head],
+    );
+    const summary = `pushed ${branch} (${short(head)}) to ${remote}`;
+    await this.log.append(r.id, [
+      { type: "git", data: { action: "push", branch, commit: head, url: remote, summary } },
+    ]);
+    return {
+      remote,
+      branch,
+      commit: head,
+      committed,
+      forge: target?.forge.settings.name ?? null,
+      message: summary,
+    };
+  }
+
+  /** Pushes the branch and opens its pull request (or finds the open one), draft by default. */
+  async openPullRequest(id: string, body: PullRequestBody, p: Principal): Promise<PullRequestInfo> {
+    const r = await this.sessions.local(id, p);
+    return this.exclusive(r, async () => {
+      await this.assertQuiet(r);
+      const remote = await this.remoteOf(r, body.remote);
+      const target = this.forges.forRemote(remote);
+      if (!target)
+        throw new FlotillaError(
+          "conflict",
+          `no forge is configured for ${remote}: add one under forges in config.yaml to open pull requests there`,
+          { field: "remote" },
+        );
+      const pushed = await this.pushIn(r, { remote }, p);
+      const { forge, repo } = target;
+      const base =
+        body.base ??
+        (r.base_ref !== "HEAD" && !/^[0-9a-f]{40}$/.test(r.base_ref)
+          ? r.base_ref.replace(/^origin\//, "")
+          : await forge.defaultBranch(repo));
+      const prompt = (await this.firstPrompt(r)).trim();
+      const subject =
+        prompt
+          .split("\n")
+          .find((l) => l.trim())
+          ?.trim() ?? `Flotilla session ${r.id}`;
+      const info = await forge
+        .openPullRequest(repo, {
+          head: pushed.branch,
+          base,
+          title: body.title ?? (subject.length > 72 ? `${subject.slice(0, 71)}…` : subject),
+          body: body.body ?? (await this.prBody(r, prompt)),
+          draft: body.draft,
+          labels: body.labels ?? forge.settings.labels,
+        })
+        .catch((e) => {
+          throw forgeError(forge.settings.name, e);
+        });
+      const known = await this.db.query(
+        "select 1 from pull_requests where workspace_id = $1 and number = $2",
+        [r.workspace_id, info.number],
+      );
+      await this.savePullRequest(r, info);
+      if (known.rowCount === 0)
+        await this.log.append(r.id, [
+          {
+            type: "git",
+            data: {
+              action: "pull_request",
+              branch: pushed.branch,
+              commit: pushed.commit,
+              into: base,
+              url: info.url,
+              summary: `${info.draft ? "draft " : ""}pull request #${info.number} of ${pushed.branch} into ${base}: ${info.url}`,
+            },
+          },
+        ]);
+      return info;
+    });
+  }
+
+  /** The session's pull request as its forge has it now; a change of state or checks is logged as an event. */
+  async pullRequest(id: string, p: Principal): Promise<PullRequestInfo> {
+    const r = await this.sessions.local(id, p);
+    const { rows } = await this.db.query<{
+      forge: string;
+      repo: string;
+      number: number;
+      info: PullRequestInfo;
+    }>("select forge, repo, number, info from pull_requests where workspace_id = $1", [r.workspace_id]);
+    const row = rows[0];
+    if (!row) throw new FlotillaError("not_found", `session ${id} has no pull request`, { field: "id" });
+    const forge = this.forges.byName(row.forge);
+    if (!forge) throw new FlotillaError("conflict", `forge ${row.forge} is no longer configured`);
+    const [owner, name] = row.repo.split("/") as [string, string];
+    const info = await forge.pullRequest({ owner, name }, row.number).catch((e) => {
+      throw forgeError(forge.settings.name, e);
+    });
+    await this.savePullRequest(r, info);
+    if (
+      info.state !== row.info.state ||
+      info.checks.state !== row.info.checks.state ||
+      info.headSha !== row.info.headSha
+    )
+      await this.log.append(r.id, [
+        {
+          type: "git",
+          data: {
+            action: "pull_request",
+            branch: info.head,
+            commit: info.headSha,
+            into: info.base,
+            url: info.url,
+            summary: `pull request #${info.number} is ${info.state}${info.checks.state === "none" ? "" : `; checks: ${info.checks.state} (${info.checks.passed}/${info.checks.total} passed)`}`,
+          },
+        },
+      ]);
+    return info;
+  }
+
+  private async savePullRequest(r: SessionRow, info: PullRequestInfo): Promise<void> {
+    await this.db.query(
+      `insert into pull_requests (workspace_id, session_id, forge, repo, number, url, info) values ($1, $2, $3, $4, $5, $6, $7)
+       on conflict (workspace_id) do update set forge = $3, repo = $4, number = $5, url = $6, info = $7, updated_at = now()`,
+      [r.workspace_id, r.id, info.forge, info.repo, info.number, info.url, JSON.stringify(info)],
+    );
+  }
+
+  private async prBody(r: SessionRow, prompt: string): Promise<string> {
+    const diff = await workspaceDiff(this.sessions.git(r), r.path, r.base_commit);
+    const files = diff.files
+      .slice(0, 50)
+      .map((f) => `| \`${f.path}\` | ${f.status} | +${f.additions} −${f.deletions} |`);
+    const link = `${(this.config.publicUrl ?? `http://${this.config.host}:${this.config.port}`).replace(/\/+$/, "")}/sessions/${r.id}`;
+    return [
+      prompt ? `> ${prompt.slice(0, 4000).split("\n").join("\n> ")}` : "",
+      `**${diff.files.length} file${diff.files.length === 1 ? "" : "s"} changed**, +${diff.additions} −${diff.deletions}`,
+      files.length > 0 ? ["| file | | |", "| --- | --- | --- |", ...files].join("\n") : "",
+      `Made by a Flotilla agent in session [${r.id}](${link}).`,
+    ]
+      .filter(Boolean)
+      .join("\n\n");
+  }
+
+  /** Where a push goes: a URL as given, a remote of the user's repository by name, else the default. */
+  private async remoteOf(r: SessionRow, remote: string | undefined): Promise<string> {
+    if (remote && (isGitUrl(remote) || remote.startsWith("/"))) return remote;
+    if (!remote && isGitUrl(r.repo)) return r.repo;
+    if (isGitUrl(r.repo))
+      throw new FlotillaError("invalid_request", `a remote name needs a local repository; give a URL`, {
+        field: "remote",
+      });
+    const name = remote ?? "origin";
+    const url = await hostGit(["remote", "get-url", name], { cwd: r.repo }).catch(() => undefined);
+    if (!url)
+      throw new FlotillaError(
+        remote ? "invalid_request" : "conflict",
+        `${r.repo} has no remote ${JSON.stringify(name)}: name one, or give a URL`,
+        { field: "remote" },
+      );
+    return url.stdout.trim();
+  }
+
+  /** The control plane's own bare repository for a remote, where pushes are made from. */
+  private mirrorOf(remote: string): string {
+    const dir = join(
+      this.config.home,
+      "git",
+      "mirrors",
+      `${createHash("sha256").update(remote).digest("hex").slice(0, 24)}.git`,
+    );
+    if (!existsSync(join(dir, "HEAD"))) {
+      mkdirSync(dir, { recursive: true });
+      execFileSync("git", ["init", "--quiet", "--bare", dir]);
+    }
+    return dir;
   }
 
   // ---- helpers -------------------------------------------------------------------------------
@@ -674,6 +929,23 @@ async function checkedOutAt(repo: string, branch: string): Promise<string | null
       return path;
   }
   return null;
+}
+
+/** A forge's refusal, with its status and message (never its request, which carries the token). */
+function forgeError(forge: string, e: unknown): FlotillaError {
+  const err = e as { status?: number; message?: string };
+  const status = err.status ?? 0;
+  return new FlotillaError(
+    status === 401 || status === 403
+      ? "forbidden"
+      : status === 404
+        ? "not_found"
+        : status === 422
+          ? "conflict"
+          : "harness_error",
+    `${forge} refused: ${err.message ?? String(e)}${status ? ` (HTTP ${status})` : ""}`,
+    { details: { forge, status } },
+  );
 }
 
 function errText(e: unknown): string {

@@ -1,4 +1,15 @@
-import { BranchState, CommitBody, CommitResult, GcResult, MergeBody, MergeResult } from "@flotilla/contracts";
+import {
+  BranchState,
+  CommitBody,
+  CommitResult,
+  GcResult,
+  MergeBody,
+  MergeResult,
+  PullRequestBody,
+  PullRequestInfo,
+  PushBody,
+  PushResult,
+} from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { requireAdmin } from "../../identity/principal.ts";
 import type { Env, Services } from "../context.ts";
@@ -67,6 +78,60 @@ export function landRoutes(app: OpenAPIHono<Env>, s: Services): void {
         ),
         200,
       ),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/sessions/{id}/push",
+      tags,
+      description:
+        "Pushes the session's branch (uncommitted changes committed first) to a remote, with the credentials of the forge configured for its host, handed to git by a credential helper: never in a URL, a file, the sandbox or a log. The remote branch is the session's own and is overwritten.",
+      request: {
+        params: IdParams,
+        body: { content: { "application/json": { schema: PushBody } }, required: false },
+      },
+      responses: { 200: json(PushResult, "Pushed"), ...errors, 502: errors[409] },
+    }),
+    async (c) =>
+      c.json(
+        await s.landing.push(c.req.valid("param").id, c.req.valid("json") ?? {}, c.get("principal")),
+        200,
+      ),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/sessions/{id}/pr",
+      tags,
+      description:
+        "Pushes the session's branch and opens its pull request on the forge (draft by default; title and body written from the session, with a link back), or returns the open one it already has.",
+      request: {
+        params: IdParams,
+        body: { content: { "application/json": { schema: PullRequestBody } }, required: false },
+      },
+      responses: { 200: json(PullRequestInfo, "The pull request"), ...errors, 502: errors[409] },
+    }),
+    async (c) =>
+      c.json(
+        await s.landing.openPullRequest(
+          c.req.valid("param").id,
+          c.req.valid("json") ?? PullRequestBody.parse({}),
+          c.get("principal"),
+        ),
+        200,
+      ),
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sessions/{id}/pr",
+      tags,
+      description:
+        "The session's pull request as its forge has it now: state and status checks. A change since the last read is logged as a `git` event (and so reaches webhooks and the UI).",
+      request: { params: IdParams },
+      responses: { 200: json(PullRequestInfo, "The pull request"), ...errors, 502: errors[409] },
+    }),
+    async (c) => c.json(await s.landing.pullRequest(c.req.valid("param").id, c.get("principal")), 200),
   );
   app.openapi(
     createRoute({
