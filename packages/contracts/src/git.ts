@@ -187,16 +187,9 @@ export type PushResult = z.infer<typeof PushResult>;
 export const PullRequestBody = z
   .object({
     draft: z.boolean().default(true),
-    base: z
-      .string()
-      .trim()
-      .min(1)
-      .max(250)
-      .optional()
-      .openapi({
-        description:
-          "Branch to merge into (default: the session's base branch, else the repository's default)",
-      }),
+    base: z.string().trim().min(1).max(250).optional().openapi({
+      description: "Branch to merge into (default: the session's base branch, else the repository's default)",
+    }),
     title: z
       .string()
       .trim()

@@ -18,6 +18,15 @@ const Labels = z
   .record(z.string().min(1).max(63), z.string().max(255))
   .refine((l) => Object.keys(l).length <= 32, "at most 32 labels");
 
+export const TaskPullRequest = z
+  .object({
+    draft: z.boolean().default(true),
+    base: z.string().trim().min(1).max(250).optional(),
+    title: z.string().trim().min(1).max(256).optional(),
+  })
+  .strict()
+  .openapi("TaskPullRequest");
+
 export const CreateTaskBody = z
   .object({
     repo: z
@@ -62,6 +71,12 @@ export const CreateTaskBody = z
       description:
         "Where its agent and verify run (default: the configured runtime). `local` needs an admin token",
     }),
+    commit: z.boolean().optional().openapi({
+      description: "On success, commit the workspace's changes on the session's branch (implied by `pr`)",
+    }),
+    pr: TaskPullRequest.optional().openapi({
+      description: "On success, push the session's branch and open a pull request on the repository's forge",
+    }),
   })
   .strict()
   .openapi("CreateTask");
@@ -79,6 +94,16 @@ export const TaskResult = z
     verify: z
       .object({ command: z.string(), exitCode: z.number().int().nullable(), output: z.string() })
       .nullable(),
+    commit: z
+      .string()
+      .nullable()
+      .optional()
+      .openapi({ description: "The commit made on success (`commit` or `pr`)" }),
+    pullRequest: z
+      .object({ number: z.number().int(), url: z.string() })
+      .nullable()
+      .optional()
+      .openapi({ description: "The pull request opened on success (`pr`)" }),
   })
   .openapi("TaskResult");
 export type TaskResult = z.infer<typeof TaskResult>;
@@ -112,6 +137,8 @@ export const Task = z
     idempotencyKey: z.string().nullable(),
     verify: z.string().nullable(),
     webhook: z.string().nullable(),
+    commit: z.boolean(),
+    pr: TaskPullRequest.nullable(),
     projectId: z.string(),
     sessionId: z.string().nullable().openapi({ description: "The latest attempt's session" }),
     result: TaskResult.nullable(),

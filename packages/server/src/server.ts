@@ -12,6 +12,7 @@ import { HarnessManager } from "./harnesses/manager.ts";
 import { HarnessPool } from "./harnesses/pool.ts";
 import { DEFAULT_ORG, TokenService } from "./identity/tokens.ts";
 import { WebSessionService } from "./identity/web-sessions.ts";
+import { ForgeCommands } from "./integrations/forge-commands.ts";
 import { Forges } from "./integrations/forges/forge.ts";
 import { WebhookService } from "./integrations/webhooks.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./platform/db/embedded.ts";
@@ -131,6 +132,15 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       await ingest.interruptAll(config.replicaId, "control plane shut down");
       await harnesses.stopAll("control plane shut down");
     });
+    const forges = new Forges(config.forges);
+    const landing = new LandingService(
+      db,
+      sessions,
+      events,
+      log.child({ component: "landing" }),
+      forges,
+      config,
+    );
     const scheduler = new Scheduler(
       db,
       tasks,
@@ -139,6 +149,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       config,
       log.child({ component: "scheduler" }),
       config.replicaId,
+      landing,
     );
     await harnesses.adoptAll();
     await ingest.recoverOrphans(config.replicaId, (shard) => harnesses.forShard(shard) !== undefined);
@@ -153,14 +164,14 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     }
 
     let ready = false;
-    const forges = new Forges(config.forges);
     const services: Services = {
       config,
       db,
       log,
       sessions,
-      landing: new LandingService(db, sessions, events, log.child({ component: "landing" }), forges, config),
+      landing,
       forges,
+      forgeCommands: new ForgeCommands(db, forges, tasks, log.child({ component: "forges" })),
       leftovers: new Leftovers(db, config, log.child({ component: "leftovers" })),
       tasks,
       scheduler,

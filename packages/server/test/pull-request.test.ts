@@ -2,9 +2,17 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Session } from "@flotilla/contracts";
+import { sign } from "@octokit/webhooks-methods";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeGitHub } from "../../../test/github/fake-github.ts";
-import { collectUntil, startTestServer, type TestServer, untilTurnFinished } from "../../../test/support.ts";
+import {
+  collectUntil,
+  deadline,
+  startTestServer,
+  type TestServer,
+  untilTurnFinished,
+  waitFor,
+} from "../../../test/support.ts";
 import { scenario } from "./scenario.ts";
 
 const TOKEN = `ghp_${"s3cr3t".repeat(6)}`;
@@ -154,6 +162,68 @@ describe("push and pull requests", () => {
       "pull request #1 is open; checks: success (1/1 passed)",
       "pull request #1 is merged; checks: success (1/1 passed)",
     ]);
+    expect(gh.violations).toEqual([]);
+  });
+
+  it("starts a task from an issue comment, with the thread as context, and posts the result back", async () => {
+    gh.issues.set("acme/widget#7", { title: "Greet people", body: "We need a hello file.", comments: [] });
+    gh.comments.push({
+      owner: "acme",
+      repo: "widget",
+      issue: 7,
+      user: "octocat",
+      body: "Agreed, plain text is fine.",
+    });
+    const event = (body: string, association = "OWNER") =>
+      JSON.stringify({
+        action: "created",
+        comment: { id: 4242, body, author_association: association, user: { login: "octocat" } },
+        issue: { number: 7, title: "Greet people" },
+        repository: { full_name: "acme/widget", clone_url: gh.cloneUrl("acme", "widget") },
+      });
+    const deliver = async (payload: string, signature?: string) => {
+      const res = await fetch(`${t.url}/forges/github/webhook`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-github-event": "issue_comment",
+          "x-github-delivery": "delivery-1",
+          ...(signature === undefined
+            ? { "x-hub-signature-256": await sign("whsec-test", payload) }
+            : { "x-hub-signature-256": signature }),
+        },
+        body: payload,
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const forged = await deliver(event("/flotilla write hello"), `sha256=${"0".repeat(64)}`);
+    expect(forged.status).toBe(401);
+    const outsider = await deliver(event("/flotilla write hello", "NONE"));
+    expect(outsider).toEqual({ status: 200, body: { ignored: "octocat (NONE) may not start work" } });
+    const chatter = await deliver(event("thanks!"));
+    expect(chatter).toEqual({ status: 200, body: { ignored: "not a /flotilla command" } });
+    expect((await t.client.tasks.list()).items).toEqual([]);
+
+    const started = await deliver(event("/flotilla write hello"));
+    expect(started.status).toBe(202);
+    const again = await deliver(event("/flotilla write hello"));
+    expect(again.body).toEqual({ taskId: started.body.taskId, created: false }); // a redelivery
+    const id = String(started.body.taskId);
+    const task = await waitFor(async () => {
+      const x = await t.client.tasks.get(id);
+      return ["succeeded", "failed", "dead", "cancelled", "timed_out"].includes(x.state) ? x : undefined;
+    }, deadline(180_000));
+    expect(task).toMatchObject({ state: "succeeded", pr: { draft: true }, labels: { "forge.issue": "7" } });
+    expect(task.prompt).toContain("Greet people");
+    expect(task.prompt).toContain("@octocat wrote:\nAgreed, plain text is fine.");
+    const pr = gh.pulls.find((p) => p.number === task.result?.pullRequest?.number);
+    expect(pr).toMatchObject({ head: `flotilla/${task.sessionId}`, base: "main", draft: true });
+    expect(gh.ref("acme", "widget", pr!.head)).toBe(task.result?.commit);
+    const reply = await waitFor(
+      async () => gh.comments.find((c) => c.issue === 7 && c.user === "flotilla[bot]"),
+      30_000,
+    );
+    expect(reply.body).toContain(`Done: ${task.result?.pullRequest?.url}`);
     expect(gh.violations).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import type { Config } from "../config/config.ts";
 import type { HarnessManager } from "../harnesses/manager.ts";
 import type { Principal } from "../identity/principal.ts";
 import type { TokenService } from "../identity/tokens.ts";
+import type { ForgeCommands } from "../integrations/forge-commands.ts";
 import type { Forges } from "../integrations/forges/forge.ts";
 import type { WebhookService } from "../integrations/webhooks.ts";
 import type { Db } from "../platform/db/pool.ts";
@@ -23,6 +24,7 @@ export interface Services {
   landing: LandingService;
   leftovers: Leftovers;
   forges: Forges;
+  forgeCommands: ForgeCommands;
   tasks: TaskService;
   scheduler: Scheduler;
   tokens: TokenService;

@@ -15,6 +15,7 @@ import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { ExecResult } from "../runtime/driver.ts";
 import type { SessionService } from "../sessions/sessions.ts";
+import type { LandingService } from "../workspaces/land.ts";
 import { workspaceDiff } from "../workspaces/workspaces.ts";
 import { type TaskService, type TaskTransition, transition } from "./tasks.ts";
 
@@ -152,6 +153,7 @@ export class Scheduler {
     private readonly config: Config,
     private readonly log: Logger,
     readonly replica: string,
+    private readonly landing?: LandingService,
   ) {}
 
   limits(): Limits {
@@ -285,6 +287,19 @@ export class Scheduler {
             result,
           );
         }
+        if (task.land) {
+          // The work lands only when it is done: verified, if the task has a verify command.
+          const landed = await this.land(task, s.id, principal).catch((e: unknown) => e as Error);
+          if (landed instanceof Error)
+            return await this.finish(
+              task,
+              r,
+              "failed",
+              { name: "LandFailed", message: `the work is done but could not be landed: ${landed.message}` },
+              result,
+            );
+          Object.assign(result, landed);
+        }
         return await this.finish(task, r, "succeeded", null, result);
       }
       const error = end.error ?? {
@@ -340,6 +355,30 @@ export class Scheduler {
         });
       if (signal.aborted) onAbort();
     });
+  }
+
+  /** Commits the task's work on its session's branch, and with `pr` pushes it and opens a pull request. */
+  private async land(
+    task: Row,
+    sessionId: string,
+    p: Principal,
+  ): Promise<Pick<TaskResult, "commit" | "pullRequest">> {
+    if (!this.landing) throw new Error("this control plane cannot land work");
+    const pr = task.land.pr as { draft: boolean; base?: string; title?: string } | null;
+    if (pr) {
+      const info = await this.landing.openPullRequest(
+        sessionId,
+        { draft: pr.draft, base: pr.base, title: pr.title },
+        p,
+      );
+      return { commit: info.headSha, pullRequest: { number: info.number, url: info.url } };
+    }
+    const c = await this.landing.commit(sessionId, {}, p).catch((e) => {
+      // A task whose agent changed nothing has nothing to land: that is not a failure.
+      if (e instanceof FlotillaError && e.code === "nothing_to_commit") return null;
+      throw e;
+    });
+    return { commit: c?.commit.sha ?? null, pullRequest: null };
   }
 
   private async result(task: Row, sessionId: string, started: number): Promise<TaskResult> {

@@ -46,6 +46,8 @@ export function taskFromRow(r: Row): Task {
     idempotencyKey: r.idempotency_key,
     verify: r.verify_command,
     webhook: r.webhook_url,
+    commit: r.land?.commit ?? false,
+    pr: r.land?.pr ?? null,
     projectId: r.project_id,
     sessionId: r.session_id,
     result: r.result,
@@ -148,8 +150,8 @@ export class TaskService {
       );
       const ins = await tx.query(
         `insert into tasks (id, org_id, project_id, token_id, repo, base_ref, prompt, model, agent, permission, priority,
-           timeout_ms, max_attempts, labels, idempotency_key, verify_command, webhook_url, runtime, state)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 'queued')
+           timeout_ms, max_attempts, labels, idempotency_key, verify_command, webhook_url, runtime, land, state)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 'queued')
          on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
          returning *`,
         [
@@ -171,6 +173,7 @@ export class TaskService {
           body.verify ?? null,
           body.webhook ?? null,
           body.runtime ?? null,
+          body.commit || body.pr ? JSON.stringify({ commit: true, pr: body.pr ?? null }) : null,
         ],
       );
       if (!ins.rows[0]) return null; // lost an idempotency race to a concurrent submit

@@ -10,7 +10,7 @@ import {
   PushBody,
   PushResult,
 } from "@flotilla/contracts";
-import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { requireAdmin } from "../../identity/principal.ts";
 import type { Env, Services } from "../context.ts";
 import { errorResponses, IdParams, json } from "../openapi.ts";
@@ -132,6 +132,32 @@ export function landRoutes(app: OpenAPIHono<Env>, s: Services): void {
       responses: { 200: json(PullRequestInfo, "The pull request"), ...errors, 502: errors[409] },
     }),
     async (c) => c.json(await s.landing.pullRequest(c.req.valid("param").id, c.get("principal")), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/forges/{name}/webhook",
+      tags: ["forges"],
+      security: [],
+      description:
+        "Where a forge (GitHub) sends its webhooks; authenticated by their signature (X-Hub-Signature-256, the forge's `webhookSecretEnv`), not by a token. An `issue_comment` `/flotilla <prompt>` by a permitted author (`commandAssociations`) starts a task on the repository that opens a pull request, and its result is posted back on the issue.",
+      request: { params: z.object({ name: z.string().min(1).max(100) }) },
+      responses: {
+        202: json(z.object({ taskId: z.string(), created: z.boolean() }), "A task was started (or had been)"),
+        200: json(z.object({ ignored: z.string() }), "Nothing to do, and why"),
+        401: json(z.object({ error: z.string() }), "Bad or missing signature"),
+      },
+    }),
+    async (c) => {
+      const out = await s.forgeCommands.receive(c.req.valid("param").name, await c.req.text(), {
+        event: c.req.header("x-github-event"),
+        signature: c.req.header("x-hub-signature-256"),
+        delivery: c.req.header("x-github-delivery"),
+      });
+      if (out.status === 401) return c.json({ error: out.error }, 401);
+      if (out.status === 200) return c.json({ ignored: out.ignored }, 200);
+      return c.json({ taskId: out.taskId, created: out.created }, 202);
+    },
   );
   app.openapi(
     createRoute({

@@ -18,3 +18,6 @@ create table pull_requests (
   info jsonb not null,
   updated_at timestamptz not null default now()
 );
+
+-- What a task lands on success: {commit: true, pr: {draft, base?, title?} | null}; null: nothing.
+alter table tasks add column land jsonb;
