@@ -22,7 +22,11 @@ export type Row =
       rejected?: boolean;
     }
   /** `error` is the message of the error the notice reports, so one error is said once. */
-  | { kind: "notice"; key: string; tone: "info" | "error"; text: string; error?: string };
+  | { kind: "notice"; key: string; tone: "info" | "error"; text: string; error?: string }
+  /** The session's work landed: committed on its branch, merged or patched into the user's repository. */
+  | { kind: "git"; key: string; action: GitAction; text: string; commit?: string };
+
+export type GitAction = Of<"git">["action"];
 
 export type PendingPermission = Of<"permission.asked">;
 
@@ -44,6 +48,8 @@ export interface Transcript {
   lastSeq: number;
   /** What the latest status change said went wrong (a failed start, an interrupted turn), if anything. */
   statusError: { name: string; message: string } | undefined;
+  /** The seq of the latest `git` event (0 before any): the branch or the user's repository changed. */
+  gitSeq: number;
   /** Internal: each message's latest usage, so re-reports replace rather than add. */
   byMessage: ReadonlyMap<string, Usage>;
   /** Internal: each row's place by key, so a delta finds its row without a scan. */
@@ -66,6 +72,7 @@ export const emptyTranscript: Transcript = {
   usage: zero,
   lastSeq: 0,
   statusError: undefined,
+  gitSeq: 0,
   byMessage: new Map(),
   index: new Map(),
   said: new Map(),
@@ -92,7 +99,8 @@ const TURN_END: Record<"error" | "aborted" | "interrupted", string> = {
 export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
   if (events.every((e) => e.seq <= prev.lastSeq)) return prev;
   const rows = [...prev.rows];
-  let { permissions, status, lastSeq, todos, byMessage, statusError, said, callOf, rejectedCalls } = prev;
+  let { permissions, status, lastSeq, todos, byMessage, statusError, gitSeq, said, callOf, rejectedCalls } =
+    prev;
   let index = prev.index;
   const upsert = (row: Row, merge?: (old: Row) => Row) => {
     const i = index.get(row.key);
@@ -256,7 +264,20 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           text: `Provider retry ${e.data.attempt}: ${e.data.message}`,
         });
         break;
+      case "git":
+        // Guarded: a malformed event is skipped rather than breaking the whole transcript.
+        if (typeof e.data?.summary !== "string") break;
+        gitSeq = e.seq;
+        upsert({
+          kind: "git",
+          key: `git-${e.seq}`,
+          action: e.data.action,
+          text: e.data.summary,
+          ...(e.data.commit ? { commit: e.data.commit } : {}),
+        });
+        break;
       default:
+        // A type this UI does not know (a newer server's) changes nothing here.
         break;
     }
   }
@@ -281,6 +302,7 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
     usage,
     lastSeq,
     statusError,
+    gitSeq,
     byMessage,
     index,
     said,

@@ -1,9 +1,11 @@
 import type { Diff } from "@flotilla/client";
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useParams } from "@tanstack/react-router";
 import { useState } from "react";
 import { api } from "../api.ts";
+import { LandPanel } from "../session/land-panel.tsx";
 import { Button, ErrorNote } from "../ui.tsx";
+import { useSessionContext } from "./session.tsx";
 
 /** Splits a unified patch into one chunk per file, keyed by its new (or, if deleted, old) path. */
 function splitPatch(patch: string): Map<string, string[]> {
@@ -178,6 +180,18 @@ const STATUS_MARK = { added: "A", modified: "M", deleted: "D", renamed: "R" } as
 
 export function ChangesPage() {
   const { id } = useParams({ from: "/s/$id" });
+  const ctx = useSessionContext();
+  const status = ctx.transcript.status ?? ctx.session?.status;
+  return (
+    <div className="grid grid-cols-[minmax(0,1fr)] gap-4">
+      <LandPanel sessionId={id} status={status} gitSeq={ctx.transcript.gitSeq} />
+      <DiffSection id={id} />
+    </div>
+  );
+}
+
+function DiffSection({ id }: { id: string }) {
+  const qc = useQueryClient();
   const diff = useQuery({ queryKey: ["diff", id], queryFn: () => api.sessions.diff(id) });
   // Side by side where there is room for it; one column on a phone.
   const [split, setSplit] = useState(() => window.matchMedia("(min-width: 1024px)").matches);
@@ -212,7 +226,13 @@ export function ChangesPage() {
             </button>
           ))}
         </fieldset>
-        <Button onClick={() => diff.refetch()} disabled={diff.isFetching}>
+        <Button
+          onClick={() => {
+            void diff.refetch();
+            void qc.invalidateQueries({ queryKey: ["branch", id] });
+          }}
+          disabled={diff.isFetching}
+        >
           Refresh
         </Button>
       </div>

@@ -277,6 +277,24 @@ function Failures({ o }: { o: Overview }) {
   );
 }
 
+/** Checkouts and branches no live session owns: said only when there are some, with what tidies them. */
+function Leftovers({ n }: { n: number | undefined }) {
+  if (!n || n <= 0) return null;
+  return (
+    <p
+      data-testid="leftovers"
+      className="rounded-lg border border-stone-200 bg-white px-4 py-3 text-sm text-stone-700 dark:border-stone-800 dark:bg-stone-900 dark:text-stone-300"
+    >
+      <span className="font-medium tabular-nums">{formatCount(n)}</span> leftover checkout
+      {n === 1 ? "" : "s"}/branch{n === 1 ? "" : "es"} —{" "}
+      <code className="rounded bg-stone-100 px-1 py-0.5 font-mono text-xs dark:bg-stone-800">
+        flotilla gc
+      </code>{" "}
+      removes {n === 1 ? "it" : "them"}
+    </p>
+  );
+}
+
 function Skeleton() {
   return (
     <div aria-hidden className="grid grid-cols-2 gap-3 lg:grid-cols-4">
@@ -348,6 +366,7 @@ export function OverviewPage() {
             <HarnessCard o={o} />
           </div>
           <Breakdown o={o} />
+          <Leftovers n={o.leftovers} />
           <Failures o={o} />
         </>
       )}

@@ -18,6 +18,13 @@ const SessionContext = createContext<{
   session: Session | undefined;
 } | null>(null);
 
+/** The session's stream and row, for the layout's tabs (Changes refreshes itself on its events). */
+export function useSessionContext() {
+  const ctx = useContext(SessionContext);
+  if (!ctx) throw new Error("useSessionContext outside the session layout");
+  return ctx;
+}
+
 const tab =
   "border-b-2 border-transparent px-1 pb-2 text-sm text-stone-600 hover:text-stone-900 dark:text-stone-400 dark:hover:text-white";
 const activeTab = "!border-stone-900 font-medium !text-stone-900 dark:!border-white dark:!text-white";

@@ -66,6 +66,22 @@ function RowView({ row, sessionId, waiting }: { row: Row; sessionId: string; wai
           {row.text}
         </p>
       );
+    case "git":
+      return (
+        <p
+          data-testid="git-notice"
+          data-action={row.action}
+          className="flex min-w-0 items-baseline gap-2 text-xs text-stone-600 dark:text-stone-400"
+        >
+          <span className="shrink-0 rounded bg-emerald-100 px-1.5 py-0.5 text-[11px] font-medium text-emerald-800 dark:bg-emerald-900/50 dark:text-emerald-200">
+            git
+          </span>
+          <span className="min-w-0 break-words">{row.text}</span>
+        </p>
+      );
+    default:
+      // A row this version does not know how to show.
+      return null;
   }
 }
 
