@@ -61,36 +61,6 @@ export const CommitResult = z
   .openapi("CommitResult");
 export type CommitResult = z.infer<typeof CommitResult>;
 
-export const BranchState = z
-  .object({
-    branch: z.string().openapi({ description: "The session's branch, in its workspace" }),
-    baseCommit: z.string(),
-    head: z.string(),
-    commits: z
-      .array(CommitInfo)
-      .openapi({ description: "Commits on the branch since its base, newest first" }),
-    uncommitted: z
-      .number()
-      .int()
-      .openapi({ description: "Files changed in the workspace and not committed" }),
-    draftMessage: z
-      .string()
-      .openapi({ description: "The message a commit of those changes gets by default" }),
-    author: GitIdentity.openapi({ description: "Who a commit is by when the request names nobody" }),
-    coAuthor: GitIdentity.openapi({ description: "The agent, credited with a Co-authored-by trailer" }),
-    local: z.boolean().openapi({ description: "The repository is a local directory: merge and patch work" }),
-    target: z
-      .string()
-      .nullable()
-      .openapi({ description: "The branch of the user's repository a merge goes into by default" }),
-    merged: z
-      .object({ into: z.string(), commit: z.string(), at: z.string() })
-      .nullable()
-      .openapi({ description: "The last merge of this branch into the user's repository" }),
-  })
-  .openapi("BranchState");
-export type BranchState = z.infer<typeof BranchState>;
-
 export const MergeBody = z
   .object({
     into: z
@@ -230,3 +200,51 @@ export const PullRequestInfo = z
   })
   .openapi("PullRequestInfo");
 export type PullRequestInfo = z.infer<typeof PullRequestInfo>;
+
+export const BranchState = z
+  .object({
+    branch: z.string().openapi({ description: "The session's branch, in its workspace" }),
+    baseCommit: z.string(),
+    head: z.string(),
+    commits: z
+      .array(CommitInfo)
+      .openapi({ description: "Commits on the branch since its base, newest first" }),
+    uncommitted: z
+      .number()
+      .int()
+      .openapi({ description: "Files changed in the workspace and not committed" }),
+    draftMessage: z
+      .string()
+      .openapi({ description: "The message a commit of those changes gets by default" }),
+    author: GitIdentity.openapi({ description: "Who a commit is by when the request names nobody" }),
+    coAuthor: GitIdentity.openapi({ description: "The agent, credited with a Co-authored-by trailer" }),
+    local: z.boolean().openapi({ description: "The repository is a local directory: merge and patch work" }),
+    target: z
+      .string()
+      .nullable()
+      .openapi({ description: "The branch of the user's repository a merge goes into by default" }),
+    merged: z
+      .object({ into: z.string(), commit: z.string(), at: z.string() })
+      .nullable()
+      .openapi({ description: "The last merge of this branch into the user's repository" }),
+    remote: z
+      .object({
+        url: z.string(),
+        forge: z
+          .string()
+          .nullable()
+          .openapi({ description: "The configured forge serving it: pull requests work" }),
+      })
+      .nullable()
+      .openapi({ description: "Where a push goes by default (null: the repository has no remote)" }),
+    pushed: z
+      .object({ to: z.string(), commit: z.string(), at: z.string() })
+      .nullable()
+      .openapi({ description: "The last push of this branch" }),
+    pullRequest: PullRequestInfo.nullable().openapi({
+      description:
+        "The branch's pull request as last read from its forge (GET /sessions/{id}/pr reads it again)",
+    }),
+  })
+  .openapi("BranchState");
+export type BranchState = z.infer<typeof BranchState>;

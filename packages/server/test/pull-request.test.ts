@@ -157,6 +157,13 @@ describe("push and pull requests", () => {
     const summaries = (await t.client.sessions.events(s.id)).items.flatMap((e) =>
       e.type === "git" && e.data.action === "pull_request" ? [e.data.summary] : [],
     );
+    expect(await t.client.sessions.branch(s.id)).toMatchObject({
+      local: false,
+      target: null,
+      remote: { url: gh.cloneUrl("acme", "widget"), forge: "github" },
+      pushed: { to: gh.cloneUrl("acme", "widget"), commit: pr.headSha },
+      pullRequest: { number: 1, state: "merged", checks: { state: "success" } },
+    });
     expect(summaries).toEqual([
       expect.stringMatching(/^draft pull request #1 of flotilla\/ses_\w+ into main: http/),
       "pull request #1 is open; checks: success (1/1 passed)",

@@ -102,12 +102,23 @@ export class LandingService {
       workspaceDiff(this.sessions.git(r), r.path, head),
       this.defaultAuthor(r, p),
       this.defaultTarget(r).catch(() => null),
-      this.db.query<{ merged_into: string | null; merged_commit: string | null; merged_at: Date | null }>(
-        "select merged_into, merged_commit, merged_at from workspaces where id = $1",
+      this.db.query<{
+        merged_into: string | null;
+        merged_commit: string | null;
+        merged_at: Date | null;
+        pushed_to: string | null;
+        pushed_commit: string | null;
+        pushed_at: Date | null;
+        pr: PullRequestInfo | null;
+      }>(
+        `select merged_into, merged_commit, merged_at, pushed_to, pushed_commit, pushed_at,
+           (select info from pull_requests where workspace_id = w.id) as pr
+         from workspaces w where id = $1`,
         [r.workspace_id],
       ),
     ]);
     const m = merged.rows[0];
+    const remote = await this.remoteOf(r, undefined).catch(() => null);
     return {
       branch,
       baseCommit: r.base_commit,
@@ -123,6 +134,14 @@ export class LandingService {
         m?.merged_into && m.merged_commit && m.merged_at
           ? { into: m.merged_into, commit: m.merged_commit, at: m.merged_at.toISOString() }
           : null,
+      remote: remote
+        ? { url: remote, forge: this.forges.forRemote(remote)?.forge.settings.name ?? null }
+        : null,
+      pushed:
+        m?.pushed_to && m.pushed_commit && m.pushed_at
+          ? { to: m.pushed_to, commit: m.pushed_commit, at: m.pushed_at.toISOString() }
+          : null,
+      pullRequest: m?.pr ?? null,
     };
   }
 
