@@ -141,6 +141,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       forges,
       config,
     );
+    const unwatch = landing.watch(bus);
+    cleanups.push(async () => unwatch());
     const scheduler = new Scheduler(
       db,
       tasks,

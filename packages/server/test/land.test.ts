@@ -9,12 +9,18 @@ import {
   startTestServer,
   type TestServer,
   untilTurnFinished,
+  waitFor,
 } from "../../../test/support.ts";
 import { scenario } from "./scenario.ts";
 
+// The one repository set to commit by itself at the end of every successful turn.
+const autoRepo = makeRepo();
 let t: TestServer;
 beforeAll(async () => {
-  t = await startTestServer({ scenario });
+  t = await startTestServer({
+    scenario,
+    config: { git: { autoCommit: "off", projects: { [autoRepo]: { autoCommit: "turn" } } } },
+  });
 });
 afterAll(async () => {
   await t?.close();
@@ -235,5 +241,30 @@ describe("gc", () => {
     expect(git(repo, "branch", "--list", "flotilla-is-mine")).toContain("flotilla-is-mine");
     expect((await t.client.gc()).items).toEqual([]);
     expect((await t.client.overview()).leftovers).toBe(0);
+  });
+});
+
+describe("landing by itself", () => {
+  it("commits at the end of every successful turn where the repository is set to", async () => {
+    const s = await t.client.sessions.create({ repo: autoRepo, prompt: "write hello" });
+    const events = await collectUntil(t.client, s.id, (e) => e.type === "git");
+    expect(events.at(-1)).toMatchObject({ type: "git", data: { action: "commit" } });
+    const state = await t.client.sessions.branch(s.id);
+    expect(state).toMatchObject({ uncommitted: 0, commits: [{ subject: "write hello" }] });
+    expect(git(s.workspacePath, "log", "-1", "--format=%(trailers:key=Co-authored-by,valueonly)")).toBe(
+      "Flotilla agent <agent@flotilla.invalid>",
+    );
+  });
+
+  it("a task with commit: true commits its work on success", async () => {
+    const { task } = await t.client.tasks.submit({ repo: makeRepo(), prompt: "write hello", commit: true });
+    const done = await waitFor(async () => {
+      const x = await t.client.tasks.get(task.id);
+      return ["succeeded", "failed", "dead", "cancelled", "timed_out"].includes(x.state) ? x : undefined;
+    }, 180_000);
+    expect(done).toMatchObject({ state: "succeeded", commit: true, result: { files: 1 } });
+    const state = await t.client.sessions.branch(done.sessionId!);
+    expect(done.result?.commit).toBe(state.head);
+    expect(state.commits.map((c) => c.subject)).toEqual(["write hello"]);
   });
 });

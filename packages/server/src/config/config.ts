@@ -73,6 +73,9 @@ export interface Forge {
   labels: string[];
 }
 
+export const AutoCommit = z.enum(["off", "turn", "task"]);
+export type AutoCommit = z.infer<typeof AutoCommit>;
+
 /** The file at $FLOTILLA_HOME/config.yaml (or --config). Every field is optional. */
 export const FileConfig = z
   .object({
@@ -118,6 +121,15 @@ export const FileConfig = z
       .strict()
       .optional(),
     forges: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i), ForgeConfig).optional(),
+    /** Landing work: `autoCommit` commits a session's changes at the end of every successful turn
+     * (`turn`) or task (`task`); `projects` sets it per repository (a local path or a URL). */
+    git: z
+      .object({
+        autoCommit: AutoCommit.optional(),
+        projects: z.record(z.string().min(1), z.object({ autoCommit: AutoCommit }).strict()).optional(),
+      })
+      .strict()
+      .optional(),
     /** The address people reach this server at, for links back to it (pull requests, comments). */
     publicUrl: z.url().optional(),
     harness: z
@@ -145,6 +157,7 @@ export interface Config {
   permission: PermissionPolicy;
   providers: Record<string, ProviderConfig>;
   forges: Forge[];
+  git: { autoCommit: AutoCommit; projects: Record<string, { autoCommit: AutoCommit }> };
   /** Links back to this server start here (default: its own listening address). */
   publicUrl: string | undefined;
   /** Provider keys found in the environment, passed to harnesses only. */
@@ -369,6 +382,16 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     providers: file.providers ?? {},
     providerEnv,
     forges: Object.entries(file.forges ?? {}).map(([name, f]) => resolveForge(name, f, env)),
+    git: {
+      autoCommit: file.git?.autoCommit ?? "off",
+      // Local paths as the sessions hold them: absolute.
+      projects: Object.fromEntries(
+        Object.entries(file.git?.projects ?? {}).map(([repo, v]) => [
+          /^[\w+.-]+:|@/.test(repo) ? repo : resolve(repo),
+          v,
+        ]),
+      ),
+    },
     publicUrl: env.FLOTILLA_PUBLIC_URL ?? file.publicUrl,
     demo: file.demo ?? (env.FLOTILLA_DEMO as Config["demo"] | undefined) ?? "auto",
     runtime: file.runtime ?? runtimeFromEnv(env.FLOTILLA_RUNTIME) ?? "sandbox",

@@ -287,9 +287,11 @@ export class Scheduler {
             result,
           );
         }
-        if (task.land) {
+        const land =
+          task.land ?? (this.landing?.autoCommitOf(task.repo) === "task" ? { commit: true, pr: null } : null);
+        if (land) {
           // The work lands only when it is done: verified, if the task has a verify command.
-          const landed = await this.land(task, s.id, principal).catch((e: unknown) => e as Error);
+          const landed = await this.land(land, s.id, principal).catch((e: unknown) => e as Error);
           if (landed instanceof Error)
             return await this.finish(
               task,
@@ -359,12 +361,12 @@ export class Scheduler {
 
   /** Commits the task's work on its session's branch, and with `pr` pushes it and opens a pull request. */
   private async land(
-    task: Row,
+    land: { pr: { draft: boolean; base?: string; title?: string } | null },
     sessionId: string,
     p: Principal,
   ): Promise<Pick<TaskResult, "commit" | "pullRequest">> {
     if (!this.landing) throw new Error("this control plane cannot land work");
-    const pr = task.land.pr as { draft: boolean; base?: string; title?: string } | null;
+    const pr = land.pr;
     if (pr) {
       const info = await this.landing.openPullRequest(
         sessionId,

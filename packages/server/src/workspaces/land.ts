@@ -28,10 +28,11 @@ import {
   type PushBody,
   type PushResult,
 } from "@flotilla/contracts";
-import type { Config } from "../config/config.ts";
+import type { AutoCommit, Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
 import type { Forges } from "../integrations/forges/forge.ts";
 import type { Db } from "../platform/db/pool.ts";
+import type { EventBus } from "../platform/events/bus.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { ExecResult } from "../runtime/driver.ts";
@@ -143,6 +144,36 @@ export class LandingService {
           : null,
       pullRequest: m?.pr ?? null,
     };
+  }
+
+  /** What a repository commits by itself: `git.projects.<repo>.autoCommit`, else `git.autoCommit`. */
+  autoCommitOf(repo: string): AutoCommit {
+    return this.config.git.projects[repo]?.autoCommit ?? this.config.git.autoCommit;
+  }
+
+  /** Commits at the end of every successful turn, in repositories set to `autoCommit: turn`. */
+  watch(bus: EventBus): () => void {
+    return bus.subscribeLocal((e) => {
+      if (e.type !== "turn.finished" || e.data.outcome !== "success") return;
+      this.autoCommit(e.sessionId).catch((err) =>
+        this.logger.warn({ err, session: e.sessionId }, "could not commit a turn's changes"),
+      );
+    });
+  }
+
+  private async autoCommit(sessionId: string): Promise<void> {
+    const { rows } = await this.db.query<{ org_id: string; repo: string }>(
+      "select s.org_id, w.repo from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1",
+      [sessionId],
+    );
+    const row = rows[0];
+    if (!row || this.autoCommitOf(row.repo) !== "turn") return;
+    // The control plane commits on the repository's behalf: the author is the repository's own identity.
+    await this.commit(sessionId, {}, { tokenId: "", orgId: row.org_id, role: "admin" }).catch((e) => {
+      // Nothing changed, or the next turn already started: nothing to do now.
+      if (e instanceof FlotillaError && (e.code === "nothing_to_commit" || e.code === "session_busy")) return;
+      throw e;
+    });
   }
 
   async commit(id: string, body: CommitBody, p: Principal): Promise<CommitResult> {
