@@ -75,6 +75,10 @@ export const MergeBody = z
       .boolean()
       .default(false)
       .openapi({ description: "One commit on the target instead of the branch's" }),
+    resolve: z.boolean().default(false).openapi({
+      description:
+        "On a conflict, hand it to the agent instead of refusing: the target is fetched into the workspace and a turn asks the agent to merge it and resolve the conflicts; merge again when the turn ends",
+    }),
     patch: z.boolean().default(false).openapi({
       description:
         "Apply the workspace's changes (committed or not) to the user's working tree as a patch, uncommitted; works on a dirty tree",
@@ -91,7 +95,7 @@ export type MergeBody = z.infer<typeof MergeBody>;
 
 export const MergeResult = z
   .object({
-    result: z.enum(["fast-forward", "merged", "squashed", "up-to-date", "patched"]),
+    result: z.enum(["fast-forward", "merged", "squashed", "up-to-date", "patched", "resolving"]),
     into: z.string(),
     commit: z.string().nullable().openapi({ description: "The target branch's new head (null for a patch)" }),
     committed: CommitResult.nullable().openapi({

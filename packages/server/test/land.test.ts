@@ -18,7 +18,26 @@ const autoRepo = makeRepo();
 let t: TestServer;
 beforeAll(async () => {
   t = await startTestServer({
-    scenario,
+    scenario: {
+      ...scenario,
+      rules: [
+        {
+          // The agent handed a conflict: merges the user's branch, keeping its own side of each conflict.
+          match: "^Merge `target/main` into your branch",
+          steps: [
+            {
+              tool: "bash",
+              args: {
+                command: "git merge --no-edit -X ours target/main",
+                description: "merge the user's main",
+              },
+            },
+            { text: "Merged target/main, keeping my README heading." },
+          ],
+        },
+        ...scenario.rules,
+      ],
+    },
     config: { git: { autoCommit: "off", projects: { [autoRepo]: { autoCommit: "turn" } } } },
   });
 });
@@ -162,6 +181,20 @@ describe("landing a session's work", () => {
     expect((await t.client.sessions.branch(b.id)).commits.map((c) => c.subject)).toEqual([
       "the agent's readme",
     ]);
+  });
+
+  it("hands a conflict to the agent, whose merge then lands as a fast-forward", async () => {
+    const handed = await t.client.sessions.merge(b.id, { resolve: true });
+    expect(handed).toMatchObject({ result: "resolving", into: "main", commit: null, files: ["README.md"] });
+    const events = await collectUntil(t.client, b.id, untilTurnFinished(2));
+    const prompt = events.filter((e) => e.type === "turn.started").at(-1);
+    expect(prompt).toMatchObject({ data: { prompt: expect.stringContaining("`README.md`") } });
+    expect(events.find((e) => e.type === "tool.updated" && e.data.status === "completed")).toBeDefined();
+    const landed = await t.client.sessions.merge(b.id);
+    expect(landed).toMatchObject({ result: "fast-forward", worktree: "updated" });
+    expect(readFileSync(join(repo, "README.md"), "utf8")).toBe("# scratch, edited by the agent\n");
+    expect(git(repo, "log", "--format=%s", "-3", "main").split("\n")).toContain("the user's own edit");
+    expect(ourRefs(repo)).toBe("");
   });
 
   it("merges into a branch that is not checked out without touching any working tree, or squashes", async () => {

@@ -1,6 +1,7 @@
 import { execFile, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
+  chmodSync,
   closeSync,
   constants,
   existsSync,
@@ -210,7 +211,13 @@ export class LandingService {
         });
       });
       const tgt = target.stdout.trim();
-      return body.patch ? this.patch(r, repo, into) : this.mergeBranch(r, repo, into, tgt, body, p);
+      if (body.patch) return this.patch(r, repo, into);
+      try {
+        return await this.mergeBranch(r, repo, into, tgt, body, p);
+      } catch (e) {
+        if (e instanceof Resolve) return this.handToAgent(r, repo, into, e, p);
+        throw e;
+      }
     });
   }
 
@@ -317,6 +324,8 @@ export class LandingService {
         if (ff) tree = (await g(["rev-parse", `${src}^{tree}`])).stdout.trim();
         else
           tree = await this.mergeTree(repo, into, tgt, src).catch((e) => {
+            if (body.resolve && e instanceof FlotillaError && e.code === "merge_conflict")
+              throw new Resolve(e, committed);
             if (committed && e instanceof FlotillaError)
               e.message += ` (the workspace's changes were committed on ${branch} first, as ${short(committed.commit.sha)})`;
             throw e;
@@ -472,6 +481,68 @@ export class LandingService {
       });
     });
     return "updated";
+  }
+
+  /**
+   * A conflict handed to the agent: the target branch is brought into the workspace (as data, a
+   * bundle the control plane's git writes and the sandbox's git reads) as `target/<into>`, and a
+   * turn asks the agent to merge it and resolve the conflicts. Merging again afterwards is then a
+   * fast-forward or a clean merge.
+   */
+  private async handToAgent(
+    r: SessionRow,
+    repo: string,
+    into: string,
+    c: Resolve,
+    p: Principal,
+  ): Promise<MergeResult> {
+    const files = (c.conflict.details as { files: string[] }).files;
+    const bundle = join(resolve(r.path, ".."), `.target-${randomBytes(6).toString("hex")}.bundle`);
+    try {
+      const fromBase = await hostGit(["merge-base", "--is-ancestor", r.base_commit, `refs/heads/${into}`], {
+        cwd: repo,
+      }).then(
+        () => true,
+        () => false,
+      );
+      await hostGit(
+        [
+          "bundle",
+          "create",
+          "--quiet",
+          bundle,
+          `refs/heads/${into}`,
+          ...(fromBase ? [`^${r.base_commit}`] : []),
+        ],
+        {
+          cwd: repo,
+        },
+      );
+      chmodSync(bundle, 0o644);
+      await this.git(r, [
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        bundle,
+        `+refs/heads/${into}:refs/remotes/target/${into}`,
+      ]);
+    } finally {
+      rmSync(bundle, { force: true });
+    }
+    const text = [
+      `Merge \`target/${into}\` into your branch: it is the user's \`${into}\`, which moved on since you started and now conflicts with your work in ${files.map((f) => `\`${f}\``).join(", ")}.`,
+      `Run \`git merge target/${into}\`, resolve every conflict so that both the user's change and yours still do what they were meant to, make sure the result works, and commit the merge. Then say briefly how you resolved each file.`,
+    ].join("\n\n");
+    await this.sessions.send(r.id, { text }, p);
+    return {
+      result: "resolving",
+      into,
+      commit: null,
+      committed: c.committed,
+      worktree: "untouched",
+      files,
+      message: `${into} conflicts with ${this.branchOf(r)} in ${files.join(", ")}: the agent is merging it and resolving them; merge again when its turn ends`,
+    };
   }
 
   // ---- patch ---------------------------------------------------------------------------------
@@ -950,6 +1021,16 @@ async function commitTree(
     );
     child.stdin?.end(message);
   });
+}
+
+/** A conflict to hand to the agent (merge with `resolve`), carried out of the merge attempt. */
+class Resolve extends Error {
+  constructor(
+    readonly conflict: FlotillaError,
+    readonly committed: CommitResult | null,
+  ) {
+    super(conflict.message);
+  }
 }
 
 /** A checked-out target must have no uncommitted changes to tracked files for a merge to move it. */
