@@ -24,7 +24,7 @@ export type Row =
   /** `error` is the message of the error the notice reports, so one error is said once. */
   | { kind: "notice"; key: string; tone: "info" | "error"; text: string; error?: string }
   /** The session's work landed: committed on its branch, merged or patched into the user's repository. */
-  | { kind: "git"; key: string; action: GitAction; text: string; commit?: string };
+  | { kind: "git"; key: string; action: GitAction; text: string; commit?: string; url?: string };
 
 export type GitAction = Of<"git">["action"];
 
@@ -274,6 +274,7 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           action: e.data.action,
           text: e.data.summary,
           ...(e.data.commit ? { commit: e.data.commit } : {}),
+          ...(typeof e.data.url === "string" ? { url: e.data.url } : {}),
         });
         break;
       default:

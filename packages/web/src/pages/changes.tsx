@@ -184,7 +184,7 @@ export function ChangesPage() {
   const status = ctx.transcript.status ?? ctx.session?.status;
   return (
     <div className="grid grid-cols-[minmax(0,1fr)] gap-4">
-      <LandPanel sessionId={id} status={status} gitSeq={ctx.transcript.gitSeq} />
+      <LandPanel sessionId={id} status={status} />
       <DiffSection id={id} />
     </div>
   );

@@ -3,6 +3,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, Outlet, useNavigate, useParams } from "@tanstack/react-router";
 import { createContext, useContext, useEffect } from "react";
 import { api } from "../api.ts";
+import { SessionPullRequest, useBranchFreshness } from "../session/branch.tsx";
 import { Composer, type Failure, type FollowUps, useFollowUps } from "../session/composer.tsx";
 import { Conversation } from "../session/conversation.tsx";
 import type { Transcript, Usage } from "../transcript.ts";
@@ -75,6 +76,7 @@ export function SessionLayout() {
     onSuccess: (s) => navigate({ to: "/s/$id", params: { id: s.id } }),
   });
   const busy = status === "running" || status === "waiting_permission";
+  useBranchFreshness(id, status, stream.transcript.gitSeq);
   useAttentionSignal(stream.transcript.permissions.length > 0, session.data?.title);
   return (
     <SessionContext.Provider value={{ ...stream, followUps, session: session.data }}>
@@ -89,6 +91,7 @@ export function SessionLayout() {
             </p>
           </div>
           <div className="flex flex-wrap items-center gap-2">
+            <SessionPullRequest sessionId={id} status={status} />
             <UsageMeter usage={stream.transcript.usage} />
             <ConnectionDot connection={stream.connection} />
             {status && <StatusBadge status={status} />}

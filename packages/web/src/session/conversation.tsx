@@ -76,13 +76,34 @@ function RowView({ row, sessionId, waiting }: { row: Row; sessionId: string; wai
           <span className="shrink-0 rounded bg-emerald-100 px-1.5 py-0.5 text-[11px] font-medium text-emerald-800 dark:bg-emerald-900/50 dark:text-emerald-200">
             git
           </span>
-          <span className="min-w-0 break-words">{row.text}</span>
+          <span className="min-w-0 break-words">
+            <GitText text={row.text} url={row.action === "pull_request" ? row.url : undefined} />
+          </span>
         </p>
       );
     default:
       // A row this version does not know how to show.
       return null;
   }
+}
+
+/** A git event's summary; a pull request's address in it is a link (or the summary links to it). */
+function GitText({ text, url }: { text: string; url: string | undefined }) {
+  if (!url || !/^https?:\/\//.test(url)) return <>{text}</>;
+  const link = (label: string) => (
+    <a href={url} target="_blank" rel="noreferrer" className="underline underline-offset-2">
+      {label}
+    </a>
+  );
+  const i = text.indexOf(url);
+  if (i < 0) return link(text);
+  return (
+    <>
+      {text.slice(0, i)}
+      {link(url)}
+      {text.slice(i + url.length)}
+    </>
+  );
 }
 
 /** What the agent is asking to do, as plainly as its metadata allows: the diff, or the command. */

@@ -1,13 +1,13 @@
-import type { BranchState, MergeBody } from "@flotilla/client";
-import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { type ReactNode, useCallback, useEffect, useRef, useState } from "react";
+import type { BranchState, MergeBody, PullRequestBody, PullRequestInfo } from "@flotilla/client";
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { type ReactNode, useEffect, useState } from "react";
 import { api } from "../api.ts";
 import type { SessionStatus } from "../transcript.ts";
 import { Button, Dialog, ErrorNote, inputClass, timeAgo } from "../ui.tsx";
+import { isBusy, PullRequestChecks, PullRequestState, useBranch, useRefreshBranch } from "./branch.tsx";
 
 const short = (sha: string) => sha.slice(0, 7);
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-const isBusy = (s: SessionStatus | undefined) => s === "running" || s === "waiting_permission";
 
 /** The code and file list of an API error (merge_conflict and worktree_dirty carry `details.files`). */
 function apiError(e: unknown): { code?: string; files: string[]; into?: string; path?: string } {
@@ -30,38 +30,41 @@ type Outcome = { text: string; sha?: string };
 
 /**
  * Landing the session's work: its branch (commits since the base, what is not committed yet), a
- * commit of the workspace's changes, and a merge (or patch) into the user's own repository. Re-reads
- * the branch and the diff after each action, when a `git` event arrives and when a turn ends.
+ * commit of the workspace's changes, a merge (or patch) into the user's own repository, a push to
+ * its remote and a pull request on its forge. Re-reads the branch and the diff after each action;
+ * the session's layout re-reads them when a `git` event arrives and when a turn ends.
  */
-export function LandPanel({
-  sessionId,
-  status,
-  gitSeq,
-}: {
-  sessionId: string;
-  status: SessionStatus | undefined;
-  gitSeq: number;
-}) {
+export function LandPanel({ sessionId, status }: { sessionId: string; status: SessionStatus | undefined }) {
   const qc = useQueryClient();
-  const branch = useQuery({ queryKey: ["branch", sessionId], queryFn: () => api.sessions.branch(sessionId) });
-  const refresh = useCallback(() => {
-    void qc.invalidateQueries({ queryKey: ["branch", sessionId] });
-    void qc.invalidateQueries({ queryKey: ["diff", sessionId] });
-  }, [qc, sessionId]);
-  // Not on mount (the queries have just been read): on a new git event, and when a turn ends.
-  const seen = useRef({ gitSeq, status });
-  useEffect(() => {
-    const prev = seen.current;
-    seen.current = { gitSeq, status };
-    if (gitSeq !== prev.gitSeq || (status !== prev.status && !isBusy(status))) refresh();
-  }, [gitSeq, status, refresh]);
-  const [dialog, setDialog] = useState<"commit" | "merge" | null>(null);
+  const branch = useBranch(sessionId);
+  const refresh = useRefreshBranch(sessionId);
+  const [dialog, setDialog] = useState<"commit" | "merge" | "pr" | null>(null);
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const done = (o: Outcome) => {
     setDialog(null);
     setOutcome(o);
     refresh();
   };
+  const push = useMutation({
+    mutationFn: () => api.sessions.push(sessionId),
+    onSuccess: (r) => {
+      setOutcome({
+        text: r.committed
+          ? `Committed ${short(r.committed.commit.sha)} (${plural(r.committed.files, "file")}), then ${r.message}`
+          : r.message,
+        sha: r.commit,
+      });
+      refresh();
+    },
+  });
+  // The pull request as its forge has it now: shown at once; if its state or checks changed, the
+  // server logs a `git` event, which re-reads the branch here and in every other tab.
+  const readPr = useMutation({
+    mutationFn: () => api.sessions.pullRequest(sessionId),
+    onSuccess: (pr) => {
+      qc.setQueryData<BranchState>(["branch", sessionId], (old) => (old ? { ...old, pullRequest: pr } : old));
+    },
+  });
 
   if (branch.error)
     return (
@@ -82,6 +85,8 @@ export function LandPanel({
   const busy = isBusy(status);
   const nothing = b.uncommitted === 0 && b.commits.length === 0;
   const target = b.target ?? "";
+  const pr = b.pullRequest;
+  const upToDate = !!b.pushed && b.pushed.commit === b.head && b.uncommitted === 0;
   return (
     <section
       aria-label="Branch"
@@ -114,6 +119,28 @@ export function LandPanel({
               </>
             )}
           </p>
+          {b.remote && (
+            <p
+              data-testid="branch-remote"
+              className="mt-0.5 flex min-w-0 items-baseline gap-1 text-xs text-stone-500"
+            >
+              <span className="shrink-0">Pushes to</span>
+              <span className="min-w-0 truncate font-mono" title={b.remote.url}>
+                {b.remote.url}
+              </span>
+              <span className="shrink-0">
+                {b.pushed ? (
+                  <>
+                    · pushed <span className="font-mono">{short(b.pushed.commit)}</span>
+                    {b.pushed.to !== b.remote.url ? " elsewhere" : ""} {timeAgo(b.pushed.at)}
+                    {upToDate ? "" : "; changed since"}
+                  </>
+                ) : (
+                  "· not pushed yet"
+                )}
+              </span>
+            </p>
+          )}
         </div>
         <div className="flex flex-wrap items-center gap-2">
           <Button
@@ -152,13 +179,47 @@ export function LandPanel({
               )}
             </Button>
           )}
+          {b.remote && (
+            <Button
+              onClick={() => push.mutate()}
+              disabled={busy || nothing || push.isPending}
+              title={
+                busy
+                  ? "The agent is working: push when its turn ends"
+                  : nothing
+                    ? "Nothing to push yet"
+                    : `Push ${b.branch} to ${b.remote.url}${b.uncommitted > 0 ? " (the uncommitted changes are committed first)" : ""}${pr?.state === "open" ? `: pull request #${pr.number} follows it` : ""}`
+              }
+            >
+              {push.isPending ? "Pushing…" : "Push"}
+            </Button>
+          )}
+          {b.remote?.forge && pr?.state !== "open" && (
+            <Button
+              onClick={() => setDialog("pr")}
+              disabled={busy || nothing}
+              title={
+                busy
+                  ? "The agent is working: open it when its turn ends"
+                  : nothing
+                    ? "Nothing to propose yet"
+                    : `Push the branch and open a pull request on ${b.remote.forge}`
+              }
+            >
+              Open pull request…
+            </Button>
+          )}
         </div>
       </div>
       {busy && (
         <p data-testid="land-busy" className="text-xs text-stone-500">
-          The agent is working: commit and merge once its turn ends, so nothing lands half-written.
+          The agent is working: commit, merge and push once its turn ends, so nothing lands half-written.
         </p>
       )}
+      <ActionError
+        error={push.error}
+        nothing="Nothing to push: the branch has no commits and the workspace no changes."
+      />
       {b.commits.length > 0 ? (
         <ol
           data-testid="branch-commits"
@@ -192,6 +253,8 @@ export function LandPanel({
             : "No commits on the branch and nothing changed yet."}
         </p>
       )}
+      {pr && <PullRequestRow pr={pr} onRefresh={() => readPr.mutate()} refreshing={readPr.isPending} />}
+      <ActionError error={readPr.error} nothing="" />
       {outcome && (
         <div
           role="status"
@@ -225,7 +288,200 @@ export function LandPanel({
           onDone={done}
         />
       )}
+      {b.remote?.forge && (
+        <PullRequestDialog
+          open={dialog === "pr"}
+          onClose={() => setDialog(null)}
+          sessionId={sessionId}
+          state={b}
+          onDone={done}
+        />
+      )}
     </section>
+  );
+}
+
+/** An action's refusal: nothing to land is said plainly; a forge that failed may answer a retry. */
+function ActionError({ error, nothing }: { error: unknown; nothing: string }) {
+  if (!error) return null;
+  const err = apiError(error);
+  if (err.code === "nothing_to_commit" && nothing)
+    return (
+      <p role="alert" className="text-sm text-amber-800 dark:text-amber-200">
+        {nothing}
+      </p>
+    );
+  if (err.code === "forge_error")
+    return (
+      <p
+        role="alert"
+        className="rounded-md bg-red-50 px-3 py-2 text-sm text-red-800 dark:bg-red-950 dark:text-red-200"
+      >
+        {(error as Error).message}
+        <span className="block text-xs">The forge did not answer as expected: try again in a moment.</span>
+      </p>
+    );
+  return <ErrorNote error={error} />;
+}
+
+/** The branch's pull request as last read, with a button to read it again from the forge. */
+function PullRequestRow({
+  pr,
+  onRefresh,
+  refreshing,
+}: {
+  pr: PullRequestInfo;
+  onRefresh: () => void;
+  refreshing: boolean;
+}) {
+  return (
+    <div
+      data-testid="pull-request"
+      className="flex flex-wrap items-center gap-x-3 gap-y-1 rounded-md border border-stone-200 px-3 py-2 text-sm dark:border-stone-800"
+    >
+      <span className="shrink-0 text-xs font-medium uppercase tracking-wide text-stone-500">
+        Pull request
+      </span>
+      <a
+        href={pr.url}
+        target="_blank"
+        rel="noreferrer"
+        title={`${pr.repo}#${pr.number}: ${pr.title}`}
+        className="min-w-0 max-w-full truncate font-medium underline-offset-2 hover:underline"
+      >
+        #{pr.number} {pr.title}
+      </a>
+      <PullRequestState pr={pr} />
+      <PullRequestChecks checks={pr.checks} />
+      <span className="min-w-0 truncate text-xs text-stone-500" title={`${pr.head} into ${pr.base}`}>
+        into <span className="font-mono">{pr.base}</span>
+      </span>
+      <button
+        type="button"
+        onClick={onRefresh}
+        disabled={refreshing}
+        title={`Read its state and checks from ${pr.forge} again (last read ${timeAgo(pr.updatedAt)})`}
+        className="ml-auto shrink-0 rounded border border-stone-300 px-2 py-0.5 text-xs font-medium text-stone-700 hover:bg-stone-100 disabled:cursor-not-allowed disabled:opacity-50 dark:border-stone-700 dark:text-stone-300 dark:hover:bg-stone-800"
+      >
+        {refreshing ? "Refreshing…" : "Refresh"}
+      </button>
+    </div>
+  );
+}
+
+/**
+ * Opening the branch's pull request: the branch is pushed first (its uncommitted changes committed),
+ * then the forge is asked. A blank title or base is the server's: written from the session, and the
+ * branch the session started from (else the repository's default).
+ */
+function PullRequestDialog({
+  open,
+  onClose,
+  sessionId,
+  state,
+  onDone,
+}: {
+  open: boolean;
+  onClose: () => void;
+  sessionId: string;
+  state: BranchState;
+  onDone: (o: Outcome) => void;
+}) {
+  const qc = useQueryClient();
+  const [title, setTitle] = useState("");
+  const [base, setBase] = useState("");
+  const [draft, setDraft] = useState(true);
+  const create = useMutation({
+    mutationFn: () => {
+      const body: Partial<PullRequestBody> = { draft };
+      if (title.trim()) body.title = title.trim();
+      if (base.trim()) body.base = base.trim();
+      return api.sessions.openPullRequest(sessionId, body);
+    },
+    onSuccess: (pr) => {
+      setTitle("");
+      setBase("");
+      setDraft(true);
+      qc.setQueryData<BranchState>(["branch", sessionId], (old) => (old ? { ...old, pullRequest: pr } : old));
+      onDone({
+        text: `${pr.draft ? "Draft pull request" : "Pull request"} #${pr.number} of ${pr.head} into ${pr.base}: ${pr.url}`,
+      });
+    },
+  });
+  // biome-ignore lint/correctness/useExhaustiveDependencies: on opening only
+  useEffect(() => {
+    if (open) create.reset();
+  }, [open]);
+  const forge = state.remote?.forge ?? "the forge";
+  return (
+    <Dialog
+      open={open}
+      onClose={onClose}
+      title="Open a pull request"
+      description={
+        <>
+          Pushes <span className="font-mono">{state.branch}</span>
+          {state.uncommitted > 0
+            ? ` (its ${plural(state.uncommitted, "uncommitted file")} committed first)`
+            : ""}{" "}
+          to <span className="break-all font-mono">{state.remote?.url}</span> and opens a pull request on{" "}
+          {forge}.
+        </>
+      }
+    >
+      <form
+        className="mt-3 grid gap-3"
+        onSubmit={(e) => {
+          e.preventDefault();
+          create.mutate();
+        }}
+      >
+        <Field label="Title" hint="Blank: written from the session (its first prompt), as is the description">
+          <input
+            data-autofocus
+            maxLength={256}
+            value={title}
+            placeholder="Written from the session"
+            onChange={(e) => setTitle(e.target.value)}
+            className={inputClass}
+          />
+        </Field>
+        <Field
+          label="Base branch"
+          hint="Blank: the branch the session started from, else the repository's default branch"
+        >
+          <input
+            maxLength={250}
+            value={base}
+            placeholder="default"
+            onChange={(e) => setBase(e.target.value)}
+            className={`${inputClass} font-mono`}
+          />
+        </Field>
+        <label className="flex items-start gap-2 text-sm">
+          <input
+            type="checkbox"
+            className="mt-0.5"
+            checked={draft}
+            onChange={(e) => setDraft(e.target.checked)}
+          />
+          <span>
+            Draft
+            <span className="block text-xs text-stone-500">Not ready for review until you mark it so</span>
+          </span>
+        </label>
+        <ActionError
+          error={create.error}
+          nothing="Nothing to propose: the branch has no commits and the workspace no changes."
+        />
+        <div className="flex justify-end gap-2">
+          <Button onClick={onClose}>Cancel</Button>
+          <Button tone="primary" type="submit" disabled={create.isPending}>
+            {create.isPending ? "Opening…" : "Open pull request"}
+          </Button>
+        </div>
+      </form>
+    </Dialog>
   );
 }
 

@@ -46,6 +46,8 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
   const [agent, setAgent] = useState("");
   const [webhook, setWebhook] = useState("");
   const [idempotencyKey, setIdempotencyKey] = useState("");
+  const [commit, setCommit] = useState(false);
+  const [pr, setPr] = useState(false);
   const [advancedOpen, setAdvancedOpen] = useState(false);
   const [localError, setLocalError] = useState<{ field: string; message: string }>();
 
@@ -116,6 +118,8 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
       ...(agent.trim() ? { agent: agent.trim() } : {}),
       ...(webhook.trim() ? { webhook: webhook.trim() } : {}),
       ...(idempotencyKey.trim() ? { idempotencyKey: idempotencyKey.trim() } : {}),
+      // A pull request commits (and pushes) first: `pr` implies `commit`.
+      ...(pr ? { pr: { draft: true } } : commit ? { commit: true } : {}),
     };
     submit.mutate(body);
   };
@@ -269,6 +273,41 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
           />
         </Field>
       </div>
+      <fieldset className="grid gap-2 text-sm">
+        <legend className="mb-1 font-medium">On success</legend>
+        <label className={`flex items-start gap-2 ${pr ? "opacity-60" : ""}`}>
+          <input
+            type="checkbox"
+            name="commit"
+            className="mt-0.5"
+            checked={commit || pr}
+            disabled={pr}
+            onChange={(e) => setCommit(e.target.checked)}
+          />
+          <span>
+            Commit on success
+            <span className="block text-xs text-stone-500">
+              The agent's changes, committed on the session's branch
+            </span>
+          </span>
+        </label>
+        <label className="flex items-start gap-2">
+          <input
+            type="checkbox"
+            name="pr"
+            className="mt-0.5"
+            checked={pr}
+            onChange={(e) => setPr(e.target.checked)}
+          />
+          <span>
+            Open a pull request on success
+            <span className="block text-xs text-stone-500">
+              Commits, pushes the branch and opens a draft pull request (a forge must be configured for its
+              host)
+            </span>
+          </span>
+        </label>
+      </fieldset>
       <details
         open={advancedOpen}
         onToggle={(e) => setAdvancedOpen(e.currentTarget.open)}

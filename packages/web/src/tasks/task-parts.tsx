@@ -46,6 +46,14 @@ export function TaskOptions({ task }: { task: Task }) {
     ["Verify", task.verify ? mono(task.verify) : dim("none")],
     ["Labels", <LabelChips key="labels" labels={task.labels} />],
     ["Webhook", task.webhook ? mono(task.webhook) : dim("none")],
+    [
+      "On success",
+      task.pr
+        ? `push and open a ${task.pr.draft ? "draft " : ""}pull request${task.pr.base ? ` into ${task.pr.base}` : ""}`
+        : task.commit
+          ? "commit"
+          : dim("leave the changes uncommitted"),
+    ],
   ];
   if (task.idempotencyKey) items.push(["Idempotency key", mono(task.idempotencyKey)]);
   items.push(["Submitted", <When key="created" iso={task.createdAt} />]);
@@ -59,6 +67,33 @@ export function TaskOptions({ task }: { task: Task }) {
       <Facts items={items} />
     </Card>
   );
+}
+
+/** Where a succeeded task's work landed: its commit, and its pull request. */
+function landed(r: NonNullable<Task["result"]>): [string, ReactNode][] {
+  const out: [string, ReactNode][] = [];
+  if (r.commit)
+    out.push([
+      "Commit",
+      <span key="commit" data-testid="task-commit" title={r.commit} className="font-mono text-xs">
+        {r.commit.slice(0, 7)}
+      </span>,
+    ]);
+  if (r.pullRequest)
+    out.push([
+      "Pull request",
+      <a
+        key="pr"
+        data-testid="task-pr"
+        href={r.pullRequest.url}
+        target="_blank"
+        rel="noreferrer"
+        className="break-all font-medium underline underline-offset-2"
+      >
+        #{r.pullRequest.number}
+      </a>,
+    ]);
+  return out;
 }
 
 export function TaskResultView({ task }: { task: Task }) {
@@ -103,6 +138,7 @@ export function TaskResultView({ task }: { task: Task }) {
             `${tokens.toLocaleString()} (${r.tokens.input.toLocaleString()} in, ${r.tokens.output.toLocaleString()} out)`,
           ],
           ["Cost", `$${r.cost.toFixed(4)}`],
+          ...landed(r),
         ]}
       />
       {r.verify && (
