@@ -7,10 +7,12 @@ import {
   FlotillaError,
   type GcResult,
   type MergeResult,
+  type PullRequestInfo,
+  type PushResult,
 } from "@flotilla/client";
 import type { GitIdentity } from "@flotilla/contracts";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { action, connect, EXIT } from "./connection.ts";
+import { action, CliError, connect, EXIT } from "./connection.ts";
 import { age, firstLine, plural, table, truncate } from "./format.ts";
 import { type Style, styleFor } from "./style.ts";
 
@@ -129,8 +131,40 @@ function landingError(e: unknown, id: string, o: { branch?: BranchState; patch?:
 export const committedLine = (c: CommitResult, s: Style): string =>
   `${s.green("✓")} committed ${s.bold(short(c.commit.sha))} on ${c.branch}: ${c.commit.subject} ${s.dim(`(${plural(c.files, "file")})`)}`;
 
+/** A pull request's checks: `success 3/3`, `failure 1 of 3 failed`, `pending 2/3 passed, 1 pending`, `none`. */
+export function checksText(c: PullRequestInfo["checks"], s: Style): string {
+  switch (c.state) {
+    case "success":
+      return s.green(`success ${c.passed}/${c.total}`);
+    case "failure":
+      return s.red(`failure ${c.failed} of ${c.total} failed`);
+    case "pending":
+      return s.yellow(`pending ${c.passed}/${c.total} passed, ${c.pending} pending`);
+    default:
+      return s.dim("none");
+  }
+}
+
+const prState = (pr: PullRequestInfo, s: Style): string => {
+  const state =
+    pr.state === "open" ? s.green("open") : pr.state === "merged" ? s.magenta("merged") : s.red("closed");
+  return pr.draft && pr.state === "open" ? `${state}, draft` : state;
+};
+
+function prLines(pr: PullRequestInfo, s: Style): string[] {
+  const row = (k: string, v: string) => `  ${s.dim(`${k}:`.padEnd(7))} ${v}`;
+  return [
+    `${s.bold(`#${pr.number}`)} ${pr.title}  ${s.dim(`${pr.repo} on ${pr.forge}`)}`,
+    row("url", pr.url),
+    row("state", prState(pr, s)),
+    row("branch", `${pr.head} → ${pr.base} ${s.dim(`at ${short(pr.headSha)}`)}`),
+    row("checks", checksText(pr.checks, s)),
+    s.dim(`  updated ${age(pr.updatedAt)} ago`),
+  ];
+}
+
 function branchLines(b: BranchState, id: string, s: Style): string[] {
-  const row = (k: string, v: string) => `  ${s.dim(k.padEnd(11))}  ${v}`;
+  const row = (k: string, v: string) => `  ${s.dim(k.padEnd(12))}  ${v}`;
   const lines = [`${s.bold(b.branch)}  ${s.dim(`base ${short(b.baseCommit)} · head ${short(b.head)}`)}`];
   lines.push(row("commits", b.commits.length ? `${b.commits.length} since base` : s.dim("none since base")));
   if (b.commits.length) {
@@ -164,10 +198,43 @@ function branchLines(b: BranchState, id: string, s: Style): string[] {
         : s.dim("never"),
     ),
   );
+  lines.push(
+    row(
+      "push to",
+      b.remote
+        ? `${b.remote.url} ${s.dim(b.remote.forge ? `(${b.remote.forge})` : "(no forge configured for it: push only, no pull requests)")}`
+        : s.dim("— (the repository has no remote: pass --remote to push)"),
+    ),
+  );
+  lines.push(
+    row(
+      "last push",
+      b.pushed
+        ? `${short(b.pushed.commit)} to ${b.pushed.to} ${s.dim(`(${age(b.pushed.at)} ago)`)}${b.pushed.commit !== b.head ? s.yellow(" (the branch has moved since)") : ""}`
+        : s.dim("never"),
+    ),
+  );
+  const pr = b.pullRequest;
+  lines.push(
+    row(
+      "pull request",
+      pr
+        ? `#${pr.number} ${prState(pr, s)} · checks ${checksText(pr.checks, s)} · ${pr.url} ${s.dim(`(as last read: flotilla pr ${id} reads it again)`)}`
+        : s.dim("none"),
+    ),
+  );
   if (b.uncommitted || b.commits.length) {
     const next = b.uncommitted ? `flotilla commit ${id} -m "…"` : undefined;
     const merge = b.local ? `flotilla merge ${id}` : undefined;
-    const hint = [next, merge].filter(Boolean).join("  |  ");
+    // Landing on the forge: open the pull request, or push what it does not have yet.
+    const behind = !b.pushed || b.pushed.commit !== b.head || b.uncommitted > 0;
+    const land =
+      b.remote?.forge && !pr
+        ? `flotilla pr ${id} --create`
+        : b.remote && behind
+          ? `flotilla push ${id}`
+          : undefined;
+    const hint = [next, merge, land].filter(Boolean).join("  |  ");
     if (hint) lines.push(s.dim(`  next: ${hint}`));
   }
   return lines;
@@ -212,6 +279,21 @@ branch is merged into --into (default: the branch checked out there). If that br
 and its working tree is clean, the working tree is updated too. --patch instead applies the
 changes to your working tree as uncommitted edits. On conflicts the target is not changed: the conflicting files are listed. Exit code: 0 landed or already up to
 date, 1 refused (conflicts, a dirty working tree, the agent is still working).`;
+
+const PUSH_HELP = `
+Pushes the session's branch (flotilla/<session>; uncommitted changes in the workspace are committed
+first, as \`flotilla commit\` would) to --remote: a git URL or the name of a remote of your local
+repository (default: the session's repository if it is a URL, else its origin). The control plane
+pushes with the credentials of the forge configured for that host; the agent never sees them. The
+branch on the remote is Flotilla's own and is overwritten. Exit code: 0 pushed, 1 refused (nothing
+to push, no remote, the agent is still working).`;
+
+const PR_HELP = `
+Without --create: the session's pull request as its forge has it now (state, draft, checks); exit 1
+if it has none. With --create: pushes the branch (committing what is uncommitted) and opens a pull
+request on the forge configured for the remote, a draft unless --ready, titled and described from
+the session unless --title; if one is open already it is returned as it is (the push still updates
+it). Exit code: 0 shown or opened, 1 none or refused.`;
 
 const GC_HELP = `
 Leftovers: workspaces whose sessions are all deleted but whose checkout was kept, checkouts on disk
@@ -333,6 +415,119 @@ export function registerLand(program: Command): void {
     );
 
   program
+    .command("push")
+    .description("Push a session's branch to its remote (uncommitted changes are committed first)")
+    .argument("<session>", "session id")
+    .option(
+      "--remote <url|name>",
+      "a git URL or a remote of your repository (default: the session's repository or its origin)",
+    )
+    .option("--json", "print the PushResult as JSON")
+    .addHelpText("after", PUSH_HELP)
+    .action(
+      action(async (id: string, flags: { remote?: string; json?: boolean }, cmd: Command) => {
+        const { client } = connect(cmd);
+        let r: PushResult;
+        try {
+          r = await client.sessions.push(id, flags.remote ? { remote: flags.remote } : {});
+        } catch (e) {
+          return landingError(e, id);
+        }
+        if (flags.json) return void printJson(r);
+        const s = styleFor(process.stdout);
+        if (r.committed) print(committedLine(r.committed, s));
+        print(`${s.green("✓")} ${r.message}`);
+        // What the push means for review: the open pull request it updated, or how to open one.
+        const pr = r.forge ? (await branchOrNothing(client, id))?.pullRequest : undefined;
+        if (pr?.state === "open") print(`  updated pull request #${pr.number}: ${pr.url}`);
+        else if (r.forge) print(s.dim(`  open a pull request: flotilla pr ${id} --create`));
+        return 0;
+      }),
+    );
+
+  program
+    .command("pr")
+    .description("A session's pull request (state, checks); --create pushes its branch and opens one")
+    .argument("<session>", "session id")
+    .option("--create", "push the branch and open the pull request (or find the open one)")
+    .option("--ready", "with --create: ready for review, not a draft")
+    .option("--base <branch>", "with --create: the branch to merge into (default: the session's base branch)")
+    .option("--title <title>", "with --create: the title (default: from the session's first prompt)")
+    .option("--label <label>", "with --create: a label (repeat for more)", collectString)
+    .option("--remote <url|name>", "with --create: where to push (as for flotilla push)")
+    .option("--json", "print the PullRequestInfo as JSON")
+    .addHelpText("after", PR_HELP)
+    .action(
+      action(
+        async (
+          id: string,
+          flags: {
+            create?: boolean;
+            ready?: boolean;
+            base?: string;
+            title?: string;
+            label?: string[];
+            remote?: string;
+            json?: boolean;
+          },
+          cmd: Command,
+        ) => {
+          const { client } = connect(cmd);
+          const s = styleFor(process.stdout);
+          if (!flags.create) {
+            const only = (["ready", "base", "title", "label", "remote"] as const).filter((k) => flags[k]);
+            if (only.length)
+              throw new CliError(
+                "invalid_request",
+                `${only.map((k) => `--${k}`).join(", ")} only ${only.length === 1 ? "applies" : "apply"} with --create`,
+              );
+            let pr: PullRequestInfo;
+            try {
+              pr = await client.sessions.pullRequest(id);
+            } catch (e) {
+              if (!isCode(e, "not_found")) throw e;
+              await client.sessions.get(id); // a session that does not exist says so itself
+              return refuse(
+                "not_found",
+                `${id} has no pull request`,
+                [],
+                `open one: flotilla pr ${id} --create`,
+              );
+            }
+            if (flags.json) return void printJson(pr);
+            print(prLines(pr, s).join("\n"));
+            return 0;
+          }
+          // What was there before tells an opened pull request from one that was open already.
+          const before = (await branchOrNothing(client, id))?.pullRequest;
+          let pr: PullRequestInfo;
+          try {
+            pr = await client.sessions.openPullRequest(id, {
+              draft: !flags.ready,
+              ...(flags.base ? { base: flags.base } : {}),
+              ...(flags.title ? { title: flags.title } : {}),
+              ...(flags.label?.length ? { labels: flags.label } : {}),
+              ...(flags.remote ? { remote: flags.remote } : {}),
+            });
+          } catch (e) {
+            return landingError(e, id);
+          }
+          if (flags.json) return void printJson(pr);
+          const existed = before?.state === "open" && before.number === pr.number;
+          const kind = `${pr.draft ? "draft " : ""}pull request #${pr.number} of ${pr.head} into ${pr.base}`;
+          if (existed) {
+            const asked = flags.ready || flags.base || flags.title || flags.label?.length;
+            print(
+              `${s.dim("·")} ${kind} was open already; the branch is pushed to it${asked ? s.yellow(" (--ready, --base, --title and --label do not change an open pull request)") : ""}`,
+            );
+          } else print(`${s.green("✓")} opened ${kind}`);
+          print(pr.url);
+          return 0;
+        },
+      ),
+    );
+
+  program
     .command("gc")
     .description("List the checkouts and branches no live session owns; --yes removes them (admin)")
     .option("--yes", "remove them")
@@ -359,6 +554,8 @@ export function registerLand(program: Command): void {
       }),
     );
 }
+
+const collectString = (v: string, acc: string[] = []): string[] => [...acc, v];
 
 const isCode = (e: unknown, code: string): boolean => e instanceof FlotillaError && e.code === code;
 

@@ -59,6 +59,8 @@ export function resultLines(t: Task, s: Style, diff?: Diff, width = 100): string
   }
   if (r.files) lines.push(`  ${plural(r.files, "file")} changed  ${changes(r.additions, r.deletions, s)}`);
   else lines.push(s.dim("  no files changed"));
+  if (r.commit) lines.push(`  committed ${s.bold(r.commit.slice(0, 7))}`);
+  if (r.pullRequest) lines.push(`  pull request #${r.pullRequest.number} ${r.pullRequest.url}`);
   const k = r.tokens;
   lines.push(
     s.dim(
@@ -114,6 +116,14 @@ export function showLines(t: Task, s: Style, diff?: Diff, width = 100): string[]
     ["key", t.idempotencyKey],
     ["verify", t.verify],
     ["webhook", t.webhook],
+    [
+      "lands",
+      t.pr
+        ? `pull request${t.pr.draft ? " (draft)" : ""}${t.pr.base ? ` into ${t.pr.base}` : ""}`
+        : t.commit
+          ? "commit"
+          : null,
+    ],
     ["project", t.projectId],
     ["session", t.sessionId],
     ["created", `${t.createdAt} ${s.dim(`(${age(t.createdAt)} ago)`)}`],

@@ -22,6 +22,10 @@ interface SubmitOptions {
   key?: string;
   verify?: string;
   webhook?: string;
+  commit?: boolean;
+  pr?: boolean;
+  prBase?: string;
+  ready?: boolean;
   wait?: boolean;
   yes?: boolean;
   json?: boolean;
@@ -33,8 +37,9 @@ const printJson = (v: unknown) => print(JSON.stringify(v, null, 2));
 const SUBMIT_HELP = `
 Without --wait the task id is printed on stdout (and "already submitted" on stderr when --key matched
 an earlier task). With --wait each attempt's session is followed live, then the result is printed:
-state, attempts, changed files, tokens and cost, and the verify command's exit code with the tail of
-its output. Ctrl-C stops waiting; the task carries on (\`flotilla task cancel <id>\` stops it).
+state, attempts, changed files, tokens and cost, the verify command's exit code with the tail of its
+output, and with --commit or --pr the commit and the pull request's url. Ctrl-C stops waiting; the
+task carries on (\`flotilla task cancel <id>\` stops it).
 With --json: { task, created } as JSON (with --wait, once the task is final).
 Exit code: 0 submitted (with --wait: the task succeeded), 1 refused (a full queue says when to retry)
 or, with --wait, any other final state; 130 after Ctrl-C.`;
@@ -55,6 +60,8 @@ export function taskBody(prompt: string, f: SubmitOptions): CreateTaskBody {
     ...(f.key ? { idempotencyKey: f.key } : {}),
     ...(f.verify ? { verify: f.verify } : {}),
     ...(f.webhook ? { webhook: f.webhook } : {}),
+    ...(f.commit ? { commit: true } : {}),
+    ...(f.pr ? { pr: { draft: !f.ready, ...(f.prBase ? { base: f.prBase } : {}) } } : {}),
   };
 }
 
@@ -83,6 +90,19 @@ export function registerTasks(program: Command): void {
     .option("--key <idempotency-key>", "submitting the same key again returns the first task")
     .option("--verify <command>", "shell command run in the workspace after the turn; exit 0 = success")
     .option("--webhook <url>", "POST the task's state changes here (signed: see `flotilla webhook secret`)")
+    .option("--commit", "on success, commit the agent's changes on the session's branch")
+    .option("--pr", "on success, push the session's branch and open a pull request (a draft unless --ready)")
+    .addOption(
+      new Option(
+        "--pr-base <branch>",
+        "the pull request's base branch (default: --base if a branch, else the repository's default; implies --pr)",
+      ).implies({
+        pr: true,
+      }),
+    )
+    .addOption(
+      new Option("--ready", "open the pull request ready for review (implies --pr)").implies({ pr: true }),
+    )
     .option("--wait", "follow the task until it ends and print the result")
     .option("-y, --yes", "with --wait and --permission ask: allow every ask once")
     .option("--json", "print { task, created } as JSON")
