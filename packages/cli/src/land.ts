@@ -243,7 +243,7 @@ function branchLines(b: BranchState, id: string, s: Style): string[] {
 function mergeLines(r: MergeResult, s: Style): string[] {
   const lines: string[] = [];
   if (r.committed) lines.push(committedLine(r.committed, s));
-  const mark = r.result === "up-to-date" ? s.dim("·") : s.green("✓");
+  const mark = r.result === "up-to-date" ? s.dim("·") : r.result === "resolving" ? s.dim("→") : s.green("✓");
   lines.push(`${mark} ${r.message}`);
   // Whether the user's own files changed is what matters most after a merge: said plainly, unless
   // the server's message already does.
@@ -356,6 +356,12 @@ export function registerLand(program: Command): void {
         "apply the changes to your working tree, uncommitted (works on a dirty tree)",
       ).conflicts("squash"),
     )
+    .addOption(
+      new Option(
+        "--resolve",
+        "on a conflict, hand it to the agent: it merges your branch and resolves it (merge again after its turn)",
+      ).conflicts("patch"),
+    )
     .option("-m, --message <msg>", "message of the merge or squash commit (and of a commit made first)")
     .option(
       "--author <identity>",
@@ -372,6 +378,7 @@ export function registerLand(program: Command): void {
             into?: string;
             squash?: boolean;
             patch?: boolean;
+            resolve?: boolean;
             message?: string;
             author?: GitIdentity;
             json?: boolean;
@@ -386,6 +393,7 @@ export function registerLand(program: Command): void {
               ...(flags.into ? { into: flags.into } : {}),
               ...(flags.squash ? { squash: true } : {}),
               ...(flags.patch ? { patch: true } : {}),
+              ...(flags.resolve ? { resolve: true } : {}),
               ...(flags.message !== undefined ? { message: flags.message } : {}),
               ...(author ? { author } : {}),
             });
@@ -429,7 +437,11 @@ export function registerLand(program: Command): void {
         const { client } = connect(cmd);
         let r: PushResult;
         try {
-          r = await client.sessions.push(id, flags.remote ? { remote: flags.remote } : {});
+          const author = authorFor(undefined);
+          r = await client.sessions.push(id, {
+            ...(flags.remote ? { remote: flags.remote } : {}),
+            ...(author ? { author } : {}),
+          });
         } catch (e) {
           return landingError(e, id);
         }
@@ -508,6 +520,7 @@ export function registerLand(program: Command): void {
               ...(flags.title ? { title: flags.title } : {}),
               ...(flags.label?.length ? { labels: flags.label } : {}),
               ...(flags.remote ? { remote: flags.remote } : {}),
+              ...(authorFor(undefined) ? { author: authorFor(undefined) } : {}),
             });
           } catch (e) {
             return landingError(e, id);

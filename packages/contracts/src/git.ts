@@ -139,6 +139,9 @@ export const PushBody = z
       description:
         "Where to push: a git URL, or the name of a remote of the user's local repository (default: the session's repository if it is a URL, else its `origin`)",
     }),
+    author: GitIdentity.optional().openapi({
+      description: "Who the commit of uncommitted changes made first is by",
+    }),
   })
   .strict()
   .openapi("PushBody");
@@ -174,6 +177,7 @@ export const PullRequestBody = z
     body: z.string().max(60_000).optional(),
     labels: z.array(z.string().min(1).max(50)).max(20).optional(),
     remote: PushBody.shape.remote,
+    author: PushBody.shape.author,
   })
   .strict()
   .openapi("PullRequestBody");

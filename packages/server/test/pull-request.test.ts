@@ -141,7 +141,7 @@ describe("push and pull requests", () => {
       checks: { state: "none", total: 0 },
     });
     expect(gh.pulls).toHaveLength(1);
-    expect(gh.pulls[0]!.body).toContain(`](http://flotilla.test:7700/sessions/${s.id})`);
+    expect(gh.pulls[0]!.body).toContain(`](http://flotilla.test:7700/s/${s.id})`);
     expect(gh.pulls[0]!.body).toContain("hello.txt");
     expect(gh.pulls[0]!.labels).toEqual(["agent"]);
     const again = await t.client.sessions.openPullRequest(s.id);

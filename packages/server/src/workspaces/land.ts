@@ -617,7 +617,7 @@ export class LandingService {
   private async pushIn(r: SessionRow, body: PushBody, p: Principal): Promise<PushResult> {
     const branch = this.branchOf(r);
     const remote = await this.remoteOf(r, body.remote);
-    const committed = await this.commitIn(r, {}, p);
+    const committed = await this.commitIn(r, { author: body.author }, p);
     if ((await this.commits(r, branch)).length === 0)
       throw new FlotillaError(
         "nothing_to_commit",
@@ -659,14 +659,17 @@ export class LandingService {
         field: "remote",
       });
     });
-    await this.db.query(
-      "update workspaces set pushed_to = $2, pushed_commit = $3, pushed_at = now() where id = $1",
+    // The same commit pushed to the same remote again (opening a pull request pushes first) is not news.
+    const before = await this.db.query<{ pushed_to: string | null; pushed_commit: string | null }>(
+      `update workspaces w set pushed_to = $2, pushed_commit = $3, pushed_at = now()
+       from workspaces old where w.id = $1 and old.id = w.id returning old.pushed_to, old.pushed_commit`,
       [r.workspace_id, remote, head],
     );
     const summary = `pushed ${branch} (${short(head)}) to ${remote}`;
-    await this.log.append(r.id, [
-      { type: "git", data: { action: "push", branch, commit: head, url: remote, summary } },
-    ]);
+    if (before.rows[0]?.pushed_to !== remote || before.rows[0]?.pushed_commit !== head)
+      await this.log.append(r.id, [
+        { type: "git", data: { action: "push", branch, commit: head, url: remote, summary } },
+      ]);
     return {
       remote,
       branch,
@@ -690,7 +693,7 @@ export class LandingService {
           `no forge is configured for ${remote}: add one under forges in config.yaml to open pull requests there`,
           { field: "remote" },
         );
-      const pushed = await this.pushIn(r, { remote }, p);
+      const pushed = await this.pushIn(r, { remote, author: body.author }, p);
       const { forge, repo } = target;
       const base =
         body.base ??
@@ -790,7 +793,7 @@ export class LandingService {
     const files = diff.files
       .slice(0, 50)
       .map((f) => `| \`${f.path}\` | ${f.status} | +${f.additions} −${f.deletions} |`);
-    const link = `${(this.config.publicUrl ?? `http://${this.config.host}:${this.config.port}`).replace(/\/+$/, "")}/sessions/${r.id}`;
+    const link = `${(this.config.publicUrl ?? `http://${this.config.host}:${this.config.port}`).replace(/\/+$/, "")}/s/${r.id}`;
     return [
       prompt ? `> ${prompt.slice(0, 4000).split("\n").join("\n> ")}` : "",
       `**${diff.files.length} file${diff.files.length === 1 ? "" : "s"} changed**, +${diff.additions} −${diff.deletions}`,
@@ -1073,7 +1076,7 @@ function forgeError(forge: string, e: unknown): FlotillaError {
         ? "not_found"
         : status === 422
           ? "conflict"
-          : "harness_error",
+          : "forge_error",
     `${forge} refused: ${err.message ?? String(e)}${status ? ` (HTTP ${status})` : ""}`,
     { details: { forge, status } },
   );
