@@ -167,13 +167,19 @@ export class FakeGitHub {
     const auth = req.headers.authorization ?? "";
     if (auth) this.authorizations.push(auth);
     if (url.pathname.startsWith("/api/v3/")) return this.api(req, res, url, auth);
+    if (url.pathname.startsWith("/api/v1/")) return this.gitea(req, res, url, auth);
     if (/^\/[^/]+\/[^/]+\.git\//.test(url.pathname)) return this.git(req, res, url, auth);
+    res.writeHead(404).end();
+  }
+
+  /** Gitea's API, in FakeGitea; GitHub has none under /api/v1. */
+  protected async gitea(_req: IncomingMessage, res: ServerResponse, _url: URL, _auth: string): Promise<void> {
     res.writeHead(404).end();
   }
 
   // ---- git over HTTP ----------------------------------------------------------------------------
 
-  private async git(req: IncomingMessage, res: ServerResponse, url: URL, auth: string): Promise<void> {
+  protected async git(req: IncomingMessage, res: ServerResponse, url: URL, auth: string): Promise<void> {
     const basic = /^Basic (.+)$/.exec(auth);
     const [, password] = basic ? Buffer.from(basic[1]!, "base64").toString().split(/:(.*)/s) : [];
     // A public repository: anyone may fetch, only the token may push.

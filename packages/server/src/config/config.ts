@@ -32,9 +32,10 @@ export type ProviderConfig = z.infer<typeof ProviderConfig>;
  */
 export const ForgeConfig = z
   .object({
-    /** `github`: github.com or GitHub Enterprise Server (set apiUrl). */
-    type: z.enum(["github"]),
-    /** The REST API's base: https://api.github.com (default), or https://HOST/api/v3 for Enterprise. */
+    /** `github`: github.com or GitHub Enterprise Server (set apiUrl); `gitea`: Gitea or Forgejo (set apiUrl). */
+    type: z.enum(["github", "gitea"]),
+    /** The REST API's base: https://api.github.com (default), https://HOST/api/v3 for Enterprise,
+     * https://HOST/api/v1 for Gitea. */
     apiUrl: z.url().optional(),
     /** Hosts of the git remotes this forge serves (default: github.com, or the apiUrl's host). */
     hosts: z.array(z.string().min(1)).optional(),
@@ -63,7 +64,7 @@ export type ForgeConfig = z.infer<typeof ForgeConfig>;
 /** A forge as the control plane uses it: its secrets read from the environment at start. */
 export interface Forge {
   name: string;
-  type: "github";
+  type: "github" | "gitea";
   apiUrl: string;
   hosts: string[];
   token: string | undefined;
@@ -313,6 +314,10 @@ export function parseConfigFile(path: string, text: string): FileConfig {
 }
 
 function resolveForge(name: string, f: ForgeConfig, env: Record<string, string | undefined>): Forge {
+  if (f.type === "gitea" && !f.apiUrl)
+    throw new FlotillaError("invalid_request", `forges.${name}.apiUrl: a Gitea forge needs its API's URL`, {
+      field: `forges.${name}.apiUrl`,
+    });
   const apiUrl = (f.apiUrl ?? "https://api.github.com").replace(/\/+$/, "");
   const apiHost = new URL(apiUrl).host;
   let app: Forge["app"];

@@ -51,13 +51,13 @@ export class ForgeCommands {
     if (e.action !== "created") return { status: 200, ignored: `comment ${e.action}` };
     const m = COMMAND.exec(e.comment.body.trim());
     if (!m) return { status: 200, ignored: "not a /flotilla command" };
-    if (!forge.settings.commandAssociations.includes(e.comment.author_association))
-      return {
-        status: 200,
-        ignored: `${e.comment.user.login} (${e.comment.author_association}) may not start work`,
-      };
     const [owner, repoName] = e.repository.full_name.split("/") as [string, string];
     const repo = { owner, name: repoName };
+    if (!(await forge.mayCommand(repo, e.comment.user.login, e.comment.author_association)))
+      return {
+        status: 200,
+        ignored: `${e.comment.user.login}${e.comment.author_association ? ` (${e.comment.author_association})` : ""} may not start work`,
+      };
     const thread = await forge.issue(repo, e.issue.number);
     const prompt = [
       m[1]!.trim(),
@@ -127,7 +127,8 @@ export class ForgeCommands {
 /** The parts of GitHub's `issue_comment` webhook payload read here. */
 interface IssueCommentEvent {
   action: string;
-  comment: { id: number; body: string; author_association: string; user: { login: string } };
+  // GitHub says how the author relates to the repository; Gitea does not (its forge asks instead).
+  comment: { id: number; body: string; author_association?: string; user: { login: string } };
   issue: { number: number; pull_request?: unknown };
   repository: { full_name: string; clone_url: string };
 }

@@ -699,7 +699,9 @@ export class LandingService {
         body.base ??
         (r.base_ref !== "HEAD" && !/^[0-9a-f]{40}$/.test(r.base_ref)
           ? r.base_ref.replace(/^origin\//, "")
-          : await forge.defaultBranch(repo));
+          : await forge.defaultBranch(repo).catch((e) => {
+              throw forgeError(forge.settings.name, e);
+            }));
       const prompt = (await this.firstPrompt(r)).trim();
       const subject =
         prompt
@@ -1067,8 +1069,10 @@ async function checkedOutAt(repo: string, branch: string): Promise<string | null
 
 /** A forge's refusal, with its status and message (never its request, which carries the token). */
 function forgeError(forge: string, e: unknown): FlotillaError {
-  const err = e as { status?: number; message?: string };
+  // Octokit throws errors with a status; gitea-js throws the response, its parsed body in `error`.
+  const err = e as { status?: number; message?: string; statusText?: string; error?: { message?: string } };
   const status = err.status ?? 0;
+  const said = err.error?.message ?? err.message ?? err.statusText ?? String(e);
   return new FlotillaError(
     status === 401 || status === 403
       ? "forbidden"
@@ -1077,7 +1081,7 @@ function forgeError(forge: string, e: unknown): FlotillaError {
         : status === 422
           ? "conflict"
           : "forge_error",
-    `${forge} refused: ${err.message ?? String(e)}${status ? ` (HTTP ${status})` : ""}`,
+    `${forge} refused: ${said}${status ? ` (HTTP ${status})` : ""}`,
     { details: { forge, status } },
   );
 }

@@ -150,9 +150,10 @@ export function landRoutes(app: OpenAPIHono<Env>, s: Services): void {
     }),
     async (c) => {
       const out = await s.forgeCommands.receive(c.req.valid("param").name, await c.req.text(), {
-        event: c.req.header("x-github-event"),
-        signature: c.req.header("x-hub-signature-256"),
-        delivery: c.req.header("x-github-delivery"),
+        // GitHub's headers; Gitea sends its own (and, for compatibility, GitHub's as well).
+        event: c.req.header("x-github-event") ?? c.req.header("x-gitea-event"),
+        signature: c.req.header("x-hub-signature-256") ?? c.req.header("x-gitea-signature"),
+        delivery: c.req.header("x-github-delivery") ?? c.req.header("x-gitea-delivery"),
       });
       if (out.status === 401) return c.json({ error: out.error }, 401);
       if (out.status === 200) return c.json({ ignored: out.ignored }, 200);

@@ -1,5 +1,6 @@
 import type { PullRequestInfo } from "@flotilla/contracts";
 import type { Forge as ForgeSettings } from "../../config/config.ts";
+import { GiteaForge } from "./gitea.ts";
 import { GitHubForge } from "./github.ts";
 
 /** A repository on a forge, as its API names it. */
@@ -18,8 +19,8 @@ export interface IssueThread {
 /**
  * A code host behind one small interface: what landing work on it needs (credentials for a push,
  * pull requests and their checks, comments) and what work that starts there needs (a signed
- * webhook, an issue's thread). GitHub and GitHub Enterprise implement it; GitLab and Gitea would
- * implement the same methods against their APIs.
+ * webhook, an issue's thread). GitHub (and GitHub Enterprise) and Gitea (and Forgejo) implement
+ * it; GitLab would implement the same methods against its API.
  */
 export interface ForgeClient {
   readonly settings: ForgeSettings;
@@ -35,6 +36,8 @@ export interface ForgeClient {
   pullRequest(repo: RepoRef, number: number): Promise<PullRequestInfo>;
   comment(repo: RepoRef, issue: number, body: string): Promise<{ url: string }>;
   issue(repo: RepoRef, number: number): Promise<IssueThread>;
+  /** Whether `user` may start work on `repo` with a `/flotilla` comment (`association`: as the webhook says). */
+  mayCommand(repo: RepoRef, user: string, association: string | undefined): Promise<boolean>;
   /** Whether a webhook's body was signed with the forge's webhook secret. */
   verifyWebhook(body: string, signature: string | undefined): Promise<boolean>;
 }
@@ -44,7 +47,7 @@ export class Forges {
   private readonly clients: ForgeClient[];
 
   constructor(settings: ForgeSettings[]) {
-    this.clients = settings.map((s) => new GitHubForge(s));
+    this.clients = settings.map((s) => (s.type === "gitea" ? new GiteaForge(s) : new GitHubForge(s)));
   }
 
   byName(name: string): ForgeClient | undefined {

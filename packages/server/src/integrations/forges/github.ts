@@ -172,6 +172,10 @@ export class GitHubForge implements ForgeClient {
     };
   }
 
+  async mayCommand(_repo: RepoRef, _user: string, association: string | undefined): Promise<boolean> {
+    return this.settings.commandAssociations.includes(association ?? "NONE");
+  }
+
   async verifyWebhook(body: string, signature: string | undefined): Promise<boolean> {
     if (!this.settings.webhookSecret || !signature) return false;
     return verify(this.settings.webhookSecret, body, signature).catch(() => false);
