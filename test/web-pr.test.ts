@@ -11,7 +11,7 @@ import {
   type WatchedPage,
   watchedPage,
 } from "./browser.ts";
-import { FakeGitHub } from "./github/fake-github.ts";
+import { FakeGitHub, forgeSettings } from "./github/fake-github.ts";
 import { deadline, startTestServer, type TestServer } from "./support.ts";
 
 const TOKEN = `ghp_${"s3cr3t".repeat(6)}`;
@@ -32,19 +32,7 @@ describe.skipIf(!haveChromium)("pushing a session's branch and its pull request,
       scenario,
       config: {
         publicUrl: "http://flotilla.test:7700",
-        forges: [
-          {
-            name: "github",
-            type: "github",
-            apiUrl: gh.apiUrl,
-            hosts: [new URL(gh.url).host],
-            token: TOKEN,
-            app: undefined,
-            webhookSecret: "whsec-test",
-            commandAssociations: ["OWNER", "MEMBER", "COLLABORATOR"],
-            labels: ["flotilla"],
-          },
-        ],
+        forges: [forgeSettings(gh, "github")],
       },
     });
     browser = await launchBrowser();

@@ -461,3 +461,18 @@ export class FakeGitHub {
     }
   }
 }
+
+/** The control plane's settings for a loopback forge (`config.forges` of a test server). */
+export function forgeSettings(forge: FakeGitHub, name: string, type: "github" | "gitea" = "github") {
+  return {
+    name,
+    type,
+    apiUrl: forge.apiUrl,
+    hosts: [new URL(forge.url).host],
+    token: forge.token,
+    app: undefined,
+    webhookSecret: `${name}-hook-secret`,
+    commandAssociations: ["OWNER", "MEMBER", "COLLABORATOR"],
+    labels: ["flotilla"],
+  };
+}

@@ -1,6 +1,6 @@
 import type { PullRequestInfo, PushResult, Session } from "@flotilla/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FakeGitHub } from "../../../test/github/fake-github.ts";
+import { FakeGitHub, forgeSettings } from "../../../test/github/fake-github.ts";
 import {
   collectUntil,
   deadline,
@@ -31,19 +31,7 @@ beforeAll(async () => {
   t = await startTestServer({
     scenario,
     config: {
-      forges: [
-        {
-          name: "github",
-          type: "github",
-          apiUrl: gh.apiUrl,
-          hosts: [new URL(gh.url).host],
-          token: TOKEN,
-          app: undefined,
-          webhookSecret: "whsec-test",
-          commandAssociations: ["OWNER", "MEMBER", "COLLABORATOR"],
-          labels: ["flotilla"],
-        },
-      ],
+      forges: [forgeSettings(gh, "github")],
     },
   });
   conn = ["--server", t.url, "--token", t.token];

@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeGitea } from "../../../test/github/fake-gitea.ts";
+import { forgeSettings } from "../../../test/github/fake-github.ts";
 import {
   collectUntil,
   startTestServer,
@@ -22,19 +23,7 @@ beforeAll(async () => {
   t = await startTestServer({
     scenario,
     config: {
-      forges: [
-        {
-          name: "gitea",
-          type: "gitea",
-          apiUrl: gt.apiUrl,
-          hosts: [new URL(gt.url).host],
-          token: TOKEN,
-          app: undefined,
-          webhookSecret: "gitea-hook-secret",
-          commandAssociations: [],
-          labels: ["flotilla"],
-        },
-      ],
+      forges: [forgeSettings(gt, "gitea", "gitea")],
     },
   });
 });

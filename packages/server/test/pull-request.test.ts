@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Session } from "@flotilla/contracts";
 import { sign } from "@octokit/webhooks-methods";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FakeGitHub } from "../../../test/github/fake-github.ts";
+import { FakeGitHub, forgeSettings } from "../../../test/github/fake-github.ts";
 import {
   collectUntil,
   deadline,
@@ -45,19 +45,7 @@ beforeAll(async () => {
     },
     config: {
       publicUrl: "http://flotilla.test:7700",
-      forges: [
-        {
-          name: "github",
-          type: "github",
-          apiUrl: gh.apiUrl,
-          hosts: [new URL(gh.url).host],
-          token: TOKEN,
-          app: undefined,
-          webhookSecret: "whsec-test",
-          commandAssociations: ["OWNER", "MEMBER", "COLLABORATOR"],
-          labels: ["flotilla"],
-        },
-      ],
+      forges: [forgeSettings(gh, "github")],
     },
   });
 });
@@ -196,7 +184,7 @@ describe("push and pull requests", () => {
           "x-github-event": "issue_comment",
           "x-github-delivery": "delivery-1",
           ...(signature === undefined
-            ? { "x-hub-signature-256": await sign("whsec-test", payload) }
+            ? { "x-hub-signature-256": await sign("github-hook-secret", payload) }
             : { "x-hub-signature-256": signature }),
         },
         body: payload,

@@ -369,24 +369,21 @@ function PullRequestRow({
   );
 }
 
-/**
- * Opening the branch's pull request: the branch is pushed first (its uncommitted changes committed),
- * then the forge is asked. A blank title or base is the server's: written from the session, and the
- * branch the session started from (else the repository's default).
- */
-function PullRequestDialog({
-  open,
-  onClose,
-  sessionId,
-  state,
-  onDone,
-}: {
+/** What every landing dialog is given. */
+type LandDialogProps = {
   open: boolean;
   onClose: () => void;
   sessionId: string;
   state: BranchState;
   onDone: (o: Outcome) => void;
-}) {
+};
+
+/**
+ * Opening the branch's pull request: the branch is pushed first (its uncommitted changes committed),
+ * then the forge is asked. A blank title or base is the server's: written from the session, and the
+ * branch the session started from (else the repository's default).
+ */
+function PullRequestDialog({ open, onClose, sessionId, state, onDone }: LandDialogProps) {
   const qc = useQueryClient();
   const [title, setTitle] = useState("");
   const [base, setBase] = useState("");
@@ -503,19 +500,7 @@ function Field({ label, children, hint }: { label: string; children: ReactNode; 
  * follow them (a later turn changes the draft) until the person edits them; what they typed survives
  * closing the dialog, and a commit clears it.
  */
-function CommitDialog({
-  open,
-  onClose,
-  sessionId,
-  state,
-  onDone,
-}: {
-  open: boolean;
-  onClose: () => void;
-  sessionId: string;
-  state: BranchState;
-  onDone: (o: Outcome) => void;
-}) {
+function CommitDialog({ open, onClose, sessionId, state, onDone }: LandDialogProps) {
   // What the person changed; a field they have not touched shows the server's current default.
   const [edits, setEdits] = useState<{ message?: string; name?: string; email?: string }>({});
   const message = edits.message ?? withoutTrailer(state.draftMessage);
@@ -643,19 +628,7 @@ function FileProblem({ title, files, children }: { title: ReactNode; files: stri
 }
 
 /** The merge (or squash, or patch) of the session's branch into a branch of the user's repository. */
-function MergeDialog({
-  open,
-  onClose,
-  sessionId,
-  state,
-  onDone,
-}: {
-  open: boolean;
-  onClose: () => void;
-  sessionId: string;
-  state: BranchState;
-  onDone: (o: Outcome) => void;
-}) {
+function MergeDialog({ open, onClose, sessionId, state, onDone }: LandDialogProps) {
   const target = state.target ?? "";
   const [intoEdit, setInto] = useState<string | undefined>();
   const into = intoEdit ?? target;

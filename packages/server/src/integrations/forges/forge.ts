@@ -87,3 +87,19 @@ export function parseRemote(remote: string): { host: string; repo: RepoRef } | u
   if (parts.length < 2) return undefined;
   return { host, repo: { owner: parts.at(-2)!, name: parts.at(-1)! } };
 }
+
+export type CheckState = "success" | "failure" | "pending";
+
+/** A pull request's checks (statuses and check runs, each reduced to one state) as one summary. */
+export function summarizeChecks(states: CheckState[]): PullRequestInfo["checks"] {
+  const count = (s: CheckState) => states.filter((x) => x === s).length;
+  const failed = count("failure");
+  const pending = count("pending");
+  return {
+    state: states.length === 0 ? "none" : failed > 0 ? "failure" : pending > 0 ? "pending" : "success",
+    total: states.length,
+    passed: count("success"),
+    failed,
+    pending,
+  };
+}

@@ -2,9 +2,13 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import type { PullRequestInfo } from "@flotilla/contracts";
 import { type Api, giteaApi } from "gitea-js";
 import type { Forge as ForgeSettings } from "../../config/config.ts";
-import type { ForgeClient, IssueThread, RepoRef } from "./forge.ts";
-
-type Check = "success" | "failure" | "pending";
+import {
+  type CheckState,
+  type ForgeClient,
+  type IssueThread,
+  type RepoRef,
+  summarizeChecks,
+} from "./forge.ts";
 
 /** Gitea (and Forgejo) marks a pull request as a draft by this title prefix. */
 const DRAFT = "WIP: ";
@@ -81,12 +85,9 @@ export class GiteaForge implements ForgeClient {
     const { data: status } = await this.api.repos.repoGetCombinedStatusByRef(repo.owner, repo.name, sha, {
       limit: 50,
     });
-    const states: Check[] = (status.statuses ?? []).map((s) =>
+    const states: CheckState[] = (status.statuses ?? []).map((s) =>
       s.status === "success" ? "success" : s.status === "pending" ? "pending" : "failure",
     );
-    const count = (s: Check) => states.filter((x) => x === s).length;
-    const failed = count("failure");
-    const pending = count("pending");
     const title = pr.title ?? "";
     return {
       forge: this.settings.name,
@@ -99,13 +100,7 @@ export class GiteaForge implements ForgeClient {
       head: pr.head?.ref ?? "",
       base: pr.base?.ref ?? "",
       headSha: sha,
-      checks: {
-        state: states.length === 0 ? "none" : failed > 0 ? "failure" : pending > 0 ? "pending" : "success",
-        total: states.length,
-        passed: count("success"),
-        failed,
-        pending,
-      },
+      checks: summarizeChecks(states),
       updatedAt: pr.updated_at ?? new Date().toISOString(),
     };
   }

@@ -3,9 +3,13 @@ import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
 import { verify } from "@octokit/webhooks-methods";
 import type { Forge as ForgeSettings } from "../../config/config.ts";
-import type { ForgeClient, IssueThread, RepoRef } from "./forge.ts";
-
-type Check = "success" | "failure" | "pending";
+import {
+  type CheckState,
+  type ForgeClient,
+  type IssueThread,
+  type RepoRef,
+  summarizeChecks,
+} from "./forge.ts";
 
 /**
  * GitHub and GitHub Enterprise Server through Octokit, authenticated by a token or as a GitHub App
@@ -104,12 +108,13 @@ export class GitHubForge implements ForgeClient {
       gh.rest.repos.getCombinedStatusForRef({ owner: repo.owner, repo: repo.name, ref: sha }),
       gh.rest.checks.listForRef({ owner: repo.owner, repo: repo.name, ref: sha, per_page: 100 }),
     ]);
-    const states: Check[] = [
+    const states: CheckState[] = [
       ...status.data.statuses.map(
-        (s): Check => (s.state === "success" ? "success" : s.state === "pending" ? "pending" : "failure"),
+        (s): CheckState =>
+          s.state === "success" ? "success" : s.state === "pending" ? "pending" : "failure",
       ),
       ...runs.data.check_runs.map(
-        (r): Check =>
+        (r): CheckState =>
           r.status !== "completed"
             ? "pending"
             : ["success", "neutral", "skipped"].includes(r.conclusion ?? "")
@@ -117,9 +122,6 @@ export class GitHubForge implements ForgeClient {
               : "failure",
       ),
     ];
-    const count = (s: Check) => states.filter((x) => x === s).length;
-    const failed = count("failure");
-    const pending = count("pending");
     return {
       forge: this.settings.name,
       repo: `${repo.owner}/${repo.name}`,
@@ -131,13 +133,7 @@ export class GitHubForge implements ForgeClient {
       head: pr.head.ref,
       base: pr.base.ref,
       headSha: sha,
-      checks: {
-        state: states.length === 0 ? "none" : failed > 0 ? "failure" : pending > 0 ? "pending" : "success",
-        total: states.length,
-        passed: count("success"),
-        failed,
-        pending,
-      },
+      checks: summarizeChecks(states),
       updatedAt: pr.updated_at,
     };
   }
