@@ -27,7 +27,10 @@ const OPERATIONS = [
 
 const source =
   process.argv[2] ??
-  join(dirname(createRequire(import.meta.url).resolve("@octokit/openapi/package.json")), "generated/api.github.com.deref.json");
+  join(
+    dirname(createRequire(import.meta.url).resolve("@octokit/openapi/package.json")),
+    "generated/api.github.com.deref.json",
+  );
 const spec = JSON.parse(readFileSync(source, "utf8"));
 const paths = {};
 for (const [method, path] of OPERATIONS) {
@@ -42,7 +45,12 @@ for (const [method, path] of OPERATIONS) {
   paths[path] ??= {};
   paths[path][method] = {
     operationId: op.operationId,
-    parameters: (op.parameters ?? []).map((p) => ({ name: p.name, in: p.in, required: !!p.required, schema: p.schema })),
+    parameters: (op.parameters ?? []).map((p) => ({
+      name: p.name,
+      in: p.in,
+      required: !!p.required,
+      schema: p.schema,
+    })),
     requestBody: op.requestBody?.content?.["application/json"]?.schema ?? null,
     responses,
   };

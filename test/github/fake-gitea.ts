@@ -47,24 +47,29 @@ export class FakeGitea extends FakeGitHub {
     for await (const c of req) chunks.push(c as Buffer);
     const body = chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString()) : undefined;
     const path = url.pathname.slice("/api/v1".length);
-    const m = (re: RegExp) => re.exec(path);
-    let r: RegExpExecArray | null;
     const method = req.method ?? "GET";
+    /** The path's parts when it matches `re` (and the method is `verb`, if one is given). */
+    const at = (re: RegExp, verb?: string): string[] | null =>
+      verb && verb !== method ? null : re.exec(path);
     this.calls.push({ operationId: `${method} ${path}`, body });
 
-    if (method === "GET" && (r = m(/^\/repos\/([^/]+)\/([^/]+)$/))) {
+    if (at(/^\/repos\/([^/]+)\/([^/]+)$/, "GET")) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)$/)!;
       const repo: Repository = { name: r[2], full_name: `${r[1]}/${r[2]}`, default_branch: "main" };
       return send(200, repo);
     }
-    if (method === "GET" && (r = m(/^\/repos\/([^/]+)\/([^/]+)\/collaborators\/([^/]+)\/permission$/))) {
+    if (at(/^\/repos\/([^/]+)\/([^/]+)\/collaborators\/([^/]+)\/permission$/, "GET")) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)\/collaborators\/([^/]+)\/permission$/)!;
       const p: RepoCollaboratorPermission = { permission: this.writers.has(r[3]!) ? "write" : "read" };
       return send(200, p);
     }
-    if (method === "GET" && (r = m(/^\/repos\/([^/]+)\/([^/]+)\/labels$/))) {
+    if (at(/^\/repos\/([^/]+)\/([^/]+)\/labels$/, "GET")) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)\/labels$/)!;
       const labels: Label[] = this.labels.map((name, i) => ({ id: i + 1, name }));
       return send(200, labels);
     }
-    if ((r = m(/^\/repos\/([^/]+)\/([^/]+)\/pulls$/))) {
+    if (at(/^\/repos\/([^/]+)\/([^/]+)\/pulls$/)) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)\/pulls$/)!;
       const [owner, name] = [r[1]!, r[2]!];
       if (method === "GET") {
         const state = url.searchParams.get("state") ?? "open";
@@ -97,13 +102,15 @@ export class FakeGitea extends FakeGitHub {
         return send(201, this.giteaPull(p));
       }
     }
-    if (method === "GET" && (r = m(/^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/))) {
-      const p = this.pulls.find((x) => x.owner === r![1] && x.repo === r![2] && x.number === Number(r![3]));
+    if (at(/^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/, "GET")) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/)!;
+      const p = this.pulls.find((x) => x.owner === r[1] && x.repo === r[2] && x.number === Number(r[3]));
       if (!p) return send(404, { message: "not found" });
       p.headSha = this.ref(p.owner, p.repo, p.head) ?? p.headSha;
       return send(200, this.giteaPull(p));
     }
-    if (method === "GET" && (r = m(/^\/repos\/([^/]+)\/([^/]+)\/commits\/([^/]+)\/status$/))) {
+    if (at(/^\/repos\/([^/]+)\/([^/]+)\/commits\/([^/]+)\/status$/, "GET")) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)\/commits\/([^/]+)\/status$/)!;
       const list = this.statuses.get(r[3]!) ?? [];
       const combined: CombinedStatus = {
         sha: r[3],
@@ -117,7 +124,8 @@ export class FakeGitea extends FakeGitHub {
       };
       return send(200, combined);
     }
-    if (method === "GET" && (r = m(/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)$/))) {
+    if (at(/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)$/, "GET")) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)$/)!;
       const issue = this.issues.get(`${r[1]}/${r[2]}#${r[3]}`);
       if (!issue) return send(404, { message: "not found" });
       const out: Issue = {
@@ -128,7 +136,8 @@ export class FakeGitea extends FakeGitHub {
       };
       return send(200, out);
     }
-    if ((r = m(/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/))) {
+    if (at(/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/)) {
+      const r = at(/^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/)!;
       const [owner, name, issue] = [r[1]!, r[2]!, Number(r[3])];
       if (method === "GET") {
         const list: Comment[] = this.comments
