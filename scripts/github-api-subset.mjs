@@ -3,9 +3,10 @@
 // package @octokit/openapi publishes). The loopback GitHub in the tests validates every request
 // Octokit sends, and every response it answers, against these schemas.
 //
-// Run it again after changing which endpoints Flotilla uses:
-//   npm exec --yes --package=@octokit/openapi@23.0.2 -- node scripts/github-api-subset.mjs
-// (or with the package installed: node scripts/github-api-subset.mjs <path to api.github.com.deref.json>)
+// Run it again after changing which endpoints Flotilla uses (the package is large, so it is not a
+// dependency; install it anywhere and pass its document):
+//   npm install --prefix /tmp/oa @octokit/openapi@23.0.2
+//   node scripts/github-api-subset.mjs /tmp/oa/node_modules/@octokit/openapi/generated/api.github.com.deref.json
 import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -52,6 +53,7 @@ for (const [method, path] of OPERATIONS) {
       schema: p.schema,
     })),
     requestBody: op.requestBody?.content?.["application/json"]?.schema ?? null,
+    requestBodyRequired: !!op.requestBody?.required,
     responses,
   };
 }

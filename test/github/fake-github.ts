@@ -1,4 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type KeyObject, randomBytes, verify } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -24,6 +25,8 @@ interface Operation {
   operationId: string;
   parameters: { name: string; in: string; required: boolean; schema: Json }[];
   requestBody: Json | null;
+  /** Whether the operation needs a body at all (create-installation-access-token does not). */
+  requestBodyRequired: boolean;
   responses: Record<string, { schema?: Json; example?: unknown }>;
 }
 interface Spec {
@@ -96,6 +99,30 @@ export class FakeGitHub {
   url = "";
 
   constructor(readonly token: string) {}
+
+  /** Installation tokens this GitHub handed out to the app (they work as tokens, for an hour). */
+  readonly installationTokens = new Set<string>();
+  private app: { id: string; publicKey: KeyObject } | undefined;
+
+  /** Lets a GitHub App with this id and key act here (its JWTs are checked against the key). */
+  enableApp(id: string, publicKey: KeyObject): void {
+    this.app = { id, publicKey };
+  }
+
+  private accepts(token: string | undefined): boolean {
+    return token !== undefined && (token === this.token || this.installationTokens.has(token));
+  }
+
+  /** An RS256 JWT signed by the app's key, issued by the app, not expired: as GitHub checks it. */
+  private validAppJwt(jwt: string | undefined): boolean {
+    if (!this.app || !jwt) return false;
+    const [h, p, sig] = jwt.split(".");
+    if (!h || !p || !sig) return false;
+    if (!verify("RSA-SHA256", Buffer.from(`${h}.${p}`), this.app.publicKey, Buffer.from(sig, "base64url")))
+      return false;
+    const claims = JSON.parse(Buffer.from(p, "base64url").toString()) as { iss?: unknown; exp?: number };
+    return String(claims.iss) === this.app.id && (claims.exp ?? 0) * 1000 > Date.now();
+  }
 
   get apiUrl(): string {
     return `${this.url}/api/v3`;
@@ -185,7 +212,7 @@ export class FakeGitHub {
     // A public repository: anyone may fetch, only the token may push.
     const pushing =
       url.searchParams.get("service") === "git-receive-pack" || url.pathname.endsWith("/git-receive-pack");
-    if (pushing && password !== this.token) {
+    if (pushing && !this.accepts(password)) {
       res.writeHead(401, { "www-authenticate": 'Basic realm="GitHub"' }).end();
       return;
     }
@@ -243,7 +270,9 @@ export class FakeGitHub {
       return send(404, { message: "Not Found", documentation_url: "https://docs.github.com/rest" });
     }
     const token = /^(?:token|bearer) (.+)$/i.exec(auth)?.[1];
-    if (token !== this.token)
+    // A GitHub App's own calls carry its JWT; everything else a token (or an installation's).
+    const asApp = route.op.operationId.startsWith("apps/");
+    if (asApp ? !this.validAppJwt(token) : !this.accepts(token))
       return send(401, { message: "Bad credentials", documentation_url: "https://docs.github.com/rest" });
     const params = route.pattern.exec(path)!.groups ?? {};
     for (const p of route.op.parameters) {
@@ -269,8 +298,11 @@ export class FakeGitHub {
     if (route.body) {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
-      body = JSON.parse(Buffer.concat(chunks).toString() || "null");
-      if (!route.body(body))
+      const text = Buffer.concat(chunks).toString();
+      body = text ? JSON.parse(text) : undefined;
+      if (body === undefined && route.op.requestBodyRequired)
+        this.violations.push(`${route.op.operationId}: the body is required and there is none`);
+      else if (body !== undefined && !route.body(body))
         this.violations.push(`${route.op.operationId}: body ${ajv.errorsText(route.body.errors)}`);
     }
     this.calls.push({ operationId: route.op.operationId, body });
@@ -452,6 +484,20 @@ export class FakeGitHub {
             id,
             body: c.body,
             html_url: `${this.url}/${owner}/${name}/issues/${c.issue}#issuecomment-${id}`,
+          },
+        };
+      }
+      case "apps/get-repo-installation":
+        return { status: 200, body: { ...this.example(op, "200"), id: 42 } };
+      case "apps/create-installation-access-token": {
+        const token = `ghs_${randomBytes(18).toString("hex")}`;
+        this.installationTokens.add(token);
+        return {
+          status: 201,
+          body: {
+            ...this.example(op, "201"),
+            token,
+            expires_at: new Date(Date.now() + 3600_000).toISOString(),
           },
         };
       }
