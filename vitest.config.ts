@@ -12,6 +12,9 @@ const HEAVY = [
   "test/fresh-clone.test.ts",
 ];
 
+// Reads what every other file stored in the run's Postgres, so it runs after all of them.
+const AUDIT = "test/failures-audit.test.ts";
+
 export default defineConfig({
   test: {
     globalSetup: ["test/global-setup.ts"],
@@ -29,7 +32,7 @@ export default defineConfig({
           name: "suite",
           sequence: { groupOrder: 0 },
           include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
-          exclude: ["**/node_modules/**", ...HEAVY],
+          exclude: ["**/node_modules/**", ...HEAVY, AUDIT],
         },
       },
       {
@@ -40,6 +43,10 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
           poolOptions: { forks: { singleFork: true } },
         },
+      },
+      {
+        extends: true,
+        test: { name: "audit", include: [AUDIT], sequence: { groupOrder: 2 } },
       },
     ],
   },

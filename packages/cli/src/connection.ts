@@ -62,12 +62,9 @@ export function connect(cmd: Command): Connection {
   return { client: new FlotillaClient({ baseUrl: url, token }), url, token };
 }
 
-/**
- * The client reports a failed fetch as `harness_unavailable` with the network error as its cause;
- * an answer from the server never carries a cause. That is the only way to tell them apart.
- */
+/** No answer came from the server at all (the client's own error code; its cause is the network error). */
 export function isUnreachable(e: unknown): boolean {
-  return e instanceof FlotillaError && e.code === "harness_unavailable" && e.cause !== undefined;
+  return e instanceof FlotillaError && e.code === "unreachable";
 }
 
 function networkCode(e: unknown): string | undefined {
@@ -95,14 +92,12 @@ export function reportError(e: unknown, url?: string): number {
     return EXIT.setup;
   }
   if (e instanceof FlotillaError) {
-    const reference = (e as { reference?: string }).reference;
     out(
-      `${s.red(`error ${e.code}`)}: ${e.message}${e.field ? ` (field: ${e.field})` : ""}${reference ? ` (reference: ${reference})` : ""}`,
+      `${s.red(`error ${e.code}`)}: ${e.message}${e.field ? ` (field: ${e.field})` : ""}${e.reference ? ` (reference: ${e.reference})` : ""}`,
     );
-    // A full queue (429) says when to come back; the client keeps the Retry-After header here.
-    const retryAfter = (e as { retryAfterSeconds?: number }).retryAfterSeconds;
-    if (retryAfter !== undefined && Number.isFinite(retryAfter))
-      out(s.dim(`  the server asks to retry after ${retryAfter} s`));
+    // A full queue (429) says when to come back.
+    if (e.retryAfterSeconds !== undefined)
+      out(s.dim(`  the server asks to retry after ${e.retryAfterSeconds} s`));
     if (e.code === "unauthorized")
       out(s.dim("  check --token / FLOTILLA_TOKEN, or $FLOTILLA_HOME/admin.token for the local admin"));
     return EXIT.failed;

@@ -137,9 +137,11 @@ export class FlotillaClient {
       });
     } catch (e) {
       throw new FlotillaError(
-        "harness_unavailable",
+        "unreachable",
         `cannot reach Flotilla at ${this.baseUrl}: ${(e as Error).message}`,
-        { cause: e },
+        {
+          cause: e,
+        },
       );
     }
     const text = await res.text();
@@ -152,11 +154,7 @@ export class FlotillaClient {
     if (!res.ok) {
       const b = data as ErrorBody | undefined;
       if (b?.error?.code) {
-        const e = FlotillaError.fromBody(res.status, b);
-        if (b.error.reference) (e as { reference?: string }).reference = b.error.reference;
-        const retryAfter = res.headers.get("retry-after");
-        if (retryAfter) (e as { retryAfterSeconds?: number }).retryAfterSeconds = Number(retryAfter);
-        throw e;
+        throw FlotillaError.fromBody(res.status, b, res.headers.get("retry-after"));
       }
       throw new FlotillaError("internal", `HTTP ${res.status}: ${text.slice(0, 200)}`);
     }

@@ -16,6 +16,9 @@ export const ErrorBody = z
       field: z.string().optional().openapi({ description: "Dotted path of the offending input field" }),
       retriable: z.boolean(),
       reference: z.string().optional().openapi({ description: "Id to quote when reporting a 500" }),
+      retryAfterSeconds: z.number().int().nonnegative().optional().openapi({
+        description: "rate_limited: try again after this many seconds (also the Retry-After header)",
+      }),
       details: z.unknown().optional(),
     }),
   })

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { FAILURE_NAMES, FAILURES, type FailureShape } from "./failures.ts";
 import type { EVENT_TYPES, Same } from "./light.ts";
 
 /**
@@ -19,8 +20,36 @@ export const SessionStatus = z.enum([
 ]);
 export type SessionStatus = z.infer<typeof SessionStatus>;
 
-export const ErrorInfo = z.object({ name: z.string(), message: z.string() }).openapi("ErrorInfo");
+export const FailureName = z.enum(FAILURE_NAMES).openapi("FailureName", {
+  description: Object.entries(FAILURES)
+    .map(([name, f]) => `\`${name}\`: ${f.about}${f.retriable ? " (retriable by default)" : ""}`)
+    .join("; "),
+});
+export type FailureName = z.infer<typeof FailureName>;
+
+/** A failure: one of a closed list of kinds, with whether trying again can help (see failures.ts). */
+export const ErrorInfo = z
+  .object({
+    name: FailureName,
+    message: z.string().openapi({ description: "For people: one line, no stack trace" }),
+    retriable: z
+      .boolean()
+      .openapi({ description: "Whether another attempt may succeed, decided where the failure was born" }),
+    retryAfterMs: z
+      .number()
+      .int()
+      .nonnegative()
+      .optional()
+      .openapi({ description: "Try again no sooner than this (a provider's rate limit)" }),
+    detail: z.string().optional().openapi({
+      description: "More for an operator (a status code, the agent's own error name); never a secret",
+    }),
+  })
+  .openapi("ErrorInfo");
 export type ErrorInfo = z.infer<typeof ErrorInfo>;
+// The light shape (failures.ts, for the browser and the CLI) must describe the same wire shape.
+const _sameFailure: Same<ErrorInfo, FailureShape> = true;
+void _sameFailure;
 
 export const ToolStatus = z.enum(["pending", "running", "completed", "error"]);
 export const PermissionReply = z.enum(["once", "always", "reject"]);

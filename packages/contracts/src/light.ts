@@ -9,6 +9,16 @@ import type { WebhookEventPattern } from "./webhooks.ts";
  */
 
 /** For compile-time checks that a light list and its zod schema agree: `true` only if A and B are the same. */
+export {
+  asFailure,
+  FAILURE_NAMES,
+  FAILURES,
+  type FailureName,
+  type FailureShape,
+  failure,
+  failureOfCode,
+} from "./failures.ts";
+
 export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
 export const ERROR_CODES = [
@@ -33,6 +43,9 @@ export const ERROR_CODES = [
   "forge_error",
   "rate_limited",
   "internal",
+  // The client's own: no answer came from the server at all (refused, reset, DNS, timeout). The
+  // server never sends it; it is here so that every error a client sees has one code.
+  "unreachable",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -44,6 +57,7 @@ export interface ErrorBodyShape {
     field?: string;
     retriable: boolean;
     reference?: string;
+    retryAfterSeconds?: number;
     details?: unknown;
   };
 }
@@ -70,6 +84,7 @@ const STATUS = {
   forge_error: 502,
   rate_limited: 429,
   internal: 500,
+  unreachable: 0, // no HTTP status: nothing answered
 } as const satisfies Record<ErrorCode, number>;
 
 const RETRIABLE: Partial<Record<ErrorCode, boolean>> = {
@@ -79,6 +94,7 @@ const RETRIABLE: Partial<Record<ErrorCode, boolean>> = {
   rate_limited: true,
   session_busy: true,
   internal: true,
+  unreachable: true,
 };
 
 /** A typed, serializable error. Thrown anywhere below the routes; rendered once by the server. */
@@ -88,10 +104,20 @@ export class FlotillaError extends Error {
   readonly field?: string;
   readonly retriable: boolean;
   readonly details?: unknown;
+  /** The id a 500 was logged under: what to quote when reporting it. */
+  readonly reference?: string;
+  /** When to try again (rate_limited): the body's field and the Retry-After header say the same. */
+  readonly retryAfterSeconds?: number;
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { field?: string; details?: unknown; cause?: unknown } = {},
+    opts: {
+      field?: string;
+      details?: unknown;
+      cause?: unknown;
+      reference?: string;
+      retryAfterSeconds?: number;
+    } = {},
   ) {
     super(message, { cause: opts.cause });
     this.name = "FlotillaError";
@@ -100,8 +126,10 @@ export class FlotillaError extends Error {
     this.field = opts.field;
     this.retriable = RETRIABLE[code] ?? false;
     this.details = opts.details;
+    this.reference = opts.reference;
+    this.retryAfterSeconds = opts.retryAfterSeconds;
   }
-  toBody(reference?: string): ErrorBodyShape {
+  toBody(reference = this.reference): ErrorBodyShape {
     return {
       error: {
         code: this.code,
@@ -109,14 +137,18 @@ export class FlotillaError extends Error {
         retriable: this.retriable,
         ...(this.field ? { field: this.field } : {}),
         ...(reference ? { reference } : {}),
+        ...(this.retryAfterSeconds !== undefined ? { retryAfterSeconds: this.retryAfterSeconds } : {}),
         ...(this.details !== undefined ? { details: this.details } : {}),
       },
     };
   }
-  static fromBody(status: number, body: ErrorBodyShape): FlotillaError {
+  static fromBody(status: number, body: ErrorBodyShape, retryAfterHeader?: string | null): FlotillaError {
+    const header = retryAfterHeader ? Number(retryAfterHeader) : Number.NaN;
     const e = new FlotillaError(body.error.code, body.error.message, {
       field: body.error.field,
       details: body.error.details,
+      reference: body.error.reference,
+      retryAfterSeconds: body.error.retryAfterSeconds ?? (Number.isFinite(header) ? header : undefined),
     });
     (e as { status: number }).status = status;
     return e;

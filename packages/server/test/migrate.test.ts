@@ -1,3 +1,4 @@
+import { ErrorInfo } from "@flotilla/contracts";
 import { createLogger } from "@flotilla/server";
 import { describe, expect, it } from "vitest";
 import { createTestDb } from "../../../test/support.ts";
@@ -21,6 +22,75 @@ describe("migrations", () => {
     } finally {
       await a.end();
       await b.end();
+    }
+  });
+
+  it("013 rewrites failures stored before the list was closed into its kinds, each with retriable", async () => {
+    const url = await createTestDb();
+    const db = createPool(url, 2);
+    const log = createLogger("silent");
+    try {
+      await migrate(db, log, { through: 12 });
+      // What older releases stored: free names, API codes, OpenCode's own names, and no `retriable`.
+      await db.query(`
+        insert into orgs (id, name) values ('org_1', 'o');
+        insert into projects (id, org_id, repo) values ('prj_1', 'org_1', '/r');
+        insert into tokens (id, org_id, name, role, hash, prefix) values ('tok_1', 'org_1', 't', 'admin', 'h', 'p');
+        insert into shards (id, org_id, project_id, dir, runtime, network) values ('shd_1', 'org_1', 'prj_1', '/s', 'local', 'open');
+        insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, base_ref, base_commit, shard_id)
+          values ('wsp_1', 'org_1', 'prj_1', 'worktree', '/r', '/w', '/s', 'main', 'abc', 'shd_1');
+        insert into sessions (id, org_id, project_id, workspace_id, title, status, model, permission, error)
+          values ('ses_1', 'org_1', 'prj_1', 'wsp_1', 't', 'failed', 'm', '{}',
+                  '{"name": "repo_not_found", "message": "no repository at /r"}');
+        insert into events (session_id, seq, id, type, data) values
+          ('ses_1', 1, 'evt_1', 'error', '{"name": "UnknownError", "message": "Model not found: x/y"}'),
+          ('ses_1', 2, 'evt_2', 'turn.finished', '{"outcome": "interrupted", "error": {"name": "HarnessLost", "message": "gone"}}'),
+          ('ses_1', 3, 'evt_3', 'session.status', '{"status": "failed", "error": {"name": "session_busy", "message": "busy"}}'),
+          ('ses_1', 4, 'evt_4', 'session.status', '{"status": "idle"}'),
+          ('ses_1', 5, 'evt_5', 'text.delta', '{"messageId": "m", "partId": "p", "delta": "name"}');
+        insert into tasks (id, org_id, project_id, token_id, repo, base_ref, prompt, model, permission, timeout_ms,
+                           max_attempts, state, error)
+          values ('tsk_1', 'org_1', 'prj_1', 'tok_1', '/r', 'main', 'p', 'm', '{}', 1000, 2, 'failed',
+                  '{"name": "AttemptError", "message": "boom"}');
+        insert into task_attempts (task_id, n, replica, lease_expires_at, error)
+          values ('tsk_1', 1, 'r', now(), '{"name": "harness_unavailable", "message": "no room"}');
+      `);
+      expect(await migrate(db, log)).toBeGreaterThan(0);
+
+      const one = async (sql: string) => (await db.query(sql)).rows[0]!.e;
+      const stored = {
+        session: await one("select error as e from sessions"),
+        agent: await one("select data as e from events where seq = 1"),
+        lost: await one("select data->'error' as e from events where seq = 2"),
+        busy: await one("select data->'error' as e from events where seq = 3"),
+        task: await one("select error as e from tasks"),
+        attempt: await one("select error as e from task_attempts"),
+      };
+      // Each is now a member of the union, as the API describes it.
+      for (const [where, e] of Object.entries(stored))
+        expect(ErrorInfo.safeParse(e).success, where).toBe(true);
+      expect(stored).toEqual({
+        session: { name: "RepositoryUnavailable", message: "no repository at /r", retriable: false },
+        agent: {
+          name: "AgentError",
+          message: "Model not found: x/y",
+          retriable: false,
+          detail: "UnknownError",
+        },
+        lost: { name: "HarnessLost", message: "gone", retriable: true },
+        busy: { name: "Refused", message: "busy", retriable: true, detail: "session_busy" },
+        task: { name: "InternalError", message: "boom", retriable: false },
+        attempt: { name: "HarnessUnavailable", message: "no room", retriable: true },
+      });
+      // Events without a failure are untouched.
+      expect(await one("select data as e from events where seq = 4")).toEqual({ status: "idle" });
+      expect(await one("select data as e from events where seq = 5")).toEqual({
+        messageId: "m",
+        partId: "p",
+        delta: "name",
+      });
+    } finally {
+      await db.end();
     }
   });
 });

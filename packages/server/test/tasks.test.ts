@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Task } from "@flotilla/contracts";
+import { FlotillaError, type Task } from "@flotilla/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collectUntil, makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
 import { scenario } from "./scenario.ts";
@@ -210,8 +210,14 @@ describe("backpressure", () => {
         body: JSON.stringify({ repo, prompt: "three" }),
       });
       expect(res.status).toBe(429);
-      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+      const retryAfter = Number(res.headers.get("retry-after"));
+      expect(retryAfter).toBeGreaterThan(0);
+      const body = (await res.json()) as { error: { code: string; retryAfterSeconds: number } };
+      expect(body.error).toMatchObject({ code: "rate_limited", retryAfterSeconds: retryAfter });
+      // The client hands both on as declared fields of its error.
+      const refused = await api.client.tasks.submit({ repo, prompt: "four" }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(FlotillaError);
+      expect(refused).toMatchObject({ code: "rate_limited", retryAfterSeconds: retryAfter, retriable: true });
       expect((await api.client.tasks.list()).items).toHaveLength(2);
     } finally {
       await api.close();

@@ -1,6 +1,6 @@
 import type { Catalog } from "@flotilla/client";
+import type { SessionStatus } from "@flotilla/contracts/transcript";
 import { type ButtonHTMLAttributes, type ReactNode, useEffect, useId, useRef } from "react";
-import type { SessionStatus } from "./transcript.ts";
 
 const STATUS_STYLE: Record<SessionStatus, string> = {
   queued: "bg-violet-100 text-violet-800 dark:bg-violet-900/50 dark:text-violet-200",

@@ -1,7 +1,7 @@
 import type { SessionEvent } from "@flotilla/client";
 import { EVENT_TYPES, sseEventName } from "@flotilla/contracts/light";
+import { emptyTranscript, fold, type Transcript } from "@flotilla/contracts/transcript";
 import { useEffect, useState } from "react";
-import { emptyTranscript, fold, type Transcript } from "./transcript.ts";
 
 export type Connection = "connecting" | "live" | "reconnecting";
 

@@ -19,8 +19,7 @@ export function validationError(error: ZodError, where: "body" | "query" | "para
 /** The one place errors become responses: typed errors as themselves, anything else a 500 with a reference. */
 export function renderError(err: unknown, c: Context, log: Logger): Response {
   if (err instanceof FlotillaError) {
-    const retryAfter = (err.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds;
-    if (err.code === "rate_limited" && retryAfter) c.header("Retry-After", String(retryAfter));
+    if (err.retryAfterSeconds !== undefined) c.header("Retry-After", String(err.retryAfterSeconds));
     return c.json(err.toBody(), err.status as 400);
   }
   if (err instanceof HTTPException) {

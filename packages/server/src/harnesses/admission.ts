@@ -109,6 +109,7 @@ export class Admission {
     clearTimeout(this.timer);
     this.evicting = true;
     void this.evict()
+      // A failed eviction counts as one that freed nothing: the timer below tries again.
       .catch(() => false)
       .then((freed) => {
         this.evicting = false;

@@ -410,7 +410,7 @@ export class HarnessManager {
     );
     await this.driverOf(h.record)
       .stop(h.record, 1000)
-      .catch(() => {});
+      .catch((err: unknown) => this.log.warn({ err, harness: h.id }, "could not stop the lost harness"));
     this.freeSlot(h.id);
     await this.events.onLost(h, reason);
   }
@@ -450,7 +450,9 @@ export class HarnessManager {
       let password = "";
       try {
         password = readFileSync(join(r.run_dir, "password"), "utf8");
-      } catch {}
+      } catch {
+        // No password file: the harness cannot be talked to, so it is not adopted (below).
+      }
       const driver = this.drivers.has(r.driver) ? this.driverOf(record) : undefined;
       const alive =
         driver && r.state === "ready" && r.url && password && (await driver.inspect(record)) === "running";
@@ -470,7 +472,11 @@ export class HarnessManager {
         : alive
           ? "harness from a previous run does not answer"
           : "harness from a previous run is gone";
-      await driver?.stop(record, 1000).catch(() => {});
+      await driver
+        ?.stop(record, 1000)
+        .catch((err: unknown) =>
+          this.log.warn({ err, harness: r.id }, "could not stop a previous run's harness"),
+        );
       await this.db.query(
         "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
         [r.id, reason],

@@ -69,6 +69,8 @@ export class TokenService {
       await client.query("commit");
       return token;
     } catch (e) {
+      // The error that matters is `e`, thrown on; a rollback that fails means the connection is
+      // gone, and the transaction with it.
       await client.query("rollback").catch(() => {});
       throw e;
     } finally {

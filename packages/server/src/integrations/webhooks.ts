@@ -512,7 +512,7 @@ export class WebhookService {
         statusCode = res.status;
         // The body is never read: a subscription may point inside the network, and its answers
         // must not become readable through the delivery log.
-        await res.body?.cancel().catch(() => {});
+        await res.body?.cancel().catch(() => {}); // a body already closed by the peer needs no cancel
         if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
       } catch (e) {
         error = describeError(e);

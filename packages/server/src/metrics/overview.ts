@@ -1,4 +1,4 @@
-import type { ErrorInfo, Overview, OverviewFailure } from "@flotilla/contracts";
+import { asFailure, type Overview, type OverviewFailure } from "@flotilla/contracts";
 import type { Queryable } from "../platform/db/pool.ts";
 
 const FAILED_TASK = "('failed', 'dead', 'timed_out')";
@@ -13,12 +13,6 @@ const RECENT = 10;
 export function startOfUtcDay(now: Date): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
 }
-
-const errorInfo = (e: unknown): ErrorInfo | null => {
-  if (!e || typeof e !== "object") return null;
-  const x = e as { name?: unknown; message?: unknown };
-  return { name: String(x.name ?? "Error"), message: String(x.message ?? "") };
-};
 
 const firstLine = (s: string) => {
   const line = s.trim().split("\n", 1)[0] ?? "";
@@ -178,7 +172,7 @@ export async function readOverview(
           id: r.id,
           title: firstLine(r.prompt),
           state: r.state,
-          error: errorInfo(r.error),
+          error: asFailure(r.error),
           at: r.at.toISOString(),
         }),
       ),
@@ -188,7 +182,7 @@ export async function readOverview(
           id: r.id,
           title: r.title,
           state: r.status,
-          error: errorInfo(r.error),
+          error: asFailure(r.error),
           at: r.at.toISOString(),
         }),
       ),

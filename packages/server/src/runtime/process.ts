@@ -58,7 +58,9 @@ export async function stopGroup(pid: number | null, start: string | null, graceM
   // The group may hold stray children even when the leader left; SIGKILL them all.
   try {
     process.kill(-pid, "SIGKILL");
-  } catch {}
+  } catch {
+    // ESRCH: the group is gone already, which is what we wanted.
+  }
   const killEnd = Date.now() + 5000;
   while (Date.now() < killEnd && sameProcess(pid, start)) await sleep(20);
 }
@@ -154,7 +156,9 @@ export function runProcess(
       timedOut = true;
       try {
         process.kill(-child.pid!, "SIGKILL");
-      } catch {}
+      } catch {
+        // ESRCH: it ended just as the time ran out; its exit is reported as usual.
+      }
     }, spec.timeoutMs);
     const done = (exitCode: number | null, signal: string | null, error?: string) => {
       clearTimeout(timer);

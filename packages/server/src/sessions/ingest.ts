@@ -1,6 +1,12 @@
-import type { ErrorInfo, EventBody, SessionStatus, TurnOutcome } from "@flotilla/contracts";
 import {
-  errorInfo,
+  type ErrorInfo,
+  type EventBody,
+  failure,
+  type SessionStatus,
+  type TurnOutcome,
+} from "@flotilla/contracts";
+import {
+  failureOf,
   type KnownPart,
   type OcMessage,
   type OcPart,
@@ -120,7 +126,12 @@ export class SessionIngest {
       case "session.error": {
         const sid = await this.sessionFor(p.sessionID);
         if (!sid) return;
-        const error = errorInfo(p.error);
+        const error = failureOf(p.error, (stack) =>
+          this.logger.warn(
+            { session: sid, error: p.error?.name, stack },
+            "the agent's error came with a stack trace",
+          ),
+        );
         const turn = this.turns.get(sid);
         if (turn && !(error.name === "MessageAbortedError" && !turn.abortRequested)) turn.error = error;
         await this.append(sid, [{ type: "error", data: error }]);
@@ -219,7 +230,8 @@ export class SessionIngest {
       for (const p of m.parts) bodies.push(...t.part(p, true));
       bodies.push(...t.message(m.info));
       if (m.info.parentID === lastUser || !m.info.parentID) {
-        lastError = m.info.error ? errorInfo(m.info.error) : undefined;
+        // Read back, not born here: the stream already logged any stack trace it carried.
+        lastError = m.info.error ? failureOf(m.info.error) : undefined;
         settled = m.info.time.completed !== undefined;
         answered = true;
       }
@@ -267,8 +279,7 @@ export class SessionIngest {
     // The message may not carry its error yet when idle is reported; session.error came before idle.
     error ??= turn?.error;
     // We asked for the abort and the turn ended: that is how it ended, whatever else is late.
-    if (!error && turn?.abortRequested)
-      error = { name: "MessageAbortedError", message: "aborted by request" };
+    if (!error && turn?.abortRequested) error = failure("MessageAbortedError", "aborted by request");
     if (error?.name === "MessageAbortedError" && turn && !turn.abortRequested && !turn.error)
       error = undefined;
     await this.finishTurn(sessionId, outcomeOf(error), error);
@@ -443,7 +454,7 @@ export class SessionIngest {
       await this.log.append(r.id, [
         { type: "harness.state", data: { harnessId: h.id, state: "lost", reason } },
       ]);
-      const error = { name: "HarnessLost", message: reason };
+      const error = failure("HarnessLost", reason);
       if (ACTIVE.includes(r.status)) await this.finishTurn(r.id, "interrupted", error, reason);
       else if (r.status === "provisioning") await this.interruptProvisioning(r.id, error, reason);
     }
@@ -493,7 +504,7 @@ export class SessionIngest {
     for (const r of rows) {
       if (hasHarness(r.shard_id)) continue;
       const reason = "the control plane restarted and the session's harness was gone";
-      const error = { name: "ControlPlaneRestart", message: reason };
+      const error = failure("ControlPlaneRestart", reason);
       if (r.status === "provisioning" || r.status === "queued")
         await this.interruptProvisioning(r.id, error, reason);
       else await this.finishTurn(r.id, "interrupted", error, reason);
@@ -508,7 +519,7 @@ export class SessionIngest {
       [replica],
     );
     for (const r of rows)
-      await this.finishTurn(r.id, "interrupted", { name: "ControlPlaneShutdown", message: reason }, reason);
+      await this.finishTurn(r.id, "interrupted", failure("ControlPlaneShutdown", reason), reason);
   }
 }
 

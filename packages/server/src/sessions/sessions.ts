@@ -7,6 +7,8 @@ import {
   type EventBody,
   type EventType,
   FlotillaError,
+  failure,
+  failureOfCode,
   type Message,
   newId,
   type PermissionReplyBody,
@@ -500,10 +502,10 @@ export class SessionService {
           status: "idle",
         });
     } catch (e) {
-      const error = {
-        name: e instanceof FlotillaError ? e.code : "ProvisioningFailed",
-        message: (e as Error).message,
-      };
+      const error =
+        e instanceof FlotillaError
+          ? failureOfCode(e.code, e.message, e.retriable)
+          : failure("InternalError", `the session could not be started: ${(e as Error).message}`);
       this.logger.error({ session: sessionId, err: e }, "session provisioning failed");
       await this.log.append(
         sessionId,
@@ -567,10 +569,11 @@ export class SessionService {
         { throwOnError: true },
       );
     } catch (e) {
-      await this.ingest.finishTurn(r.id, "error", {
-        name: "HarnessError",
-        message: `prompt was refused: ${(e as Error).message}`,
-      });
+      await this.ingest.finishTurn(
+        r.id,
+        "error",
+        failure("HarnessError", `prompt was refused: ${(e as Error).message}`),
+      );
     }
   }
 
@@ -672,17 +675,18 @@ export class SessionService {
       while (Date.now() < end) {
         await h.client.session
           .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
-          .catch(() => {});
+          // Repeated below until the turn ends; if the harness never answers, the turn is closed
+          // as aborted after the loop, so a refused abort is logged, not fatal.
+          .catch((err: unknown) =>
+            this.logger.debug({ err, session: id }, "harness refused an abort; repeating"),
+          );
         await this.waitFor(id, (st) => !ACTIVE.includes(st), 500);
         if (!ACTIVE.includes((await this.rowById(id)).status)) break;
       }
     }
     const after = await this.rowById(id);
     if (ACTIVE.includes(after.status))
-      await this.ingest.finishTurn(id, "aborted", {
-        name: "MessageAbortedError",
-        message: "aborted by request",
-      });
+      await this.ingest.finishTurn(id, "aborted", failure("MessageAbortedError", "aborted by request"));
     return this.get(id, p);
   }
 
@@ -758,7 +762,12 @@ export class SessionService {
 
   async remove(id: string, opts: { workspace: boolean }, p: Principal): Promise<void> {
     const r = await this.localRow(id, p);
-    if (ACTIVE.includes(r.status)) await this.abort(id, p).catch(() => {});
+    // The session goes either way; a turn that could not be aborted ends with it (its harness is
+    // released below when no other session shares the workspace).
+    if (ACTIVE.includes(r.status))
+      await this.abort(id, p).catch((err: unknown) =>
+        this.logger.warn({ err, session: id }, "could not abort the turn of a session being deleted"),
+      );
     await this.log.append(id, [{ type: "session.status", data: { status: "deleted" } }], {
       status: "deleted",
     });

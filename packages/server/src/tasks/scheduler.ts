@@ -1,6 +1,8 @@
 import {
   type ErrorInfo,
   FlotillaError,
+  failure,
+  failureOfCode,
   type SessionEvent,
   type TaskResult,
   type TaskState,
@@ -24,24 +26,33 @@ type Row = Record<string, any>;
 
 export { backoffMs } from "../platform/backoff.ts";
 
-/** Whether another attempt can help, judging by how the last one ended. */
-export function retriable(error: ErrorInfo): boolean {
-  if (
-    [
-      "HarnessLost",
-      "ControlPlaneRestart",
-      "ControlPlaneShutdown",
-      "LeaseExpired",
-      "harness_unavailable",
-      "harness_error",
-    ].includes(error.name)
-  )
-    return true;
-  if (error.name === "ProviderAuthError") return false;
-  if (error.name === "APIError")
-    return !/\b(401|403|invalid api key|unauthori[sz]ed|forbidden)\b/i.test(error.message);
-  return false;
+/** What a task does after an attempt failed. */
+export type AfterFailure =
+  | { to: "cancelled"; reason: string }
+  | { to: "failed" }
+  | { to: "dead"; reason: string }
+  | { to: "queued"; delayMs: number };
+
+/**
+ * The retry policy, pure: it reads only what the failure says of itself (`retriable`, set where
+ * it was born, and any `retryAfterMs`), never its text. A cancelled task stays cancelled; a
+ * failure that another attempt cannot help fails the task; otherwise it goes back to the queue
+ * after the back-off (or the provider's retry-after, whichever is longer) until the attempts run out.
+ */
+export function afterFailure(
+  error: ErrorInfo,
+  attempt: number,
+  opts: { maxAttempts: number; cancelled: boolean; backoffBaseMs: number; backoffMaxMs: number },
+  random = Math.random,
+): AfterFailure {
+  if (opts.cancelled) return { to: "cancelled", reason: "cancelled by request" };
+  if (!error.retriable) return { to: "failed" };
+  if (attempt >= opts.maxAttempts) return { to: "dead", reason: `attempts exhausted (${attempt})` };
+  const backoff = backoffMs(attempt, opts.backoffBaseMs, opts.backoffMaxMs, random);
+  return { to: "queued", delayMs: Math.max(backoff, error.retryAfterMs ?? 0) };
 }
+
+const LEASE_EXPIRED = failure("LeaseExpired", "the replica running it stopped renewing its lease");
 
 export interface Limits {
   maxConcurrent: number;
@@ -256,13 +267,15 @@ export class Scheduler {
       const remaining = task.timeout_ms - (Date.now() - started);
       const end = await this.waitTurn(s.id, remaining, r.abort.signal);
       if (end === "timeout" || end === "abort") {
-        await this.sessions.abort(s.id, principal).catch(() => {});
+        await this.sessions
+          .abort(s.id, principal)
+          .catch((err: unknown) => log.warn({ err, session: s.id }, "could not abort the attempt's turn"));
         if (end === "timeout")
           return await this.finish(
             task,
             r,
             "timed_out",
-            { name: "Timeout", message: `task timed out after ${task.timeout_ms} ms` },
+            failure("Timeout", `task timed out after ${task.timeout_ms} ms`),
             null,
           );
         if (r.reason === "cancelled")
@@ -272,7 +285,7 @@ export class Scheduler {
           task,
           r,
           "queued",
-          { name: "ControlPlaneShutdown", message: "the replica running it shut down" },
+          failure("ControlPlaneShutdown", "the replica running it shut down"),
           null,
         );
       }
@@ -283,7 +296,7 @@ export class Scheduler {
             task,
             r,
             "failed",
-            { name: "VerifyFailed", message: `verify command exited ${result.verify.exitCode}` },
+            failure("VerifyFailed", `verify command exited ${result.verify.exitCode}`),
             result,
           );
         }
@@ -297,29 +310,38 @@ export class Scheduler {
               task,
               r,
               "failed",
-              { name: "LandFailed", message: `the work is done but could not be landed: ${landed.message}` },
+              failure("LandFailed", `the work is done but could not be landed: ${landed.message}`),
               result,
             );
           Object.assign(result, landed);
         }
         return await this.finish(task, r, "succeeded", null, result);
       }
-      const error = end.error ?? {
-        name: end.outcome === "interrupted" ? "HarnessLost" : "TurnFailed",
-        message: `turn ended: ${end.outcome}`,
-      };
-      const result = await this.result(task, s.id, started).catch(() => null);
+      const error =
+        end.error ??
+        failure(end.outcome === "interrupted" ? "HarnessLost" : "TurnFailed", `turn ended: ${end.outcome}`);
+      // What the failed attempt left (its diff, its tokens) is worth showing, but not worth a
+      // second failure: without it the task still fails with the turn's own error.
+      const result = await this.result(task, s.id, started).catch((err: unknown) => {
+        log.warn({ err }, "could not read the failed attempt's result");
+        return null;
+      });
       await this.finishFailure(task, r, error, result);
     } catch (e) {
       const error =
         e instanceof FlotillaError
-          ? { name: e.code, message: e.message }
-          : { name: "AttemptError", message: (e as Error).message };
-      log.warn({ error }, "attempt could not run");
+          ? failureOfCode(e.code, e.message, e.retriable)
+          : failure("InternalError", `the attempt could not run: ${(e as Error).message}`);
+      log.warn({ err: e, error }, "attempt could not run");
       await this.finishFailure(task, r, error, null);
     } finally {
       // Without a harness pool, a finished attempt's harness is stopped to give its memory back.
-      if (sessionId) await this.sessions.release(sessionId).catch(() => {});
+      if (sessionId)
+        await this.sessions
+          .release(sessionId)
+          .catch((err: unknown) =>
+            log.warn({ err, session: sessionId }, "could not release the attempt's harness"),
+          );
     }
   }
 
@@ -420,12 +442,23 @@ export class Scheduler {
     error: ErrorInfo,
     result: TaskResult | null,
   ): Promise<void> {
-    if (r.reason === "cancelled")
-      return this.finish(task, r, "cancelled", null, result, "cancelled by request");
-    if (!retriable(error)) return this.finish(task, r, "failed", error, result);
-    if (r.n >= task.max_attempts)
-      return this.finish(task, r, "dead", error, result, `attempts exhausted (${r.n})`);
-    return this.finish(task, r, "queued", error, result);
+    const s = this.config.scheduler;
+    const next = afterFailure(error, r.n, {
+      maxAttempts: task.max_attempts,
+      cancelled: r.reason === "cancelled",
+      backoffBaseMs: s.backoffBaseMs,
+      backoffMaxMs: s.backoffMaxMs,
+    });
+    switch (next.to) {
+      case "cancelled":
+        return this.finish(task, r, "cancelled", null, result, next.reason);
+      case "failed":
+        return this.finish(task, r, "failed", error, result);
+      case "dead":
+        return this.finish(task, r, "dead", error, result, next.reason);
+      case "queued":
+        return this.finish(task, r, "queued", error, result, undefined, next.delayMs);
+    }
   }
 
   /** Closes the attempt and moves the task, only if this replica still holds that attempt. */
@@ -436,6 +469,7 @@ export class Scheduler {
     error: ErrorInfo | null,
     result: TaskResult | null,
     reason?: string,
+    retryInMs?: number,
   ): Promise<void> {
     const s = this.config.scheduler;
     const t = await withTx(this.db, async (tx) => {
@@ -446,7 +480,9 @@ export class Scheduler {
       if (held.rowCount === 0) return null;
       const set: Record<string, unknown> = { error, result };
       if (to === "queued")
-        set.available_at = new Date(Date.now() + backoffMs(r.n, s.backoffBaseMs, s.backoffMaxMs));
+        set.available_at = new Date(
+          Date.now() + (retryInMs ?? backoffMs(r.n, s.backoffBaseMs, s.backoffMaxMs)),
+        );
       return transition(tx, task.id, ["running"], to, {
         reason: reason ?? (to === "queued" ? `retrying after: ${error?.message}` : (error?.message ?? to)),
         set,
@@ -508,14 +544,7 @@ export class Scheduler {
         const t = await withTx(this.db, async (tx) => {
           const upd = await tx.query(
             "update task_attempts set finished_at = clock_timestamp(), outcome = 'lost', error = $3 where task_id = $1 and n = $2 and finished_at is null and lease_expires_at < now() returning n",
-            [
-              a.task_id,
-              a.n,
-              JSON.stringify({
-                name: "LeaseExpired",
-                message: "the replica running it stopped renewing its lease",
-              }),
-            ],
+            [a.task_id, a.n, JSON.stringify(LEASE_EXPIRED)],
           );
           if (upd.rowCount === 0) return null;
           const task = (
@@ -523,10 +552,7 @@ export class Scheduler {
               a.task_id,
             ])
           ).rows[0];
-          const error = {
-            name: "LeaseExpired",
-            message: "the replica running it stopped renewing its lease",
-          };
+          const error = LEASE_EXPIRED;
           if (task.cancel_requested)
             return transition(tx, a.task_id, ["running"], "cancelled", {
               reason: "cancelled by request",
@@ -570,6 +596,7 @@ export class Scheduler {
     }
     while (this.running.size) await new Promise((res) => setTimeout(res, 25));
     if (this.listen) {
+      // Shutting down: the connection is closed next either way.
       await this.listen.query("unlisten *").catch(() => {});
       this.listen.release();
     }

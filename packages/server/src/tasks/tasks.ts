@@ -136,9 +136,7 @@ export class TaskService {
       throw new FlotillaError(
         "rate_limited",
         `the queue is full (${queued} ${queued === 1 ? "task" : "tasks"} waiting); try again later`,
-        {
-          details: { retryAfterSeconds: this.config.scheduler.retryAfterSeconds },
-        },
+        { retryAfterSeconds: this.config.scheduler.retryAfterSeconds },
       );
     }
     const id = newId("tsk");
@@ -185,6 +183,7 @@ export class TaskService {
     });
     if (!out) return { task: (await this.byKey(p.orgId, body.idempotencyKey!))!, created: false };
     this.published([{ task: out, from: null, to: "queued", reason: "submitted" }]);
+    // Only a wake-up: schedulers also poll, so a lost notify delays the claim, never loses it.
     await this.db.query("select pg_notify('flotilla_tasks', $1)", [id]).catch(() => {});
     return { task: out, created: true };
   }
@@ -258,6 +257,7 @@ export class TaskService {
     this.published([t]);
     // Read before waking the schedulers, so the answer is the state this request made.
     const after = await this.get(id, p);
+    // Only a wake-up: the running attempt's heartbeat also reads cancel_requested.
     await this.db.query("select pg_notify('flotilla_task_cancel', $1)", [id]).catch(() => {});
     return after;
   }
@@ -285,6 +285,7 @@ export class TaskService {
     this.published([t]);
     // Read before waking the schedulers: a claim would otherwise show as this answer's state.
     const after = await this.get(id, p);
+    // Only a wake-up: schedulers also poll, so a lost notify delays the claim, never loses it.
     await this.db.query("select pg_notify('flotilla_tasks', $1)", [id]).catch(() => {});
     return after;
   }

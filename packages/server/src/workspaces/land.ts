@@ -103,6 +103,7 @@ export class LandingService {
       this.commits(r, branch),
       workspaceDiff(this.sessions.git(r), r.path, head),
       this.defaultAuthor(r, p),
+      // No target to merge into (a detached or remote-only repository) is an answer, not an error.
       this.defaultTarget(r).catch(() => null),
       this.db.query<{
         merged_into: string | null;
@@ -120,6 +121,7 @@ export class LandingService {
       ),
     ]);
     const m = merged.rows[0];
+    // A repository with no remote simply has nothing to push to: the state says so with null.
     const remote = await this.remoteOf(r, undefined).catch(() => null);
     return {
       branch,
@@ -815,6 +817,7 @@ export class LandingService {
         field: "remote",
       });
     const name = remote ?? "origin";
+    // No such remote: refused just below, naming it.
     const url = await hostGit(["remote", "get-url", name], { cwd: r.repo }).catch(() => undefined);
     if (!url)
       throw new FlotillaError(

@@ -112,6 +112,8 @@ export async function removeWorkspace(w: {
 }): Promise<void> {
   const root = resolve(w.path, "..");
   if (w.kind === "worktree") {
+    // Each step is tried whatever the last one did: the user may have removed the worktree or the
+    // branch by hand. Whatever is really left over, `flotilla gc` finds and lists.
     await git(["worktree", "remove", "--force", w.path], { cwd: w.repo }).catch(() => {});
     await git(["worktree", "prune"], { cwd: w.repo }).catch(() => {});
     if (w.branch?.startsWith("flotilla/"))

@@ -221,7 +221,7 @@ function FailureRow({ f }: { f: Failure }) {
         </span>
         {f.error && (
           <span className="line-clamp-2 break-words text-xs text-red-700 dark:text-red-300">
-            {f.error.name && f.error.name !== "Error" ? `${f.error.name}: ` : ""}
+            {`${f.error.name}: `}
             {f.error.message}
           </span>
         )}

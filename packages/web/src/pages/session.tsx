@@ -1,4 +1,5 @@
 import type { Session } from "@flotilla/client";
+import type { Transcript, Usage } from "@flotilla/contracts/transcript";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, Outlet, useNavigate, useParams } from "@tanstack/react-router";
 import { createContext, useContext, useEffect } from "react";
@@ -6,7 +7,6 @@ import { api } from "../api.ts";
 import { SessionPullRequest, useBranchFreshness } from "../session/branch.tsx";
 import { Composer, type Failure, type FollowUps, useFollowUps } from "../session/composer.tsx";
 import { Conversation } from "../session/conversation.tsx";
-import type { Transcript, Usage } from "../transcript.ts";
 import { Button, ErrorNote, StatusBadge } from "../ui.tsx";
 import { type Connection, useEventStream } from "../use-event-stream.ts";
 

@@ -1,8 +1,8 @@
 import type { PullRequestInfo } from "@flotilla/client";
+import type { SessionStatus } from "@flotilla/contracts/transcript";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useCallback, useEffect, useRef } from "react";
 import { api } from "../api.ts";
-import type { SessionStatus } from "../transcript.ts";
 
 /**
  * The session's branch as the session's layout and its Changes tab share it: one query, kept

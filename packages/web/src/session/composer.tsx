@@ -1,7 +1,7 @@
+import type { SessionStatus } from "@flotilla/contracts/transcript";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { type RefObject, useCallback, useEffect, useRef, useState } from "react";
 import { api, errorText } from "../api.ts";
-import type { SessionStatus } from "../transcript.ts";
 import { Button, ErrorNote, inputClass } from "../ui.tsx";
 
 export interface FollowUps {

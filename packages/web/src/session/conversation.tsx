@@ -1,9 +1,9 @@
+import type { PendingPermission, Row, Todo, Transcript } from "@flotilla/contracts/transcript";
 import { useMutation } from "@tanstack/react-query";
 import { useNavigate } from "@tanstack/react-router";
 import { useWindowVirtualizer } from "@tanstack/react-virtual";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { api } from "../api.ts";
-import type { PendingPermission, Row, Todo, Transcript } from "../transcript.ts";
 import { Button, ErrorNote, inputClass } from "../ui.tsx";
 import { InlineDiff, linesOfPatch } from "./diff-view.tsx";
 import { Markdown } from "./markdown.tsx";

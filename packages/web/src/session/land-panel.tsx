@@ -1,8 +1,8 @@
 import type { BranchState, MergeBody, PullRequestBody, PullRequestInfo } from "@flotilla/client";
+import type { SessionStatus } from "@flotilla/contracts/transcript";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { type ReactNode, useEffect, useState } from "react";
 import { api } from "../api.ts";
-import type { SessionStatus } from "../transcript.ts";
 import { Button, Dialog, ErrorNote, inputClass, timeAgo } from "../ui.tsx";
 import { isBusy, PullRequestChecks, PullRequestState, useBranch, useRefreshBranch } from "./branch.tsx";
 

@@ -1,4 +1,4 @@
-import type { Row } from "../transcript.ts";
+import type { Row } from "@flotilla/contracts/transcript";
 import { InlineDiff, linesOfEdit } from "./diff-view.tsx";
 
 type ToolRow = Extract<Row, { kind: "tool" }>;

@@ -53,6 +53,7 @@ export class HarnessStream {
     this.stopped = true;
     this.markReady();
     this.abort.abort();
+    // The loop ends by our own abort here; how it ended was already reported to onDropped.
     await this.done.catch(() => {});
     await this.chain;
   }
@@ -70,7 +71,13 @@ export class HarnessStream {
       }
       if (this.stopped) return;
       await this.chain;
-      const again = await this.handlers.onDropped(reason).catch(() => false);
+      const again = await this.handlers.onDropped(reason).catch((err: unknown) => {
+        this.log.warn(
+          { err, reason },
+          "deciding whether to reconnect to the harness failed; giving up on it",
+        );
+        return false;
+      });
       if (!again) return;
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 5_000);

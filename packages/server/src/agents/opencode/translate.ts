@@ -1,4 +1,4 @@
-import type { ErrorInfo, EventBody } from "@flotilla/contracts";
+import { type ErrorInfo, type EventBody, FAILURES, type FailureName, failure } from "@flotilla/contracts";
 
 // Shapes we read from OpenCode's events and messages (see @opencode-ai/sdk/v2 types). Only the
 // fields we use; everything else passes by.
@@ -19,19 +19,79 @@ export interface OcMessage {
   sessionID: string;
   role: "user" | "assistant";
   time: { created: number; completed?: number };
-  error?: { name: string; data?: { message?: string } };
+  error?: OcError;
   providerID?: string;
   modelID?: string;
   cost?: number;
   tokens?: { input: number; output: number; reasoning: number; cache: { read: number; write: number } };
 }
 
-export const errorInfo = (
-  e: { name?: string; data?: { message?: string }; message?: string } | undefined,
-): ErrorInfo => ({
-  name: e?.name ?? "UnknownError",
-  message: e?.data?.message ?? e?.message ?? e?.name ?? "unknown error",
-});
+/** An error as OpenCode reports it, on a message or in `session.error` (see the SDK's `ApiError` etc.). */
+export interface OcError {
+  name?: string;
+  message?: string;
+  data?: {
+    message?: string;
+    statusCode?: number;
+    isRetryable?: boolean;
+    providerID?: string;
+    responseHeaders?: Record<string, string>;
+  };
+}
+
+// OpenCode's own kinds of failure that Flotilla's list keeps by name.
+const OPENCODE_KINDS: ReadonlySet<FailureName> = new Set<FailureName>([
+  "ProviderAuthError",
+  "APIError",
+  "ContextOverflowError",
+  "MessageOutputLengthError",
+  "ContentFilterError",
+  "StructuredOutputError",
+  "MessageAbortedError",
+]);
+
+/** How long the provider asked us to wait, from the headers OpenCode passes on (ms or seconds). */
+function retryAfterOf(headers: Record<string, string> | undefined): number | undefined {
+  if (!headers) return undefined;
+  const h = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const ms = Number(h["retry-after-ms"]);
+  if (Number.isFinite(ms) && ms >= 0) return Math.round(ms);
+  const s = Number(h["retry-after"]);
+  if (Number.isFinite(s) && s >= 0) return Math.round(s * 1000);
+  return undefined;
+}
+
+/**
+ * OpenCode's error as a Flotilla failure, typed here where it is born. OpenCode's own kinds keep
+ * their names, and an APIError is retriable exactly when OpenCode says so (`isRetryable`);
+ * anything else (UnknownError, e.g. "model not found", or a crash) is an AgentError naming what
+ * OpenCode called it. Only the message goes into the event: a stack trace OpenCode attached is
+ * handed to `trace` (the caller logs it).
+ */
+export function failureOf(e: OcError | undefined, trace?: (stack: string) => void): ErrorInfo {
+  const raw = e?.data?.message ?? e?.message ?? "";
+  const lines = raw.split("\n");
+  const at = lines.findIndex((l) => /^\s+at\s/.test(l));
+  const message = (at < 0 ? raw : lines.slice(0, at).join("\n")).trim();
+  if (at >= 0) trace?.(lines.slice(at).join("\n"));
+  const name = e?.name as FailureName | undefined;
+  if (name && OPENCODE_KINDS.has(name)) {
+    const status = e?.data?.statusCode;
+    return failure(name, message || FAILURES[name].about, {
+      retriable: name === "APIError" ? e?.data?.isRetryable === true : undefined,
+      retryAfterMs: name === "APIError" ? retryAfterOf(e?.data?.responseHeaders) : undefined,
+      detail:
+        status !== undefined
+          ? `HTTP ${status}`
+          : e?.data?.providerID
+            ? `provider ${e.data.providerID}`
+            : undefined,
+    });
+  }
+  return failure("AgentError", message || "the agent failed and said nothing more", {
+    detail: e?.name ?? undefined,
+  });
+}
 
 const MAX_OUTPUT = 64 * 1024;
 const clip = (s: string | undefined) =>

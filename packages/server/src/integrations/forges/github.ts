@@ -174,6 +174,7 @@ export class GitHubForge implements ForgeClient {
 
   async verifyWebhook(body: string, signature: string | undefined): Promise<boolean> {
     if (!this.settings.webhookSecret || !signature) return false;
+    // A malformed signature header throws: it is as unverified as a wrong one.
     return verify(this.settings.webhookSecret, body, signature).catch(() => false);
   }
 }

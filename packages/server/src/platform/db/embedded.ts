@@ -284,6 +284,7 @@ export async function startEmbeddedPostgres(home: string, log: Logger): Promise<
       await c.end();
       break;
     } catch (e) {
+      // A client that never connected has nothing to close; the connect error `e` is what is reported.
       await c.end().catch(() => {});
       if (exited || Date.now() > deadline) {
         throw new Error(

@@ -10,10 +10,12 @@ const DIR = new URL("./migrations/", import.meta.url).pathname;
 /**
  * Forward-only, versioned migrations (`NNN_name.sql`). The transaction-scoped advisory lock makes
  * replicas booting at once against one database wait for each other instead of racing.
+ * `through` stops after that version (tests of a migration set up the data it rewrites).
  */
-export async function migrate(db: Db, log: Logger): Promise<number> {
+export async function migrate(db: Db, log: Logger, opts: { through?: number } = {}): Promise<number> {
   const files = readdirSync(DIR)
     .filter((f) => /^\d{3}_.+\.sql$/.test(f))
+    .filter((f) => opts.through === undefined || Number(f.slice(0, 3)) <= opts.through)
     .sort();
   return await withTx(db, async (tx) => {
     await tx.query("select pg_advisory_xact_lock($1)", [LOCKS.migrate]);

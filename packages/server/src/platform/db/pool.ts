@@ -23,6 +23,8 @@ export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> 
     await tx.query("commit");
     return out;
   } catch (e) {
+    // The error that matters is thrown on below; a failed rollback means the connection is gone,
+    // and the transaction with it.
     await tx.query("rollback").catch(() => {});
     throw e;
   } finally {

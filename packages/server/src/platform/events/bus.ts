@@ -40,6 +40,7 @@ export class EventBus {
     const c = this.listenClient;
     this.listenClient = undefined;
     if (c) {
+      // The client is being closed either way; a broken connection listens to nothing already.
       await c.query(`unlisten ${CHANNEL}`).catch(() => {});
       c.release();
     }

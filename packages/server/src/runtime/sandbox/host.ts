@@ -53,14 +53,18 @@ export function hostFacts(isRoot = process.getuid?.() === 0): HostFacts {
       const st = lstatSync(d);
       if (st.isSymbolicLink()) rootSymlinks[d] = readlinkSync(d);
       else if (st.isDirectory()) rootDirs.push(d);
-    } catch {}
+    } catch {
+      // Not on this distribution (e.g. /libx32): nothing to bind.
+    }
   }
   const etcSecrets: string[] = [];
   for (const p of ETC_SECRETS) {
     try {
       const st = lstatSync(p);
       etcSecrets.push(st.isDirectory() ? `${p}/` : p);
-    } catch {}
+    } catch {
+      // Absent here: nothing to hide.
+    }
   }
   return { rootSymlinks, rootDirs, etcSecrets, dropTo: isRoot ? agentUser() : null };
 }

@@ -1,4 +1,12 @@
-import type { SessionEvent } from "@flotilla/client";
+import type { Message } from "./api.ts";
+import type { SessionEvent } from "./events.ts";
+
+/**
+ * The conversation, folded from a session's events: the one fold that both the web UI (streaming,
+ * a batch at a time) and the server's `GET /sessions/{id}/messages` (the whole log at once, then
+ * `messagesOf`) use, so the two cannot disagree. Types only from the other contracts: the browser
+ * imports this file from `@flotilla/contracts/transcript`, and zod must stay out of its bundle.
+ */
 
 type Of<T extends SessionEvent["type"]> = Extract<SessionEvent, { type: T }>["data"];
 export type SessionStatus = Of<"session.status">["status"];
@@ -6,12 +14,16 @@ export type ToolStatus = Of<"tool.updated">["status"];
 export type Todo = Of<"todo.updated">["todos"][number];
 
 export type Row =
-  | { kind: "user"; key: string; text: string; messageId?: string; at: string }
+  /** `eventId` is the turn.started event's: a prompt the harness gave no message id is known by it. */
+  | { kind: "user"; key: string; text: string; messageId?: string; eventId: string; at: string }
   | { kind: "text"; key: string; text: string; messageId: string }
-  | { kind: "reasoning"; key: string; text: string }
+  | { kind: "reasoning"; key: string; text: string; messageId: string }
   | {
       kind: "tool";
+      /** The call's id: a permission request names the call, not the part. */
       key: string;
+      messageId: string;
+      partId: string;
       tool: string;
       status: ToolStatus;
       title?: string;
@@ -60,6 +72,8 @@ export interface Transcript {
   callOf: ReadonlyMap<string, string>;
   /** Internal: the calls whose permission was rejected. */
   rejectedCalls: ReadonlySet<string>;
+  /** Internal: when each assistant message was first heard of, which dates it in `messagesOf`. */
+  firstHeard: ReadonlyMap<string, string>;
 }
 
 const zero: Usage = { input: 0, output: 0, reasoning: 0, cache: 0, cost: 0 };
@@ -78,6 +92,7 @@ export const emptyTranscript: Transcript = {
   said: new Map(),
   callOf: new Map(),
   rejectedCalls: new Set(),
+  firstHeard: new Map(),
 };
 
 const ABORTED = "MessageAbortedError";
@@ -99,8 +114,19 @@ const TURN_END: Record<"error" | "aborted" | "interrupted", string> = {
 export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
   if (events.every((e) => e.seq <= prev.lastSeq)) return prev;
   const rows = [...prev.rows];
-  let { permissions, status, lastSeq, todos, byMessage, statusError, gitSeq, said, callOf, rejectedCalls } =
-    prev;
+  let {
+    permissions,
+    status,
+    lastSeq,
+    todos,
+    byMessage,
+    statusError,
+    gitSeq,
+    said,
+    callOf,
+    rejectedCalls,
+    firstHeard,
+  } = prev;
   let index = prev.index;
   const upsert = (row: Row, merge?: (old: Row) => Row) => {
     const i = index.get(row.key);
@@ -118,6 +144,11 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
   };
   const alreadySaid = (err: { name: string; message: string }) =>
     said.has(err.message) || (err.name === ABORTED && said.has(ABORT_SAID));
+  const heard = (messageId: string, at: string) => {
+    if (firstHeard.has(messageId)) return;
+    if (firstHeard === prev.firstHeard) firstHeard = new Map(prev.firstHeard);
+    (firstHeard as Map<string, string>).set(messageId, at);
+  };
   for (const e of events) {
     if (e.seq <= lastSeq) continue;
     lastSeq = e.seq;
@@ -129,30 +160,36 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           key: `turn-${e.seq}`,
           text: e.data.prompt,
           messageId: e.data.messageId,
+          eventId: e.id,
           at: e.at,
         });
         break;
       case "text.delta":
-        upsert(
-          { kind: "text", key: e.data.partId, text: e.data.delta, messageId: e.data.messageId },
-          (old) => (old.kind === "text" ? { ...old, text: old.text + e.data.delta } : old),
+      case "reasoning.delta": {
+        const kind = e.type === "text.delta" ? "text" : "reasoning";
+        heard(e.data.messageId, e.at);
+        upsert({ kind, key: e.data.partId, text: e.data.delta, messageId: e.data.messageId }, (old) =>
+          old.kind === kind ? { ...old, text: old.text + e.data.delta } : old,
         );
         break;
+      }
       case "text.completed":
-        upsert({ kind: "text", key: e.data.partId, text: e.data.text, messageId: e.data.messageId });
-        break;
-      case "reasoning.delta":
-        upsert({ kind: "reasoning", key: e.data.partId, text: e.data.delta }, (old) =>
-          old.kind === "reasoning" ? { ...old, text: old.text + e.data.delta } : old,
-        );
-        break;
       case "reasoning.completed":
-        upsert({ kind: "reasoning", key: e.data.partId, text: e.data.text });
+        heard(e.data.messageId, e.at);
+        upsert({
+          kind: e.type === "text.completed" ? "text" : "reasoning",
+          key: e.data.partId,
+          text: e.data.text,
+          messageId: e.data.messageId,
+        });
         break;
       case "tool.updated":
+        heard(e.data.messageId, e.at);
         upsert({
           kind: "tool",
           key: e.data.callId,
+          messageId: e.data.messageId,
+          partId: e.data.partId,
           tool: e.data.tool,
           status: e.data.status,
           title: e.data.title,
@@ -309,5 +346,58 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
     said,
     callOf,
     rejectedCalls,
+    firstHeard,
   };
+}
+
+type Part = Message["parts"][number];
+
+/** A row as the part of a message that the API returns: an optional field the event left out stays out. */
+function partOf(row: Extract<Row, { kind: "text" | "reasoning" | "tool" }>): Part {
+  if (row.kind !== "tool") return { type: row.kind, id: row.key, text: row.text };
+  const { tool, status, title, input, output, error } = row;
+  return {
+    type: "tool",
+    id: row.partId,
+    tool,
+    status,
+    ...(title !== undefined ? { title } : {}),
+    ...(input !== undefined ? { input } : {}),
+    ...(output !== undefined ? { output } : {}),
+    ...(error !== undefined ? { error } : {}),
+  };
+}
+
+/**
+ * The folded conversation as the API's messages: each prompt a user message; each assistant
+ * message's parts, in the order they were first heard of, in a message placed where it was first
+ * heard of. Notices, git lines, usage and permissions are the UI's and are left out.
+ */
+export function messagesOf(transcript: Transcript): Message[] {
+  const out: Message[] = [];
+  const byId = new Map<string, Message>();
+  for (const row of transcript.rows) {
+    if (row.kind === "user")
+      out.push({
+        id: row.messageId ?? row.eventId,
+        role: "user",
+        at: row.at,
+        parts: [{ type: "text", id: row.eventId, text: row.text }],
+      });
+    else if (row.kind === "text" || row.kind === "reasoning" || row.kind === "tool") {
+      let m = byId.get(row.messageId);
+      if (!m) {
+        m = {
+          id: row.messageId,
+          role: "assistant",
+          at: transcript.firstHeard.get(row.messageId)!,
+          parts: [],
+        };
+        byId.set(row.messageId, m);
+        out.push(m);
+      }
+      m.parts.push(partOf(row));
+    }
+  }
+  return out;
 }
