@@ -40,8 +40,6 @@ export interface TurnResult {
 
 // The client backs off up to 5 s between attempts: about half a minute before giving up.
 const MAX_RECONNECTS = 10;
-// turn.finished and the session.status after it are written in one transaction.
-const STATUS_AFTER_FINISH_MS = 3000;
 // After an abort was accepted the harness confirms quickly; do not wait forever if it does not.
 const ABORT_SETTLE_MS = 15_000;
 
@@ -51,8 +49,8 @@ export function turnExitCode(r: TurnResult): number {
 }
 
 /**
- * Follows one session from `after` until its turn ends (turn.finished and the status written with
- * it), or until provisioning fails. Renders or prints each event, answers permission asks (by
+ * Follows one session from `after` until its turn ends (its turn.finished), or until provisioning
+ * fails. Renders or prints each event, answers permission asks (by
  * prompt, or "once" with --yes), and turns Ctrl-C into an abort of the turn.
  */
 export async function watchTurn(o: WatchOptions): Promise<TurnResult> {
@@ -174,13 +172,14 @@ export async function watchTurn(o: WatchOptions): Promise<TurnResult> {
         desk?.replied(e.data.requestId);
         return false;
       case "turn.finished":
+        // The turn's one final event: its outcome, its error and what it left the session in.
         result.finished = e.data;
-        stopIn(STATUS_AFTER_FINISH_MS);
-        return false;
+        result.status = e.data.status;
+        if (e.data.error && e.data.outcome !== "success") result.error = e.data.error;
+        return true;
       case "session.status":
         result.status = e.data.status;
         if (e.data.error) result.error = e.data.error;
-        if (result.finished) return true;
         // Ends without a turn: provisioning failed, was cut short or lost its prompt to an abort,
         // or the session went away.
         return (

@@ -86,7 +86,14 @@ export const EventBody = z.discriminatedUnion("type", [
   ),
   ev(
     "turn.finished",
-    z.object({ outcome: TurnOutcome, error: ErrorInfo.optional(), durationMs: z.number().optional() }),
+    z.object({
+      outcome: TurnOutcome,
+      error: ErrorInfo.optional(),
+      durationMs: z.number().optional(),
+      // What the turn leaves the session in (the session.status written with it says the same):
+      // a client ends a turn on this one event.
+      status: z.enum(["idle", "interrupted"]),
+    }),
   ),
   ev("text.delta", z.object({ messageId: z.string(), partId: z.string(), delta: z.string() })),
   ev("text.completed", z.object({ messageId: z.string(), partId: z.string(), text: z.string() })),

@@ -231,7 +231,9 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
         break;
       }
       case "turn.finished":
-        // A finished turn can no longer be waiting on anything it asked.
+        // The turn's final event says what it left the session in; a finished turn can no longer
+        // be waiting on anything it asked.
+        status = e.data.status;
         permissions = [];
         if (e.data.outcome !== "success") {
           const outcome = e.data.outcome;

@@ -25,7 +25,7 @@ describe("migrations", () => {
     }
   });
 
-  it("013 rewrites failures stored before the list was closed into its kinds, each with retriable", async () => {
+  it("013 rewrites failures stored before the list was closed into its kinds, each with retriable; 014 adds turn.finished's status", async () => {
     const url = await createTestDb();
     const db = createPool(url, 2);
     const log = createLogger("silent");
@@ -82,6 +82,8 @@ describe("migrations", () => {
         task: { name: "InternalError", message: "boom", retriable: false },
         attempt: { name: "HarnessUnavailable", message: "no room", retriable: true },
       });
+      // 014: a turn.finished written before says what it left the session in, from its outcome.
+      expect(await one("select data->>'status' as e from events where seq = 2")).toBe("interrupted");
       // Events without a failure are untouched.
       expect(await one("select data as e from events where seq = 4")).toEqual({ status: "idle" });
       expect(await one("select data as e from events where seq = 5")).toEqual({

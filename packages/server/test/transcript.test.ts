@@ -129,7 +129,7 @@ describe("the transcript fold", () => {
     const turn = (prompt: string): EventBody[] => [
       { type: "turn.started", data: { prompt } },
       { type: "error", data: rateLimit },
-      { type: "turn.finished", data: { outcome: "error", error: rateLimit } },
+      { type: "turn.finished", data: { outcome: "error", error: rateLimit, status: "idle" } },
       { type: "session.status", data: { status: "idle", error: rateLimit } },
     ];
     const notices = (events: SessionEvent[]) => withoutKey(rowsOf(events)).filter((r) => r.kind === "notice");
@@ -211,7 +211,7 @@ describe("the server's messages, projected from the fold", () => {
     },
     /* 12 */ { type: "text.completed", data: { messageId: "msg_a2", partId: "prt_t2", text: "Done." } },
     /* 13 */ { type: "text.completed", data: { messageId: "msg_a2", partId: "prt_t2", text: "Done." } },
-    /* 14 */ { type: "turn.finished", data: { outcome: "success", durationMs: 1200 } },
+    /* 14 */ { type: "turn.finished", data: { outcome: "success", durationMs: 1200, status: "idle" } },
     /* 15 */ { type: "turn.started", data: { prompt: "And the tests?" } },
     /* 16 */ { type: "tool.updated", data: { ...edit, status: "running", input: { filePath: "a.ts" } } },
     /* 17 */ askedAbout("call_2"),
@@ -221,7 +221,7 @@ describe("the server's messages, projected from the fold", () => {
       data: { ...edit, status: "error", input: { filePath: "a.ts" }, error: "rejected" },
     },
     /* 20 */ { type: "error", data: rateLimit },
-    /* 21 */ { type: "turn.finished", data: { outcome: "error", error: rateLimit } },
+    /* 21 */ { type: "turn.finished", data: { outcome: "error", error: rateLimit, status: "idle" } },
     /* 22 */ {
       type: "git",
       data: { action: "commit", branch: "flotilla/ses_1", commit: "abc123", summary: "Committed" },

@@ -314,6 +314,7 @@ export class SessionIngest {
               outcome,
               ...(error ? { error } : {}),
               ...(durationMs !== undefined ? { durationMs } : {}),
+              status,
             },
           },
           {
