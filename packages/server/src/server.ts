@@ -24,6 +24,7 @@ import type { Logger } from "./platform/logger.ts";
 import { runtimeDrivers } from "./runtime/registry.ts";
 import { SessionIngest } from "./sessions/ingest.ts";
 import { SessionService } from "./sessions/sessions.ts";
+import { TurnOwner } from "./sessions/turns.ts";
 import { Scheduler } from "./tasks/scheduler.ts";
 import { TaskService } from "./tasks/tasks.ts";
 import { TerminalService } from "./terminals/terminals.ts";
@@ -113,7 +114,12 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     cleanups.push(() => webhooks.stop());
     const events = new EventLog(db, bus);
     // The ingest first: the manager gets the harness events it delivers in its constructor.
-    const ingest = new SessionIngest(db, events, log.child({ component: "ingest" }));
+    const ingest = new SessionIngest(
+      db,
+      events,
+      log.child({ component: "ingest" }),
+      new TurnOwner(db, events),
+    );
     const harnesses = new HarnessManager(db, drivers, config, log.child({ component: "harnesses" }), {
       onEvent: (h, dir, payload) => ingest.onEvent(h, dir, payload),
       onConnected: (h) => ingest.reconcile(h),

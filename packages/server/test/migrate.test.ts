@@ -95,4 +95,46 @@ describe("migrations", () => {
       await db.end();
     }
   });
+
+  it("015 moves a session's turn into one column: a running turn with its prompt id and open requests, a pending prompt", async () => {
+    const url = await createTestDb();
+    const db = createPool(url, 2);
+    const log = createLogger("silent");
+    try {
+      await migrate(db, log, { through: 14 });
+      await db.query(`
+        insert into orgs (id, name) values ('org_1', 'o');
+        insert into projects (id, org_id, repo) values ('prj_1', 'org_1', '/r');
+        insert into shards (id, org_id, project_id, dir, runtime, network) values ('shd_1', 'org_1', 'prj_1', '/s', 'local', 'open');
+        insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, base_ref, base_commit, shard_id)
+          values ('wsp_1', 'org_1', 'prj_1', 'worktree', '/r', '/w', '/s', 'main', 'abc', 'shd_1');
+        insert into sessions (id, org_id, project_id, workspace_id, title, status, model, permission, turn_message_id, turn_started_at)
+          values ('ses_run', 'org_1', 'prj_1', 'wsp_1', 't', 'waiting_permission', 'm', '{}', 'msg_9', '2026-01-01T00:00:00Z');
+        insert into sessions (id, org_id, project_id, workspace_id, title, status, model, permission, pending_prompt)
+          values ('ses_new', 'org_1', 'prj_1', 'wsp_1', 't', 'failed', 'm', '{}', 'fix it');
+        insert into sessions (id, org_id, project_id, workspace_id, title, status, model, permission, turn_message_id)
+          values ('ses_idle', 'org_1', 'prj_1', 'wsp_1', 't', 'idle', 'm', '{}', 'msg_1');
+        insert into permission_requests (id, session_id, permission, patterns, metadata, status)
+          values ('per_1', 'ses_run', 'bash', '[]', '{}', 'pending'), ('per_0', 'ses_run', 'edit', '[]', '{}', 'replied');
+      `);
+      await migrate(db, log);
+      const turn = async (id: string) =>
+        (await db.query("select turn from sessions where id = $1", [id])).rows[0]!.turn;
+      expect(await turn("ses_run")).toEqual({
+        phase: "running",
+        messageId: "msg_9",
+        startedAt: Date.parse("2026-01-01T00:00:00Z"),
+        abortRequested: false,
+        waiting: ["per_1"],
+      });
+      expect(await turn("ses_new")).toEqual({ phase: "pending", prompt: "fix it" });
+      expect(await turn("ses_idle")).toBeNull();
+      const cols = await db.query(
+        "select column_name from information_schema.columns where table_name = 'sessions' and column_name in ('pending_prompt', 'turn_message_id', 'turn_started_at')",
+      );
+      expect(cols.rows).toEqual([]);
+    } finally {
+      await db.end();
+    }
+  });
 });

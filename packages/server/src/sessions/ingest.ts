@@ -1,10 +1,4 @@
-import {
-  type ErrorInfo,
-  type EventBody,
-  failure,
-  type SessionStatus,
-  type TurnOutcome,
-} from "@flotilla/contracts";
+import { type ErrorInfo, type EventBody, failure } from "@flotilla/contracts";
 import {
   failureOf,
   type KnownPart,
@@ -17,26 +11,21 @@ import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
 import { IN_TURN, IN_TURN_SQL, PLACED_SQL, WORKING_SQL } from "./status.ts";
+import { running, type TurnState } from "./turn.ts";
+import type { TurnOwner } from "./turns.ts";
 
 export const ACTIVE = IN_TURN;
 
 // biome-ignore lint/suspicious/noExplicitAny: OpenCode event properties, checked per event type
 type Props = Record<string, any>;
 
-interface TurnState {
-  abortRequested: boolean;
-  error?: ErrorInfo;
-}
-
-const outcomeOf = (e: ErrorInfo | undefined): TurnOutcome =>
-  !e ? "success" : e.name === "MessageAbortedError" ? "aborted" : "error";
-
 /**
  * From harness events to the session's log: translation, turn bookkeeping, permission requests,
  * and read-back of the harness's own state whenever our view may be incomplete (a turn ending, a
  * reconnect, an adoption). OpenCode sends some of a turn's final updates after it reports idle, so
  * a turn is closed only after reading the turn's messages back: `turn.finished` is then the last
- * event of the turn and its outcome comes from the turn's own assistant messages.
+ * event of the turn and its outcome comes from the turn's own assistant messages. What the harness
+ * says about a turn goes to the turn machine (./turn.ts) through its owner; this class only reads.
  */
 export class SessionIngest {
   private readonly translators = new Map<string, Translator>();
@@ -46,12 +35,12 @@ export class SessionIngest {
    * holds. Set by every bind (fork, first event after a restart, reconcile) before a read-back.
    */
   private readonly floors = new Map<string, string>();
-  private readonly turns = new Map<string, TurnState>();
 
   constructor(
     private readonly db: Db,
     private readonly log: EventLog,
     private readonly logger: Logger,
+    readonly turns: TurnOwner,
   ) {}
 
   bind(opencodeId: string, sessionId: string, historyFloor?: string | null): void {
@@ -63,16 +52,6 @@ export class SessionIngest {
   private inherited(sessionId: string, messageId: string | undefined): boolean {
     const floor = this.floors.get(sessionId);
     return floor !== undefined && messageId !== undefined && messageId <= floor;
-  }
-
-  turnStarted(sessionId: string): void {
-    this.turns.set(sessionId, { abortRequested: false });
-  }
-
-  abortRequested(sessionId: string): void {
-    const t = this.turns.get(sessionId) ?? { abortRequested: true };
-    t.abortRequested = true;
-    this.turns.set(sessionId, t);
   }
 
   private translator(harnessId: string): Translator {
@@ -132,9 +111,7 @@ export class SessionIngest {
             "the agent's error came with a stack trace",
           ),
         );
-        const turn = this.turns.get(sid);
-        if (turn && !(error.name === "MessageAbortedError" && !turn.abortRequested)) turn.error = error;
-        await this.append(sid, [{ type: "error", data: error }]);
+        await this.turns.apply(sid, { type: "error", error }, [{ type: "error", data: error }]);
         return;
       }
       case "session.status": {
@@ -258,83 +235,27 @@ export class SessionIngest {
     }
   }
 
-  /** The harness says the session is idle: read the turn back, then close it. */
+  /** The harness says the session is idle: read the turn back, then let the turn machine close it. */
   private async settle(h: LiveHarness, sessionId: string): Promise<void> {
-    const { rows } = await this.db.query(
-      "select s.status, s.opencode_id, s.turn_message_id, w.path from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1",
+    const { rows } = await this.db.query<{ turn: TurnState | null; opencode_id: string; path: string }>(
+      "select s.turn, s.opencode_id, w.path from sessions s join workspaces w on w.id = s.workspace_id where s.id = $1",
       [sessionId],
     );
-    const r = rows[0];
-    if (!r || !ACTIVE.includes(r.status)) return;
-    const turn = this.turns.get(sessionId);
-    let error: ErrorInfo | undefined;
+    const turn = rows[0]?.turn ?? null;
+    if (!running(turn)) return;
+    let back: { error: ErrorInfo | undefined; answered: boolean };
     try {
-      const back = await this.readBackSettled(h, sessionId, r.opencode_id, r.path, r.turn_message_id);
-      // Idle before the prompt was taken up (or a late idle of an earlier turn): not this turn's end.
-      if (!back.answered) return;
-      error = back.error;
+      back = await this.readBackSettled(h, sessionId, rows[0]!.opencode_id, rows[0]!.path, turn.messageId);
     } catch (err) {
       this.logger.warn({ err, session: sessionId }, "read-back at turn end failed; using streamed state");
+      back = { error: undefined, answered: true };
     }
-    // The message may not carry its error yet when idle is reported; session.error came before idle.
-    error ??= turn?.error;
-    // We asked for the abort and the turn ended: that is how it ended, whatever else is late.
-    if (!error && turn?.abortRequested) error = failure("MessageAbortedError", "aborted by request");
-    if (error?.name === "MessageAbortedError" && turn && !turn.abortRequested && !turn.error)
-      error = undefined;
-    await this.finishTurn(sessionId, outcomeOf(error), error);
+    await this.turns.apply(sessionId, { type: "idle", ...back });
   }
 
-  /** Ends the running turn, once: the row lock and status re-check make repeats harmless. */
-  async finishTurn(
-    sessionId: string,
-    outcome: TurnOutcome,
-    error?: ErrorInfo,
-    reason?: string,
-  ): Promise<void> {
-    const events = await withTx(this.db, async (tx) => {
-      const { rows } = await tx.query(
-        "select status, turn_started_at from sessions where id = $1 for update",
-        [sessionId],
-      );
-      if (!rows[0] || !ACTIVE.includes(rows[0].status)) return [];
-      const durationMs = rows[0].turn_started_at ? Date.now() - rows[0].turn_started_at.getTime() : undefined;
-      const status: SessionStatus = outcome === "interrupted" ? "interrupted" : "idle";
-      await tx.query(
-        "update permission_requests set status = 'gone' where session_id = $1 and status = 'pending'",
-        [sessionId],
-      );
-      return this.log.appendTx(
-        tx,
-        sessionId,
-        [
-          {
-            type: "turn.finished",
-            data: {
-              outcome,
-              ...(error ? { error } : {}),
-              ...(durationMs !== undefined ? { durationMs } : {}),
-              status,
-            },
-          },
-          {
-            type: "session.status",
-            data: {
-              status,
-              ...(reason ? { reason } : {}),
-              ...(error && outcome !== "success" ? { error } : {}),
-            },
-          },
-        ],
-        {
-          status,
-          error: outcome === "error" || outcome === "interrupted" ? (error ?? null) : null,
-          turnStartedAt: null,
-        },
-      );
-    });
-    this.turns.delete(sessionId);
-    await this.log.publish(events);
+  /** The harness lost, or the control plane stopping: the session's turn, if any, ends interrupted. */
+  private async interrupt(sessionId: string, error: ErrorInfo, reason: string): Promise<void> {
+    await this.turns.apply(sessionId, { type: "lost", error, reason });
   }
 
   private async permissionAsked(sessionId: string, p: PermissionAsked): Promise<void> {
@@ -345,8 +266,6 @@ export class SessionIngest {
         [p.id, sessionId, p.permission, JSON.stringify(p.patterns ?? []), JSON.stringify(p.metadata ?? {})],
       );
       if (ins.rowCount === 0) return [];
-      const { rows } = await tx.query("select status from sessions where id = $1 for update", [sessionId]);
-      const toWaiting = rows[0]?.status === "running";
       const asked: EventBody = {
         type: "permission.asked",
         data: {
@@ -358,12 +277,10 @@ export class SessionIngest {
           ...(p.tool?.callID ? { callId: p.tool.callID } : {}),
         },
       };
-      return this.log.appendTx(
-        tx,
-        sessionId,
-        toWaiting ? [asked, { type: "session.status", data: { status: "waiting_permission" } }] : [asked],
-        toWaiting ? { status: "waiting_permission" } : {},
-      );
+      const applied = await this.turns.applyTx(tx, sessionId, { type: "permission.asked", requestId: p.id }, [
+        asked,
+      ]);
+      return applied.events;
     });
     await this.log.publish(events);
   }
@@ -380,22 +297,14 @@ export class SessionIngest {
       );
       if (upd.rowCount === 0) return [];
       const message: string | null = upd.rows[0].message;
-      const { rows } = await tx.query(
-        `select status, (select count(*)::int from permission_requests where session_id = $1 and status = 'pending') as pending
-         from sessions where id = $1 for update`,
-        [sessionId],
-      );
-      const toRunning = rows[0]?.status === "waiting_permission" && rows[0].pending === 0;
       const replied: EventBody = {
         type: "permission.replied",
         data: { requestId, reply, ...(message ? { message } : {}) },
       };
-      return this.log.appendTx(
-        tx,
-        sessionId,
-        toRunning ? [replied, { type: "session.status", data: { status: "running" } }] : [replied],
-        toRunning ? { status: "running" } : {},
-      );
+      const applied = await this.turns.applyTx(tx, sessionId, { type: "permission.replied", requestId }, [
+        replied,
+      ]);
+      return applied.events;
     });
     await this.log.publish(events);
   }
@@ -406,7 +315,7 @@ export class SessionIngest {
    */
   async reconcile(h: LiveHarness): Promise<void> {
     const { rows } = await this.db.query(
-      `select s.id, s.status, s.opencode_id, s.turn_message_id, s.history_floor, w.path from sessions s join workspaces w on w.id = s.workspace_id
+      `select s.id, s.status, s.opencode_id, s.turn, s.history_floor, w.path from sessions s join workspaces w on w.id = s.workspace_id
        where w.shard_id = $1 and s.deleted_at is null and s.opencode_id is not null
          and s.status in ${WORKING_SQL}`,
       [h.shardId],
@@ -428,7 +337,7 @@ export class SessionIngest {
         r.id,
         r.opencode_id,
         r.path,
-        r.turn_message_id,
+        running(r.turn) ? r.turn.messageId : null,
       );
       const mine = pending.filter((x) => x.sessionID === r.opencode_id);
       for (const p of mine) await this.permissionAsked(r.id, p);
@@ -439,8 +348,8 @@ export class SessionIngest {
       const st = statuses[r.opencode_id]?.type;
       // Idle with an answer to the latest prompt: the turn ended while we were not listening. Idle
       // without one: the prompt is still on its way in; the live stream will see the turn.
-      if (st !== "busy" && st !== "retry" && answered && ACTIVE.includes(r.status))
-        await this.finishTurn(r.id, outcomeOf(lastError), lastError);
+      if (st !== "busy" && st !== "retry")
+        await this.turns.apply(r.id, { type: "idle", answered, error: lastError });
     }
   }
 
@@ -456,7 +365,7 @@ export class SessionIngest {
         { type: "harness.state", data: { harnessId: h.id, state: "lost", reason } },
       ]);
       const error = failure("HarnessLost", reason);
-      if (ACTIVE.includes(r.status)) await this.finishTurn(r.id, "interrupted", error, reason);
+      if (ACTIVE.includes(r.status)) await this.interrupt(r.id, error, reason);
       else if (r.status === "provisioning") await this.interruptProvisioning(r.id, error, reason);
     }
   }
@@ -469,7 +378,12 @@ export class SessionIngest {
     );
   }
 
-  /** Harness changes reach the sessions that are waiting on or using it (provision() adds `ready`). */
+  /** The harness a session was waiting for is ready (told to that session alone: others already use it). */
+  async harnessReady(sessionId: string, harnessId: string): Promise<void> {
+    await this.append(sessionId, [{ type: "harness.state", data: { harnessId, state: "ready" } }]);
+  }
+
+  /** Harness changes reach the sessions that are waiting on or using it (`ready` by harnessReady). */
   async onState(
     h: { id: string; shardId: string },
     state: "starting" | "ready" | "adopted" | "stopped",
@@ -508,7 +422,7 @@ export class SessionIngest {
       const error = failure("ControlPlaneRestart", reason);
       if (r.status === "provisioning" || r.status === "queued")
         await this.interruptProvisioning(r.id, error, reason);
-      else await this.finishTurn(r.id, "interrupted", error, reason);
+      else await this.interrupt(r.id, error, reason);
     }
   }
 
@@ -519,8 +433,7 @@ export class SessionIngest {
        where s.status in ${IN_TURN_SQL} and s.deleted_at is null and (sh.replica = $1 or sh.replica is null)`,
       [replica],
     );
-    for (const r of rows)
-      await this.finishTurn(r.id, "interrupted", failure("ControlPlaneShutdown", reason), reason);
+    for (const r of rows) await this.interrupt(r.id, failure("ControlPlaneShutdown", reason), reason);
   }
 }
 

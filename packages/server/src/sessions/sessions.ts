@@ -41,6 +41,7 @@ import {
 import { ACTIVE, type SessionIngest } from "./ingest.ts";
 import { WORKING_SQL } from "./status.ts";
 import { transcript } from "./transcript.ts";
+import { running, type TurnState } from "./turn.ts";
 
 export interface SessionRow {
   id: string;
@@ -54,10 +55,9 @@ export interface SessionRow {
   agent: string | null;
   permission: Session["permission"];
   opencode_id: string | null;
-  pending_prompt: string | null;
+  turn: TurnState | null;
   last_seq: number;
   error: ErrorInfo | null;
-  turn_started_at: Date | null;
   tokens: Session["usage"]["tokens"];
   cost: number;
   created_at: Date;
@@ -164,6 +164,25 @@ export const shardOf = (w: WorkspaceAt) => ({
 const ordinal = (n: number) =>
   `${n}${n % 10 === 1 && n % 100 !== 11 ? "st" : n % 10 === 2 && n % 100 !== 12 ? "nd" : n % 10 === 3 && n % 100 !== 13 ? "rd" : "th"}`;
 
+/**
+ * A failed call to the harness, typed where it failed: unreachable (a network error: the harness is
+ * gone or not listening) or refused (it answered with an error body, which the SDK throws as is).
+ */
+export function harnessFailure(e: unknown, what: string): FlotillaError {
+  if (e instanceof FlotillaError) return e;
+  const body = e as { name?: string; message?: string; data?: { message?: string } } | undefined;
+  const said = body?.data?.message ?? body?.message ?? (typeof e === "string" ? e : JSON.stringify(e));
+  // fetch reports a network failure (refused, reset, no route) as a TypeError, whatever its cause.
+  return e instanceof TypeError
+    ? new FlotillaError("harness_unavailable", `${what}: it could not be reached (${said})`)
+    : new FlotillaError("harness_error", `${what}: ${said}`);
+}
+
+/** How long an abort keeps asking the harness before the turn is closed as aborted regardless. */
+const ABORT_WAIT_MS = 10_000;
+/** How long a permission reply waits for the harness to confirm it. */
+const REPLY_WAIT_MS = 5_000;
+
 const splitModel = (m: string) => {
   const i = m.indexOf("/");
   return { providerID: m.slice(0, i), modelID: m.slice(i + 1) };
@@ -175,7 +194,6 @@ const splitModel = (m: string) => {
  */
 export class SessionService {
   private readonly background = new Set<Promise<unknown>>();
-  private readonly abortOnStart = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -402,7 +420,7 @@ export class SessionService {
           ],
         );
         await tx.query(
-          `insert into sessions (id, org_id, project_id, workspace_id, title, status, model, agent, permission, pending_prompt)
+          `insert into sessions (id, org_id, project_id, workspace_id, title, status, model, agent, permission, turn)
            values ($1, $2, $3, $4, $5, 'provisioning', $6, $7, $8, $9)`,
           [
             sessionId,
@@ -413,7 +431,7 @@ export class SessionService {
             model,
             body.agent ?? null,
             JSON.stringify(permission),
-            body.prompt,
+            JSON.stringify({ phase: "pending", prompt: body.prompt } satisfies TurnState),
           ],
         );
       });
@@ -449,7 +467,7 @@ export class SessionService {
    * Harness up, OpenCode session made, the pending prompt sent (with the turn's model and agent, if
    * it was given them). Failures end in `failed` with the reason.
    */
-  private async provision(sessionId: string, turn: { model?: string; agent?: string } = {}): Promise<void> {
+  private async provision(sessionId: string): Promise<void> {
     const r = await this.rowById(sessionId);
     try {
       let queued: Promise<unknown> | undefined;
@@ -480,24 +498,11 @@ export class SessionService {
           status: "provisioning",
         });
       }
-      await this.log.append(sessionId, [
-        { type: "harness.state", data: { harnessId: h.id, state: "ready" } },
-      ]);
+      await this.ingest.harnessReady(sessionId, h.id);
       await this.ensureOpencodeSession(h, r);
-      // Take the prompt atomically: an abort during provisioning clears it first, or sees the turn.
-      const prompt = (
-        await this.db.query(
-          `update sessions s set pending_prompt = null from (select id, pending_prompt from sessions where id = $1 for update) old
-           where s.id = old.id returning old.pending_prompt`,
-          [sessionId],
-        )
-      ).rows[0]?.pending_prompt;
-      if (prompt) {
-        await this.startTurn(h, await this.rowById(sessionId), { ...turn, text: prompt });
-        // An abort that came while the turn was being started found no turn to abort: do it now.
-        if (this.abortOnStart.delete(sessionId))
-          await this.abort(sessionId, { orgId: r.org_id, tokenId: "", role: "admin" });
-      } else
+      // The pending prompt starts its turn, unless an abort during provisioning dropped it.
+      const started = await this.startTurn(h, await this.rowById(sessionId));
+      if (!started)
         await this.log.append(sessionId, [{ type: "session.status", data: { status: "idle" } }], {
           status: "idle",
         });
@@ -523,10 +528,14 @@ export class SessionService {
 
   private async ensureOpencodeSession(h: LiveHarness, r: SessionRow): Promise<string> {
     if (r.opencode_id) return r.opencode_id;
-    const res = await h.client.session.create(
-      { directory: r.path, title: r.title, permission: toRuleset(r.permission) },
-      { throwOnError: true },
-    );
+    const res = await h.client.session
+      .create(
+        { directory: r.path, title: r.title, permission: toRuleset(r.permission) },
+        { throwOnError: true },
+      )
+      .catch((e: unknown) => {
+        throw harnessFailure(e, "the harness could not create the agent's session");
+      });
     const ocId = res.data.id;
     await this.db.query("update sessions set opencode_id = $2 where id = $1", [r.id, ocId]);
     await this.harnesses.noteSession(h);
@@ -534,47 +543,53 @@ export class SessionService {
     return ocId;
   }
 
+  /**
+   * Starts a turn: the prompt given, or the session's pending one. The turn machine records the
+   * start (with its events) before the harness is sent the prompt. False when there was nothing to
+   * start (the pending prompt was dropped by an abort).
+   */
   private async startTurn(
     h: LiveHarness,
     r: SessionRow,
-    msg: { text: string; model?: string; agent?: string },
-  ): Promise<void> {
-    const model = msg.model ?? r.model;
-    const agent = msg.agent ?? r.agent ?? undefined;
-    this.ingest.turnStarted(r.id);
-    const messageID = opencodeMessageId();
-    await this.log.append(
-      r.id,
-      [
-        {
-          type: "turn.started",
-          data: { prompt: msg.text, model, ...(agent ? { agent } : {}), messageId: messageID },
-        },
-        { type: "session.status", data: { status: "running" } },
-      ],
-      { status: "running", error: null, turnStartedAt: new Date() },
-    );
+    msg?: { text: string; model?: string; agent?: string },
+  ): Promise<boolean> {
+    const messageId = opencodeMessageId();
+    const { step, events } = await this.ingest.turns.apply(r.id, {
+      type: "start",
+      messageId,
+      model: msg?.model ?? r.model,
+      ...(msg ? { prompt: msg.text } : {}),
+      ...((msg?.agent ?? r.agent) ? { agent: (msg?.agent ?? r.agent)! } : {}),
+    });
+    const started = events.find((e) => e.type === "turn.started");
+    if (!running(step.state) || started?.type !== "turn.started") {
+      if (msg)
+        throw new FlotillaError("session_busy", "a turn is already running; wait for it or abort it", {
+          field: "id",
+        });
+      return false;
+    }
+    const { prompt, model, agent } = started.data;
     await this.db.query("update harnesses set last_active_at = now() where id = $1", [h.id]);
-    await this.db.query("update sessions set turn_message_id = $2 where id = $1", [r.id, messageID]);
     try {
       await h.client.session.promptAsync(
         {
           sessionID: r.opencode_id!,
-          messageID,
+          messageID: messageId,
           directory: r.path,
-          model: splitModel(model),
+          model: splitModel(model ?? r.model),
           agent,
-          parts: [{ type: "text", text: msg.text }],
+          parts: [{ type: "text", text: prompt }],
         },
         { throwOnError: true },
       );
     } catch (e) {
-      await this.ingest.finishTurn(
-        r.id,
-        "error",
-        failure("HarnessError", `prompt was refused: ${(e as Error).message}`),
-      );
+      await this.ingest.turns.apply(r.id, {
+        type: "refused",
+        error: failure("HarnessError", `prompt was refused: ${(e as Error).message}`),
+      });
     }
+    return true;
   }
 
   async send(id: string, body: SendMessageBody, p: Principal): Promise<Session> {
@@ -601,7 +616,10 @@ export class SessionService {
   async retry(id: string, p: Principal): Promise<Session> {
     const r = await this.localRow(id, p);
     this.refuseBusy(r);
-    let turn: SendMessageBody | undefined = r.pending_prompt ? { text: r.pending_prompt } : undefined;
+    let turn: SendMessageBody | undefined =
+      r.turn?.phase === "pending"
+        ? { text: r.turn.prompt, model: r.turn.model, agent: r.turn.agent }
+        : undefined;
     if (!turn) {
       const { rows } = await this.db.query(
         "select data from events where session_id = $1 and type = 'turn.started' order by seq desc limit 1",
@@ -640,63 +658,53 @@ export class SessionService {
         throw new FlotillaError("session_busy", `session is ${rows[0]?.status}; it is no longer failed`, {
           field: "id",
         });
-      await tx.query("update sessions set pending_prompt = $2 where id = $1", [r.id, turn.text]);
-      return this.log.appendTx(
+      const applied = await this.ingest.turns.applyTx(
         tx,
         r.id,
+        { type: "queue", prompt: turn.text, model: turn.model, agent: turn.agent },
         [{ type: "session.status", data: { status: "provisioning", reason: "starting again" } }],
         { status: "provisioning", error: null },
       );
+      return applied.events;
     });
     await this.log.publish(events);
-    this.spawn(this.provision(r.id, { model: turn.model, agent: turn.agent }));
+    this.spawn(this.provision(r.id));
     return this.get(r.id, p);
   }
 
   async abort(id: string, p: Principal): Promise<Session> {
     const r = await this.localRow(id, p);
-    if (r.status === "provisioning" || r.status === "queued") {
-      // The first turn has not started: drop its prompt so provisioning ends idle instead; if
-      // provisioning already took the prompt, it aborts the turn as soon as it has started it.
-      const dropped = await this.db.query(
-        "update sessions set pending_prompt = null where id = $1 and pending_prompt is not null",
-        [id],
-      );
-      if (dropped.rowCount === 0) this.abortOnStart.add(id);
-      return this.get(id, p);
-    }
-    if (!ACTIVE.includes(r.status)) return toSession(r);
+    // A session being provisioned drops its pending prompt (it then ends idle); a running turn is
+    // marked as aborted by request, which is how it ends whatever the harness says last.
+    if (r.status !== "provisioning" && r.status !== "queued" && !ACTIVE.includes(r.status))
+      return toSession(r);
+    const { step } = await this.ingest.turns.apply(id, { type: "abort" });
+    if (!step.effects.some((e) => e.type === "abort-harness")) return this.get(id, p);
     const h = this.harnesses.forShard(r.shard_id);
     if (h && r.opencode_id) {
-      this.ingest.abortRequested(r.id);
+      const ended = this.log.watch(id, (e) => e.type === "turn.finished", ABORT_WAIT_MS);
+      let over = !running((await this.rowById(id)).turn);
+      void ended.done.then(() => {
+        over = true;
+      });
       // An abort that reaches OpenCode before it has taken up the prompt cancels nothing, and the
-      // prompt then runs: repeat it until the turn has ended (its answer is recorded as aborted).
-      const end = Date.now() + 10_000;
-      while (Date.now() < end) {
+      // prompt then runs: repeat it every half second until the turn has ended (the machine
+      // records it as aborted) or the wait is over.
+      while (!over) {
         await h.client.session
           .abort({ sessionID: r.opencode_id, directory: r.path }, { throwOnError: true })
-          // Repeated below until the turn ends; if the harness never answers, the turn is closed
-          // as aborted after the loop, so a refused abort is logged, not fatal.
+          // Repeated until the turn ends; if the harness never answers, the turn is closed as
+          // aborted after the loop, so a refused abort is logged, not fatal.
           .catch((err: unknown) =>
             this.logger.debug({ err, session: id }, "harness refused an abort; repeating"),
           );
-        await this.waitFor(id, (st) => !ACTIVE.includes(st), 500);
-        if (!ACTIVE.includes((await this.rowById(id)).status)) break;
+        await Promise.race([ended.done, new Promise((res) => setTimeout(res, 500))]);
       }
+      ended.cancel();
     }
-    const after = await this.rowById(id);
-    if (ACTIVE.includes(after.status))
-      await this.ingest.finishTurn(id, "aborted", failure("MessageAbortedError", "aborted by request"));
+    // The harness did not end the turn in time (or is gone): it ends as aborted all the same.
+    await this.ingest.turns.apply(id, { type: "abort.unanswered" });
     return this.get(id, p);
-  }
-
-  private async waitFor(id: string, ok: (s: SessionStatus) => boolean, ms: number): Promise<void> {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      const { rows } = await this.db.query("select status from sessions where id = $1", [id]);
-      if (ok(rows[0]?.status)) return;
-      await new Promise((res) => setTimeout(res, 50));
-    }
   }
 
   /**
@@ -869,20 +877,22 @@ export class SessionService {
       body.message ?? null,
     ]);
     if (body.reply === "always") await this.rememberAlways(h, r, requestId);
+
+    // The harness confirms with permission.replied; the caller waits for it to read a settled state.
+    const confirmed = this.log.watch(
+      id,
+      (e) => e.type === "permission.replied" && e.data.requestId === requestId,
+      REPLY_WAIT_MS,
+    );
     await h.client.permission
       .reply(
         { requestID: requestId, directory: r.path, reply: body.reply, message: body.message },
         { throwOnError: true },
       )
       .catch((e) => {
+        confirmed.cancel();
         throw new FlotillaError("harness_error", `harness refused the reply: ${(e as Error).message}`);
       });
-    // The harness confirms with permission.replied; wait for it so the caller reads a settled state.
-    const end = Date.now() + 5000;
-    while (Date.now() < end) {
-      const s = await this.db.query("select status from permission_requests where id = $1", [requestId]);
-      if (s.rows[0]?.status !== "pending") return;
-      await new Promise((res) => setTimeout(res, 25));
-    }
+    await confirmed.done;
   }
 }

@@ -970,7 +970,7 @@ export class LandingService {
       "select data from events where session_id = $1 and type = 'turn.started' order by seq limit 1",
       [r.id],
     );
-    return rows[0]?.data.prompt ?? r.pending_prompt ?? "";
+    return rows[0]?.data.prompt ?? (r.turn?.phase === "pending" ? r.turn.prompt : "");
   }
 
   /** git in the workspace, through the driver; throws on a non-zero exit. */

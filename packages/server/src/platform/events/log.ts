@@ -5,7 +5,8 @@ import { type EventBus, rowToEvent } from "./bus.ts";
 export interface SessionPatch {
   status?: SessionStatus;
   error?: { name: string; message: string } | null;
-  turnStartedAt?: Date | null;
+  /** The session's turn (sessions/turn.ts owns its shape; only the turn machine sets it). */
+  turn?: unknown;
 }
 
 /**
@@ -37,7 +38,8 @@ export class EventLog {
     if (patch.status) sets.push(`status = $${args.push(patch.status)}`);
     if (patch.error !== undefined)
       sets.push(`error = $${args.push(patch.error ? JSON.stringify(patch.error) : null)}`);
-    if (patch.turnStartedAt !== undefined) sets.push(`turn_started_at = $${args.push(patch.turnStartedAt)}`);
+    if (patch.turn !== undefined)
+      sets.push(`turn = $${args.push(patch.turn === null ? null : JSON.stringify(patch.turn))}::jsonb`);
     const usage = bodies.flatMap((b) => (b.type === "usage" ? [b.data] : []));
     if (usage.length > 0) {
       const sum = (f: (u: (typeof usage)[number]) => number) =>
@@ -79,6 +81,32 @@ export class EventLog {
 
   publish(events: SessionEvent[]): Promise<void> {
     return this.bus.publish(events);
+  }
+
+  /**
+   * Waits for the first event of a session that `match` accepts, for at most `ms`: `done` gives it,
+   * or undefined at the deadline. Listening starts at the call, so check the state you wait on
+   * after calling this (and `cancel` if it already holds): nothing committed in between is missed.
+   */
+  watch(
+    sessionId: string,
+    match: (e: SessionEvent) => boolean,
+    ms: number,
+  ): { done: Promise<SessionEvent | undefined>; cancel: () => void } {
+    let cancel = () => {};
+    const done = new Promise<SessionEvent | undefined>((resolve) => {
+      const timer = setTimeout(() => end(undefined), ms);
+      const off = this.bus.subscribe(sessionId, (e) => {
+        if (match(e)) end(e);
+      });
+      const end = (e: SessionEvent | undefined) => {
+        clearTimeout(timer);
+        off();
+        resolve(e);
+      };
+      cancel = () => end(undefined);
+    });
+    return { done, cancel };
   }
 }
 
