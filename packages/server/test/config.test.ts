@@ -55,6 +55,9 @@ providers:
       const req = model.requests.find((r) => r.kind === "agent")!;
       expect(req.model).toBe("qwen-coder");
       expect(req.apiKey).toBe("sk-local-secret-123");
+      // OpenCode's title agent is off (Flotilla titles sessions itself): the turn is the only
+      // model call the session made.
+      expect(model.requests.filter((r) => r.kind === "auxiliary")).toEqual([]);
       const catalog = await client.models();
       expect(catalog.default).toBe("localllm/qwen-coder");
       expect(catalog.models.map((m) => m.id)).toContain("localllm/qwen-coder");

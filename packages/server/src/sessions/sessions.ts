@@ -21,6 +21,7 @@ import {
 } from "@flotilla/contracts";
 import { allowAlways, defaultModel, toRuleset } from "../agents/opencode/config.ts";
 import { opencodeMessageId } from "../agents/opencode/ids.ts";
+import { prewarm } from "../agents/opencode/warm.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager, LiveHarness } from "../harnesses/manager.ts";
 import { checkRuntime } from "../identity/policy.ts";
@@ -499,7 +500,9 @@ export class SessionService {
         });
       }
       await this.ingest.harnessReady(sessionId, h.id);
-      await this.ensureOpencodeSession(h, r);
+      // The directory's set-up is asked for alongside the agent's session, off the prompt's path.
+      const model = (r.turn?.phase === "pending" && r.turn.model) || r.model;
+      await Promise.all([this.ensureOpencodeSession(h, r), prewarm(h.client, r.path, model)]);
       // The pending prompt starts its turn, unless an abort during provisioning dropped it.
       const started = await this.startTurn(h, await this.rowById(sessionId));
       if (!started)

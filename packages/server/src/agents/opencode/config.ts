@@ -105,6 +105,12 @@ export function opencodeConfig(config: Config): Record<string, unknown> {
     permission: toOpencodePermission(config.permission),
     autoupdate: false,
     share: "disabled",
+    // Off the first prompt's path (each measured to delay a new directory's first model request):
+    // OpenCode's title agent (Flotilla titles its sessions itself, so this also saves a model call
+    // per session) and its snapshot repository, which only OpenCode's own revert/unrevert and
+    // session diff use. Flotilla offers neither; its diffs come from the workspace's git.
+    agent: { title: { disable: true } },
+    snapshot: false,
   };
 }
 
@@ -121,6 +127,11 @@ export function opencodeServerEnv(shard: { dir: string }, password: string): Rec
     OPENCODE_DISABLE_MODELS_FETCH: "1",
     OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
     OPENCODE_DISABLE_DEFAULT_PLUGINS: "1",
+    // Also off the first prompt's path. The file watcher feeds OpenCode's own UI (`file.edited`,
+    // which Flotilla reads, comes from the edit tools, not the watcher); without FFF, OpenCode's
+    // file search uses its other finder, with the same results.
+    OPENCODE_EXPERIMENTAL_DISABLE_FILEWATCHER: "1",
+    OPENCODE_DISABLE_FFF: "1",
   };
 }
 
