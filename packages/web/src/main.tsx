@@ -18,6 +18,7 @@ import { LoginPage } from "./pages/login.tsx";
 import { ConversationPage, SessionLayout } from "./pages/session.tsx";
 import { SessionsPage } from "./pages/sessions.tsx";
 import { TerminalPage } from "./pages/terminal.tsx";
+import { preloadMarkdown } from "./session/lazy-markdown.tsx";
 import "./styles.css";
 import { useActivity, useActivityConnection } from "./use-activity.ts";
 
@@ -161,3 +162,6 @@ createRoot(document.getElementById("root")!).render(
     </QueryClientProvider>
   </StrictMode>,
 );
+
+// Once the first frame is painted, fetch the markdown stack that conversations render with.
+requestAnimationFrame(() => setTimeout(preloadMarkdown, 0));

@@ -6,7 +6,7 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { api } from "../api.ts";
 import { Button, ErrorNote, inputClass } from "../ui.tsx";
 import { InlineDiff, linesOfPatch } from "./diff-view.tsx";
-import { Markdown } from "./markdown.tsx";
+import { Markdown, useMarkdownReady } from "./lazy-markdown.tsx";
 import { ToolCall } from "./tool-row.tsx";
 
 function ForkButton({ sessionId, messageId }: { sessionId: string; messageId: string }) {
@@ -296,12 +296,13 @@ export function Conversation({
     scrollMargin: margin,
     getItemKey: (i) => rows[i]!.key,
   });
-  // biome-ignore lint/correctness/useExhaustiveDependencies: re-run whenever rows or requests change
+  const markdownReady = useMarkdownReady();
+  // biome-ignore lint/correctness/useExhaustiveDependencies: re-run whenever rows, requests or row heights change
   useEffect(() => {
     if (!following.current) return;
     if (rows.length) v.scrollToIndex(rows.length - 1, { align: "end" });
     requestAnimationFrame(() => window.scrollTo({ top: document.documentElement.scrollHeight }));
-  }, [rows, transcript.permissions]);
+  }, [rows, transcript.permissions, markdownReady]);
   // The calls a pending request is about are waiting for a person, not running.
   const waitingCalls = useMemo(
     () => new Set(transcript.permissions.flatMap((p) => (p.callId ? [p.callId] : []))),
