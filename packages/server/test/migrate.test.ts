@@ -5,6 +5,14 @@ import { createTestDb } from "../../../test/support.ts";
 import { migrate } from "../src/platform/db/migrate.ts";
 import { createPool } from "../src/platform/db/pool.ts";
 
+// The rows every seeded session stands on: an org, its project, a shard and a workspace.
+const WORKSPACE = `
+  insert into orgs (id, name) values ('org_1', 'o');
+  insert into projects (id, org_id, repo) values ('prj_1', 'org_1', '/r');
+  insert into shards (id, org_id, project_id, dir, runtime, network) values ('shd_1', 'org_1', 'prj_1', '/s', 'local', 'open');
+  insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, base_ref, base_commit, shard_id)
+    values ('wsp_1', 'org_1', 'prj_1', 'worktree', '/r', '/w', '/s', 'main', 'abc', 'shd_1');`;
+
 describe("migrations", () => {
   it("two processes booting at once against one database apply each migration exactly once", async () => {
     const url = await createTestDb();
@@ -33,12 +41,8 @@ describe("migrations", () => {
       await migrate(db, log, { through: 12 });
       // What older releases stored: free names, API codes, OpenCode's own names, and no `retriable`.
       await db.query(`
-        insert into orgs (id, name) values ('org_1', 'o');
-        insert into projects (id, org_id, repo) values ('prj_1', 'org_1', '/r');
+        ${WORKSPACE}
         insert into tokens (id, org_id, name, role, hash, prefix) values ('tok_1', 'org_1', 't', 'admin', 'h', 'p');
-        insert into shards (id, org_id, project_id, dir, runtime, network) values ('shd_1', 'org_1', 'prj_1', '/s', 'local', 'open');
-        insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, base_ref, base_commit, shard_id)
-          values ('wsp_1', 'org_1', 'prj_1', 'worktree', '/r', '/w', '/s', 'main', 'abc', 'shd_1');
         insert into sessions (id, org_id, project_id, workspace_id, title, status, model, permission, error)
           values ('ses_1', 'org_1', 'prj_1', 'wsp_1', 't', 'failed', 'm', '{}',
                   '{"name": "repo_not_found", "message": "no repository at /r"}');
@@ -103,11 +107,7 @@ describe("migrations", () => {
     try {
       await migrate(db, log, { through: 14 });
       await db.query(`
-        insert into orgs (id, name) values ('org_1', 'o');
-        insert into projects (id, org_id, repo) values ('prj_1', 'org_1', '/r');
-        insert into shards (id, org_id, project_id, dir, runtime, network) values ('shd_1', 'org_1', 'prj_1', '/s', 'local', 'open');
-        insert into workspaces (id, org_id, project_id, kind, repo, path, state_dir, base_ref, base_commit, shard_id)
-          values ('wsp_1', 'org_1', 'prj_1', 'worktree', '/r', '/w', '/s', 'main', 'abc', 'shd_1');
+        ${WORKSPACE}
         insert into sessions (id, org_id, project_id, workspace_id, title, status, model, permission, turn_message_id, turn_started_at)
           values ('ses_run', 'org_1', 'prj_1', 'wsp_1', 't', 'waiting_permission', 'm', '{}', 'msg_9', '2026-01-01T00:00:00Z');
         insert into sessions (id, org_id, project_id, workspace_id, title, status, model, permission, pending_prompt)
