@@ -6,8 +6,13 @@ import { collectUntil, makeRepo, startTestServer, type TestServer, waitFor } fro
 import { scenario } from "./scenario.ts";
 
 let t: TestServer;
+/** One repository, so one project and one harness for every test that does not kill its harness:
+ * the first test boots it and the rest find it warm (each test's own repository meant a harness
+ * boot per test, three at once in the cancel test, which overran its deadlines on a loaded machine). */
+let repo: string;
 beforeAll(async () => {
   t = await startTestServer({ scenario, scheduler: { maxConcurrent: 2 } });
+  repo = makeRepo();
 });
 afterAll(async () => {
   await t?.close();
@@ -28,7 +33,7 @@ async function settled(id: string, timeoutMs = 90_000): Promise<Task> {
 describe("tasks", () => {
   it("runs a task as a session; its result holds the summary, diff stats, usage and the verify outcome", async () => {
     const { task, created } = await t.client.tasks.submit({
-      repo: makeRepo(),
+      repo,
       prompt: "write hello please",
       verify: "grep -q agent hello.txt",
       labels: { team: "core" },
@@ -58,7 +63,7 @@ describe("tasks", () => {
 
   it("a failing verify command fails the task, without retrying", async () => {
     const { task } = await t.client.tasks.submit({
-      repo: makeRepo(),
+      repo,
       prompt: "say hi",
       verify: "echo checking; exit 3",
     });
@@ -71,7 +76,7 @@ describe("tasks", () => {
 
   it("a provider auth error is not retried", async () => {
     const { task } = await t.client.tasks.submit({
-      repo: makeRepo(),
+      repo,
       prompt: "fail auth now",
       maxAttempts: 3,
     });
@@ -83,7 +88,7 @@ describe("tasks", () => {
 
   it("times out: the session is aborted and the task is timed_out", async () => {
     const { task } = await t.client.tasks.submit({
-      repo: makeRepo(),
+      repo,
       prompt: "hang forever",
       timeoutMs: 10_000,
     });
@@ -106,6 +111,7 @@ describe("tasks", () => {
   });
 
   it("a harness crash is retried with back-off; when attempts run out the task is dead", async () => {
+    // Its own repository, so its own harness: this test kills it.
     const { task } = await t.client.tasks.submit({ repo: makeRepo(), prompt: "slow please", maxAttempts: 2 });
     for (let attempt = 1; attempt <= 2; attempt++) {
       const running = await waitFor(
@@ -122,7 +128,8 @@ describe("tasks", () => {
         `attempt ${attempt} running`,
       );
       const s = await t.client.sessions.get(running.sessionId!);
-      await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
+      // Each attempt boots a harness first, which may take up to its ready timeout (120 s) when loaded.
+      await collectUntil(t.client, s.id, (e) => e.type === "text.delta", { timeoutMs: 180_000 });
       const h = (await t.client.harnesses()).find((x) => x.shardId === s.shardId && x.state === "ready")!;
       process.kill(-h.pid!, "SIGKILL");
     }
@@ -146,14 +153,14 @@ describe("tasks", () => {
 
   it("cancels a queued task at once and a running one by aborting its session", async () => {
     // Two hanging tasks fill both slots; the third waits in the queue.
-    const a = (await t.client.tasks.submit({ repo: makeRepo(), prompt: "hang a" })).task;
-    const b = (await t.client.tasks.submit({ repo: makeRepo(), prompt: "hang b" })).task;
+    const a = (await t.client.tasks.submit({ repo, prompt: "hang a" })).task;
+    const b = (await t.client.tasks.submit({ repo, prompt: "hang b" })).task;
     await waitFor(
       async () => (await t.client.tasks.list({ state: "running" })).items.length === 2,
       30_000,
       "two running",
     );
-    const c = (await t.client.tasks.submit({ repo: makeRepo(), prompt: "hang c" })).task;
+    const c = (await t.client.tasks.submit({ repo, prompt: "hang c" })).task;
     expect((await t.client.tasks.get(c.id)).state).toBe("queued");
     const cq = await t.client.tasks.cancel(c.id);
     expect(cq.state).toBe("cancelled");
@@ -186,7 +193,6 @@ describe("tasks", () => {
   });
 
   it("an idempotency key deduplicates submits", async () => {
-    const repo = makeRepo();
     const first = await t.client.tasks.submit({ repo, prompt: "say hi", idempotencyKey: "build-42" });
     const second = await t.client.tasks.submit({ repo, prompt: "say hi again", idempotencyKey: "build-42" });
     expect(first.created).toBe(true);
