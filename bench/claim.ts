@@ -3,19 +3,23 @@ import { createLogger } from "@flotilla/server";
 import { DEFAULT_ORG, TokenService } from "../packages/server/src/identity/tokens.ts";
 import { migrate } from "../packages/server/src/platform/db/migrate.ts";
 import { createPool, type Db } from "../packages/server/src/platform/db/pool.ts";
-import { claimNext, type Limits } from "../packages/server/src/tasks/scheduler.ts";
+import { CLAIM_BATCH, claimBatch, type Limits } from "../packages/server/src/tasks/scheduler.ts";
 import { createDatabase } from "./boot.ts";
 import { type Stats, stats, time } from "./support.ts";
 
 export interface ClaimRun {
   claimers: number;
+  /** Tasks one claimBatch call may take. */
+  batch: number;
   /** Tasks claimed (and then finished) in the run. */
   claims: number;
   seconds: number;
   tasksPerS: number;
-  /** One claimNext call, as its caller waits for it (includes waiting on the other claimer's lock). */
+  /** One claimBatch call, as its caller waits for it. */
   claimMs: Stats;
-  /** Marking the claimed task succeeded (one statement), which the loop does between claims. */
+  /** Tasks per claimBatch call that took any. */
+  perCall: number;
+  /** Marking the claimed tasks succeeded (one statement), which the loop does between claims. */
   finishMs: Stats;
   /** Queued tasks when the run ended. */
   queuedAfter: number;
@@ -26,22 +30,34 @@ export interface ClaimResult {
   projects: number;
   tokens: number;
   runs: ClaimRun[];
-  /** Baselines on the same pool: a bare round trip, and an empty transaction taking the claim lock. */
+  /** Baseline on the same pool: a bare round trip. */
   selectOneMs: Stats;
-  lockTxMs: Stats;
+  /** The limits of the runs: above anything the runs hold at once, so they never bind. */
+  limits: Limits;
   /** A task claimed twice across claimers: must be 0. */
   duplicates: number;
 }
 
 const PROJECTS = 5;
 const TOKENS = 3;
-/** Never binding: the figure is the claim path itself, not how limits throttle it. */
-const LIMITS: Limits = { maxConcurrent: 1e9, perProject: 1e9, perToken: 1e9 };
+/** Never binding (each claimer finishes what it claimed before claiming again, so at most
+ * claimers × batch run at once): the figure is the claim path itself, not how limits throttle it.
+ * Finite because a limit is slot rows (`claim_slots`), made on first need. */
+const LIMITS: Limits = { maxConcurrent: 1000, perProject: 1000, perToken: 1000 };
+/** Claimers × batch size: the scheduler's own batch with 1, 2 and 4 claimers, and one task per
+ * call (what the scheduler did before it claimed in batches) for comparison. */
+const RUNS: [number, number][] = [
+  [1, 1],
+  [1, CLAIM_BATCH],
+  [2, CLAIM_BATCH],
+  [4, CLAIM_BATCH],
+];
 
 /**
- * claimNext (the scheduler's claim step: advisory lock, running counts, the fair-share ordered
- * pick, the state transition and history row, the attempt row) against a queue of `queued` tasks,
- * with one and then two claimers racing. Each run starts from the same full queue and stops after
+ * claimBatch (the scheduler's claim step: running counts, each project's best queued tasks, the
+ * fair-share plan, the rows locked, a slot of each limit per task, the state transitions with
+ * their history and attempt rows) against a queue of `queued` tasks, with 1, 2 and 4 claimers
+ * racing. Each run starts from the same full queue and stops after
  * `maxClaims` or `maxSeconds`, so the queue stays deep (the pick's cost grows with it). Runs on its
  * own database in the bench's Postgres: no control plane is reading that queue.
  */
@@ -54,7 +70,7 @@ export async function runClaims(opts: {
   progress: (msg: string) => void;
 }): Promise<ClaimResult> {
   const url = await createDatabase(opts.pgUrl, "bench_claims");
-  const db = createPool(url, 4);
+  const db = createPool(url, 8);
   try {
     await migrate(db, createLogger("silent"));
     const ts = new TokenService(db);
@@ -71,23 +87,10 @@ export async function runClaims(opts: {
       ]);
 
     const selectOneMs = stats(await time(500, () => db.query("select 1")));
-    const lockTxMs = stats(
-      await time(500, async () => {
-        const c = await db.connect();
-        try {
-          await c.query("begin");
-          await c.query("select pg_advisory_xact_lock(7700003)");
-          await c.query("commit");
-        } finally {
-          c.release();
-        }
-      }),
-    );
-
     const runs: ClaimRun[] = [];
     const seen = new Set<string>();
     let duplicates = 0;
-    for (const claimers of [1, 2]) {
+    for (const [claimers, batch] of RUNS) {
       opts.signal.throwIfAborted();
       await fill(db, opts.queued, projects, tokens);
       seen.clear();
@@ -95,23 +98,28 @@ export async function runClaims(opts: {
       const finishMs: number[] = [];
       const deadline = performance.now() + opts.maxSeconds * 1000;
       let claims = 0;
+      let calls = 0;
       const t0 = performance.now();
       const loop = async (k: number) => {
         while (claims < opts.maxClaims && performance.now() < deadline && !opts.signal.aborted) {
           const a = performance.now();
-          const c = await claimNext(db, `bench-${k}`, LIMITS, 60_000);
+          const cs = await claimBatch(db, `bench-${k}`, LIMITS, 60_000, batch);
           const b = performance.now();
           claimMs.push(b - a);
-          if (!c) return;
-          claims++;
-          if (seen.has(c.task.id)) duplicates++;
-          seen.add(c.task.id);
-          // One round trip: close the attempt and finish the task, so it no longer counts as running.
+          if (cs.length === 0) return;
+          claims += cs.length;
+          calls++;
+          for (const c of cs) {
+            if (seen.has(c.task.id)) duplicates++;
+            seen.add(c.task.id);
+          }
+          // One round trip: close the attempts and finish the tasks, so they no longer count as running.
           await db.query(
             `with a as (update task_attempts set finished_at = now(), outcome = 'succeeded'
-                        where task_id = $1 and finished_at is null)
-             update tasks set state = 'succeeded', finished_at = now(), updated_at = now() where id = $1`,
-            [c.task.id],
+                        where task_id = any($1::text[]) and finished_at is null)
+             update tasks set state = 'succeeded', finished_at = now(), updated_at = now()
+             where id = any($1::text[])`,
+            [cs.map((c) => c.task.id)],
           );
           finishMs.push(performance.now() - b);
         }
@@ -123,6 +131,8 @@ export async function runClaims(opts: {
       );
       runs.push({
         claimers,
+        batch,
+        perCall: calls ? Math.round((claims / calls) * 10) / 10 : 0,
         claims,
         seconds: Math.round(seconds * 100) / 100,
         tasksPerS: Math.round(claims / seconds),
@@ -130,7 +140,7 @@ export async function runClaims(opts: {
         finishMs: stats(finishMs),
         queuedAfter,
       });
-      opts.progress(`claims: ${claimers} claimer(s): ${claims} in ${seconds.toFixed(1)} s`);
+      opts.progress(`claims: ${claimers} claimer(s), batch ${batch}: ${claims} in ${seconds.toFixed(1)} s`);
     }
     return {
       queued: opts.queued,
@@ -138,7 +148,7 @@ export async function runClaims(opts: {
       tokens: TOKENS,
       runs,
       selectOneMs,
-      lockTxMs,
+      limits: LIMITS,
       duplicates,
     };
   } finally {

@@ -67,6 +67,9 @@ const density = (d: DensityResult) => ({
   controlPlaneRssMiB: mib(d.controlPlaneRssBytes),
 });
 
+const claimersLabel = (r: { claimers: number; batch: number }) =>
+  `${r.claimers} claimer${r.claimers > 1 ? "s" : ""}, batch ${r.batch}`;
+
 export function report(out: (s?: string) => void, f: Figures, s: Settings): void {
   const p = provisioning(f.provisioning);
   out(
@@ -109,27 +112,7 @@ export function report(out: (s?: string) => void, f: Figures, s: Settings): void
   out("   bus publish = in-process EventBus emit, right after the event's transaction commits.");
   out("   both streams are read by this one process: values within a few ms of 0 (even < 0) are noise.");
   out();
-  const c = f.claims;
-  out(
-    table(
-      `3. Claim: claimNext with ${c.queued} queued tasks (${c.projects} projects, ${c.tokens} tokens, priorities -1/0/1)`,
-      [
-        ...c.runs.flatMap((r): [string, Stats][] => [
-          [`${r.claimers} claimer${r.claimers > 1 ? "s" : ""}: claimNext call`, r.claimMs],
-          [`${r.claimers} claimer${r.claimers > 1 ? "s" : ""}: finish (mark succeeded)`, r.finishMs],
-        ]),
-        ["baseline: `select 1` round trip", c.selectOneMs],
-        ["baseline: tx with the claim lock only", c.lockTxMs],
-      ],
-    ),
-  );
-  for (const r of c.runs)
-    out(
-      `   ${r.claimers} claimer${r.claimers > 1 ? "s" : ""}: ${r.tasksPerS} tasks/s  <==  (${r.claims} claimed in ${r.seconds} s, ` +
-        `queue ${c.queued} → ${r.queuedAfter}; claim p50 = ${ratio(r.claimMs.p50, c.selectOneMs.p50)} × select 1)`,
-    );
-  out(`   tasks claimed twice: ${c.duplicates}. Limits never bind (1e9); each run starts from a full queue.`);
-  out();
+  reportClaims(out, f.claims);
   const tw = tasks(f.tasksWarm);
   const tc = tasks(f.tasksCold);
   out(
@@ -426,4 +409,28 @@ export function runtimeResult(r: RuntimeResult) {
     samples: samples(r),
     load: r.load,
   };
+}
+
+export function reportClaims(out: (s?: string) => void, c: ClaimResult): void {
+  out(
+    table(
+      `3. Claim: claimBatch with ${c.queued} queued tasks (${c.projects} projects, ${c.tokens} tokens, priorities -1/0/1)`,
+      [
+        ...c.runs.flatMap((r): [string, Stats][] => [
+          [`${claimersLabel(r)}: claimBatch call`, r.claimMs],
+          [`${claimersLabel(r)}: finish (mark succeeded)`, r.finishMs],
+        ]),
+        ["baseline: `select 1` round trip", c.selectOneMs],
+      ],
+    ),
+  );
+  for (const r of c.runs)
+    out(
+      `   ${claimersLabel(r)}: ${r.tasksPerS} tasks/s  <==  (${r.claims} claimed in ${r.seconds} s, ${r.perCall} per call, ` +
+        `queue ${c.queued} → ${r.queuedAfter}; call p50 = ${ratio(r.claimMs.p50, c.selectOneMs.p50)} × select 1)`,
+    );
+  out(
+    `   tasks claimed twice: ${c.duplicates}. Limits never bind (${c.limits.maxConcurrent} each, at most claimers × batch run at once); each run starts from a full queue.`,
+  );
+  out();
 }

@@ -5,7 +5,7 @@
  * FLOTILLA_RUNTIME); phase 7 runs both runtimes side by side:
  *   1. COLD session provisioning: POST /sessions → harness.state ready over SSE, one at a time.
  *   2. Latency Flotilla adds to streamed text deltas: harness SSE vs Flotilla SSE, same clock.
- *   3. Claim throughput: claimNext against a deep queue, one and two claimers (database only).
+ *   3. Claim throughput: claimBatch against a deep queue, 1, 2 and 4 claimers (database only).
  *   4. Enqueue → agent running: POST /tasks → first text.delta, warm pool vs cold start.
  *   5. Sessions per GB of harness RSS: one project's sessions sharing a harness vs one each.
  *   6. UI first load of a session page in Chromium: JavaScript transferred, time to first event rendered.
@@ -19,6 +19,7 @@
  * BENCH_RUNTIME_SESSIONS (5 cold provisions per runtime), BENCH_RUNTIME_TASKS (3 warm tasks per
  * runtime), BENCH_RUNTIME_TURNS (3 streamed turns per runtime), BENCH_TIMEOUT_S (1200),
  * BENCH_ONLY=ui runs phase 6 alone, BENCH_ONLY=runtime runs phase 7 alone (~4 min on 2 cores),
+ * BENCH_ONLY=claims runs phase 3 alone (database only, ~1 min),
  * BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
  * progress on stderr.
  */
@@ -31,7 +32,7 @@ import { runClaims } from "./claim.ts";
 import { type DensityResult, HANG_PROMPT, runDensity } from "./density.ts";
 import { runLatency, STREAM_PROMPT } from "./latency.ts";
 import { runProvisioning } from "./provision.ts";
-import { type Figures, report, reportRuntime, result, runtimeResult } from "./report.ts";
+import { type Figures, report, reportClaims, reportRuntime, result, runtimeResult } from "./report.ts";
 import { type RuntimeResult, runRuntimes } from "./runtime.ts";
 import { homesRoot, machine, removeHome, tempDir } from "./support.ts";
 import { runTaskLatency } from "./tasks.ts";
@@ -67,8 +68,8 @@ const settings = {
 // but a machine busy with other work can stretch every harness start several times over.
 const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 1200);
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== "" && ONLY !== "ui" && ONLY !== "runtime")
-  throw new Error(`BENCH_ONLY must be ui or runtime, got ${ONLY}`);
+if (ONLY !== undefined && ONLY !== "" && ONLY !== "ui" && ONLY !== "runtime" && ONLY !== "claims")
+  throw new Error(`BENCH_ONLY must be ui, runtime or claims, got ${ONLY}`);
 const KEEP = process.env.BENCH_KEEP === "1";
 /** Short, so the pool stops the previous sample's harness quickly (cold phases wait for that). */
 const QUICK_IDLE = { idleMs: 1000, tickMs: 500 };
@@ -166,7 +167,9 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     `BENCH_RUNTIME_SESSIONS=${settings.runtimeSessions} BENCH_RUNTIME_TASKS=${settings.runtimeTasks} ` +
     `BENCH_RUNTIME_TURNS=${settings.runtimeTurns}`;
   const common = `${settings.words} deltas/turn every ${settings.chunkDelayMs} ms; every phase: pool.healthFailures=${HEALTH.healthFailures} harness.readyTimeoutMs=${READY.readyTimeoutMs}`;
-  if (ONLY === "ui") out(`settings: BENCH_UI_LOADS=${settings.uiLoads}; runtime ${defaults.runtime}`);
+  if (ONLY === "claims")
+    out(`settings: BENCH_QUEUED=${settings.queued} BENCH_CLAIM_S=${settings.claimSeconds}`);
+  else if (ONLY === "ui") out(`settings: BENCH_UI_LOADS=${settings.uiLoads}; runtime ${defaults.runtime}`);
   else if (ONLY === "runtime") out(`settings: ${runtimeSettings}, ${common}`);
   else
     out(
@@ -226,6 +229,24 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     return;
   }
 
+  const claimPhase = () => {
+    progress(`3. claims: ${settings.queued} queued tasks, up to ${settings.claimSeconds} s per run`);
+    return runClaims({
+      pgUrl: pg.url,
+      queued: settings.queued,
+      maxClaims: settings.queued,
+      maxSeconds: settings.claimSeconds,
+      signal,
+      progress,
+    });
+  };
+  if (ONLY === "claims") {
+    const claims = await claimPhase();
+    reportClaims(out, claims);
+    out(`BENCH_RESULT ${JSON.stringify({ machine: m, claims })}`);
+    return;
+  }
+
   progress(`1. cold provisioning: ${settings.sessions} sessions, one at a time`);
   const provisioning = await phase("provision", { warm: 0, ...QUICK_IDLE }, (p) =>
     runProvisioning(p.client, settings.sessions, signal, modelAsked, (i, s) =>
@@ -249,15 +270,7 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   );
   loads.latency = load();
 
-  progress(`3. claims: ${settings.queued} queued tasks, up to ${settings.claimSeconds} s per claimer count`);
-  const claims = await runClaims({
-    pgUrl: pg.url,
-    queued: settings.queued,
-    maxClaims: settings.queued,
-    maxSeconds: settings.claimSeconds,
-    signal,
-    progress,
-  });
+  const claims = await claimPhase();
   loads.claims = load();
 
   const taskPhase = (mode: "warm" | "cold") =>

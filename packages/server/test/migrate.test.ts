@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { createTestDb } from "../../../test/support.ts";
 import { migrate } from "../src/platform/db/migrate.ts";
 import { createPool } from "../src/platform/db/pool.ts";
+import { claimNext } from "../src/tasks/claim.ts";
 
 // The rows every seeded session stands on: an org, its project, a shard and a workspace.
 const WORKSPACE = `
@@ -133,6 +134,45 @@ describe("migrations", () => {
         "select column_name from information_schema.columns where table_name = 'sessions' and column_name in ('pending_prompt', 'turn_message_id', 'turn_started_at')",
       );
       expect(cols.rows).toEqual([]);
+    } finally {
+      await db.end();
+    }
+  });
+
+  it("016 gives the tasks running when it is applied their slots, so a claim right after still keeps the limits", async () => {
+    const url = await createTestDb();
+    const db = createPool(url, 2);
+    const log = createLogger("silent");
+    try {
+      await migrate(db, log, { through: 15 });
+      const task = (id: string, state: string) =>
+        `insert into tasks (id, org_id, project_id, token_id, repo, base_ref, prompt, model, permission, timeout_ms, max_attempts, state)
+           values ('${id}', 'org_1', 'prj_1', 'tok_1', '/r', 'HEAD', 'p', 'm/m', '"allow"', 60000, 3, '${state}');`;
+      await db.query(`
+        insert into orgs (id, name) values ('org_1', 'o');
+        insert into projects (id, org_id, repo) values ('prj_1', 'org_1', '/r');
+        insert into tokens (id, org_id, name, role, hash, prefix) values ('tok_1', 'org_1', 't', 'member', 'h', 'p');
+        ${task("tsk_a", "running")} ${task("tsk_b", "running")} ${task("tsk_c", "queued")} ${task("tsk_d", "succeeded")}
+      `);
+      await migrate(db, log);
+      const slots = await db.query("select scope, idx, task_id from claim_slots order by scope, idx");
+      expect(slots.rows).toEqual(
+        ["all", "project:prj_1", "token:tok_1"].flatMap((scope) => [
+          { scope, idx: 1, task_id: "tsk_a" },
+          { scope, idx: 2, task_id: "tsk_b" },
+        ]),
+      );
+      const limits = { maxConcurrent: 4, perProject: 4, perToken: 2 };
+      expect(await claimNext(db, "r", limits, 60_000)).toBeNull();
+      await db.query("update tasks set state = 'failed' where id = 'tsk_a'");
+      expect((await claimNext(db, "r", limits, 60_000))?.task.id).toBe("tsk_c");
+      const held = await db.query(
+        "select task_id, count(*)::int as n from claim_slots where task_id is not null group by task_id order by task_id",
+      );
+      expect(held.rows).toEqual([
+        { task_id: "tsk_b", n: 3 },
+        { task_id: "tsk_c", n: 3 },
+      ]);
     } finally {
       await db.end();
     }

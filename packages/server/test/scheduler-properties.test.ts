@@ -6,7 +6,7 @@ import { DEFAULT_ORG, TokenService } from "../src/identity/tokens.ts";
 import { migrate } from "../src/platform/db/migrate.ts";
 import { createPool, type Db } from "../src/platform/db/pool.ts";
 import { createLogger } from "../src/platform/logger.ts";
-import { claimNext, type Limits } from "../src/tasks/scheduler.ts";
+import { claimBatch, claimNext, type Limits } from "../src/tasks/scheduler.ts";
 import { TaskService } from "../src/tasks/tasks.ts";
 
 // Invariants of the claim step, checked on the real database with many replicas claiming at once.
@@ -78,8 +78,11 @@ const limitsArb = fc.record({
   perProject: fc.integer({ min: 1, max: 4 }),
   perToken: fc.integer({ min: 1, max: 5 }),
 });
-// An operation: several replicas claim at once, or one running task finishes.
-const opArb = fc.oneof(fc.record({ claim: fc.integer({ min: 1, max: 5 }) }), fc.record({ finish: fc.nat() }));
+// An operation: several replicas claim at once (each up to `batch` tasks), or one running task finishes.
+const opArb = fc.oneof(
+  fc.record({ claim: fc.integer({ min: 1, max: 5 }), batch: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ finish: fc.nat() }),
+);
 
 describe("scheduler claim invariants (property-based, real Postgres)", () => {
   it("limits are never exceeded and no task runs twice, whatever replicas race", async () => {
@@ -93,9 +96,11 @@ describe("scheduler claim invariants (property-based, real Postgres)", () => {
           for (const op of ops) {
             if ("claim" in op) {
               const claimed = await Promise.all(
-                Array.from({ length: op.claim }, (_, i) => claimNext(db, `replica-${i}`, limits, 60_000)),
+                Array.from({ length: op.claim }, (_, i) =>
+                  claimBatch(db, `replica-${i}`, limits, 60_000, op.batch),
+                ),
               );
-              const ids = claimed.flatMap((c) => (c ? [c.task.id] : []));
+              const ids = claimed.flat().map((c) => c.task.id);
               expect(new Set(ids).size).toBe(ids.length); // no task claimed twice in one race
             } else {
               const running = (await snapshot()).filter((r) => r.state === "running");
@@ -114,10 +119,41 @@ describe("scheduler claim invariants (property-based, real Postgres)", () => {
               "select task_id, count(*)::int as c from task_attempts where finished_at is null group by task_id having count(*) > 1",
             );
             expect(open.rows).toEqual([]);
+            // Each running task holds one slot of each of its three limits, and nothing else holds one.
+            const held = await db.query(
+              `select t.id, t.state, count(s.idx)::int as slots from tasks t
+                 left join claim_slots s on s.task_id = t.id group by t.id, t.state`,
+            );
+            for (const r of held.rows) expect([r.id, r.slots]).toEqual([r.id, r.state === "running" ? 3 : 0]);
           }
         },
       ),
       { numRuns: 30 },
+    );
+  });
+
+  it("a batch claims the tasks that as many single claims one after another would, in their order", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(specArb, { minLength: 1, maxLength: 20 }),
+        limitsArb,
+        fc.integer({ min: 1, max: 8 }),
+        async (specs, limits, k) => {
+          await reset(specs);
+          const singles: string[] = [];
+          for (let i = 0; i < k; i++) {
+            const c = await claimNext(db, "replica", limits, 60_000);
+            if (!c) break;
+            singles.push(c.task.id);
+          }
+          await reset(specs);
+          const batch = await claimBatch(db, "replica", limits, 60_000, k);
+          expect(batch.map((c) => c.task.id)).toEqual(singles);
+          expect(batch.map((c) => c.n)).toEqual(batch.map(() => 1));
+          checkLimits(await snapshot(), limits);
+        },
+      ),
+      { numRuns: 40 },
     );
   });
 

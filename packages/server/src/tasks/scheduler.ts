@@ -11,7 +11,6 @@ import type pg from "pg";
 import type { Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
 import { backoffMs } from "../platform/backoff.ts";
-import { LOCKS } from "../platform/db/locks.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -19,12 +18,14 @@ import type { ExecResult } from "../runtime/driver.ts";
 import type { SessionService } from "../sessions/sessions.ts";
 import type { LandingService } from "../workspaces/land.ts";
 import { workspaceDiff } from "../workspaces/workspaces.ts";
-import { type TaskService, type TaskTransition, transition } from "./tasks.ts";
+import { claimBatch, type Limits } from "./claim.ts";
+import { type TaskService, transition } from "./tasks.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: database rows
 type Row = Record<string, any>;
 
 export { backoffMs } from "../platform/backoff.ts";
+export { type Claim, claimBatch, claimNext, type Limits } from "./claim.ts";
 
 /** What a task does after an attempt failed. */
 export type AfterFailure =
@@ -52,89 +53,11 @@ export function afterFailure(
   return { to: "queued", delayMs: Math.max(backoff, error.retryAfterMs ?? 0) };
 }
 
+/** Tasks one claim takes at most (the limits bound it further): a burst of submits is started in
+ * a few transactions, not one per task. */
+export const CLAIM_BATCH = 16;
+
 const LEASE_EXPIRED = failure("LeaseExpired", "the replica running it stopped renewing its lease");
-
-export interface Limits {
-  maxConcurrent: number;
-  perProject: number;
-  perToken: number;
-}
-
-/**
- * Claims the next task for this replica, or null. The advisory lock serialises claim decisions
- * across replicas so the running counts it reads cannot be stale: limits hold exactly. Within the
- * lock, SKIP LOCKED still keeps claimers off rows that cancel/retry transactions hold.
- * Order: priority, then the project with the fewest running tasks (fair share), then age.
- */
-export async function claimNext(
-  db: Db,
-  replica: string,
-  limits: Limits,
-  leaseMs: number,
-): Promise<{ task: Row; n: number; transition: TaskTransition } | null> {
-  return withTx(db, async (tx) => {
-    await tx.query("select pg_advisory_xact_lock($1)", [LOCKS.claim]);
-    // Attempt times use clock_timestamp(), not now() (the transaction's start): a claim that waited
-    // on this lock must not appear to start before the attempt whose end freed its slot.
-    const running = Number(
-      (await tx.query("select count(*) from tasks where state = 'running'")).rows[0].count,
-    );
-    if (running >= limits.maxConcurrent) return null;
-    // Each project's best eligible task (priority, then age) from the per-project index, then the
-    // best of those: priority, then the project with the fewest running (fair share), then age.
-    // Same order as sorting every queued task, without sorting the queue under the lock.
-    const pick = async (skip: string[]) =>
-      (
-        await tx.query(
-          `with rp as (select project_id, count(*) as c from tasks where state = 'running' group by project_id),
-                rt as (select token_id, count(*) as c from tasks where state = 'running' group by token_id)
-           select best.id from projects p
-             left join rp on rp.project_id = p.id
-             cross join lateral (
-               select t.id, t.priority, t.created_at from tasks t
-                 left join rt on rt.token_id = t.token_id
-               where t.project_id = p.id and t.state = 'queued' and t.available_at <= now()
-                 and coalesce(rt.c, 0) < $2 and not (t.id = any($3::text[]))
-               order by t.priority desc, t.created_at asc, t.id asc
-               limit 1
-             ) best
-           where coalesce(rp.c, 0) < $1
-           order by best.priority desc, coalesce(rp.c, 0) asc, best.created_at asc, best.id asc
-           limit 1`,
-          [limits.perProject, limits.perToken, skip],
-        )
-      ).rows[0]?.id as string | undefined;
-    const skipped: string[] = [];
-    let chosen: string | undefined;
-    for (let candidate = await pick(skipped); candidate; candidate = await pick(skipped)) {
-      // Rows a cancel or retry transaction holds are passed over, not waited on.
-      const locked = await tx.query(
-        "select id from tasks where id = $1 and state = 'queued' for update skip locked",
-        [candidate],
-      );
-      if (locked.rows[0]) {
-        chosen = candidate;
-        break;
-      }
-      skipped.push(candidate);
-    }
-    if (!chosen) return null;
-    const id = chosen;
-    const n = Number((await tx.query("select attempts from tasks where id = $1", [id])).rows[0].attempts) + 1;
-    const tr = await transition(tx, id, ["queued"], "running", {
-      reason: `attempt ${n} on ${replica}`,
-      // session_id cleared: until this attempt has its session, the task names none rather than the last one.
-      set: { attempts: n, cancel_requested: false, session_id: null },
-    });
-    if (!tr) return null;
-    await tx.query(
-      "insert into task_attempts (task_id, n, replica, started_at, lease_expires_at) values ($1, $2, $3, clock_timestamp(), now() + make_interval(secs => $4::float / 1000))",
-      [id, n, replica, leaseMs],
-    );
-    const task = (await tx.query("select * from tasks where id = $1", [id])).rows[0];
-    return { task, n, transition: tr };
-  });
-}
 
 interface Running {
   taskId: string;
@@ -210,11 +133,17 @@ export class Scheduler {
     while (!this.stopped) {
       let claimed = false;
       try {
-        const c = await claimNext(this.db, this.replica, this.limits(), this.config.scheduler.leaseMs);
-        if (c) {
+        const cs = await claimBatch(
+          this.db,
+          this.replica,
+          this.limits(),
+          this.config.scheduler.leaseMs,
+          CLAIM_BATCH,
+        );
+        if (cs.length > 0) {
           claimed = true;
-          this.tasks.published([c.transition]);
-          this.startAttempt(c.task, c.n);
+          this.tasks.published(cs.map((c) => c.transition));
+          for (const c of cs) this.startAttempt(c.task, c.n);
         }
       } catch (err) {
         this.log.error({ err }, "claim failed");

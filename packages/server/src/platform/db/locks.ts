@@ -7,6 +7,5 @@ export const LOCKS = {
   migrate: 7_700_001,
   /** The first admin token: two replicas booting at once make one. */
   bootstrapAdmin: 7_700_002,
-  /** Task claims: the running counts a claim reads are exact across replicas. */
-  claim: 7_700_003,
+  // 7_700_003 was the task claim lock, until claims took slot rows instead (016_claim_slots.sql).
 } as const;
