@@ -92,26 +92,7 @@ export function report(out: (s?: string) => void, f: Figures, s: Settings): void
   out("   times from sending POST /sessions, except harness boot (starting→ready `at`) and DELETE.");
   out("   every sample started a harness from nothing (checked), with no other harness running.");
   out();
-  const l = f.latency;
-  out(
-    table(`2. Latency Flotilla adds to text deltas (${l.turnMs.length} turns)`, [
-      ["t_flotilla − t_direct  <==", stats(l.added)],
-      ["  harness SSE → bus publish", stats(l.ingest)],
-      ["  bus publish → client SSE", stats(l.fanout)],
-      ["streamed turn (send → finished)", stats(l.turnMs)],
-      ["idle: pg `select 1`", stats(l.pingMs)],
-      ["idle: pg_notify", stats(l.notifyMs)],
-      ["idle: EventLog.append(1 delta)", stats(l.appendMs)],
-      ["idle: 1-row commit, sync commit on", stats(l.commitSyncMs)],
-      ["idle: 1-row commit, sync commit off", stats(l.commitAsyncMs)],
-    ]),
-  );
-  out(
-    `   deltas: ${l.directDeltas} from the harness, ${l.flotillaDeltas} from Flotilla, ${l.matched} matched, ${l.textMismatch} text mismatches`,
-  );
-  out("   bus publish = in-process EventBus emit, right after the event's transaction commits.");
-  out("   both streams are read by this one process: values within a few ms of 0 (even < 0) are noise.");
-  out();
+  reportLatency(out, f.latency);
   reportClaims(out, f.claims);
   const tw = tasks(f.tasksWarm);
   const tc = tasks(f.tasksCold);
@@ -432,5 +413,27 @@ export function reportClaims(out: (s?: string) => void, c: ClaimResult): void {
   out(
     `   tasks claimed twice: ${c.duplicates}. Limits never bind (${c.limits.maxConcurrent} each, at most claimers × batch run at once); each run starts from a full queue.`,
   );
+  out();
+}
+
+export function reportLatency(out: (s?: string) => void, l: Figures["latency"]): void {
+  out(
+    table(`2. Latency Flotilla adds to text deltas (${l.turnMs.length} turns)`, [
+      ["t_flotilla − t_direct  <==", stats(l.added)],
+      ["  harness SSE → bus publish", stats(l.ingest)],
+      ["  bus publish → client SSE", stats(l.fanout)],
+      ["streamed turn (send → finished)", stats(l.turnMs)],
+      ["idle: pg `select 1`", stats(l.pingMs)],
+      ["idle: pg_notify", stats(l.notifyMs)],
+      ["idle: EventLog.append(1 delta)", stats(l.appendMs)],
+      ["idle: 1-row commit, sync commit on", stats(l.commitSyncMs)],
+      ["idle: 1-row commit, sync commit off", stats(l.commitAsyncMs)],
+    ]),
+  );
+  out(
+    `   deltas: ${l.directDeltas} from the harness, ${l.flotillaDeltas} from Flotilla, ${l.matched} matched, ${l.textMismatch} text mismatches`,
+  );
+  out("   bus publish = in-process EventBus emit, right after the event's transaction commits.");
+  out("   both streams are read by this one process: values within a few ms of 0 (even < 0) are noise.");
   out();
 }

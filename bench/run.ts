@@ -19,7 +19,7 @@
  * BENCH_RUNTIME_SESSIONS (5 cold provisions per runtime), BENCH_RUNTIME_TASKS (3 warm tasks per
  * runtime), BENCH_RUNTIME_TURNS (3 streamed turns per runtime), BENCH_TIMEOUT_S (1200),
  * BENCH_ONLY=ui runs phase 6 alone, BENCH_ONLY=runtime runs phase 7 alone (~4 min on 2 cores),
- * BENCH_ONLY=claims runs phase 3 alone (database only, ~1 min),
+ * BENCH_ONLY=claims runs phase 3 alone (database only, ~1 min), BENCH_ONLY=latency phase 2 alone,
  * BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
  * progress on stderr.
  */
@@ -32,7 +32,15 @@ import { runClaims } from "./claim.ts";
 import { type DensityResult, HANG_PROMPT, runDensity } from "./density.ts";
 import { runLatency, STREAM_PROMPT } from "./latency.ts";
 import { runProvisioning } from "./provision.ts";
-import { type Figures, report, reportClaims, reportRuntime, result, runtimeResult } from "./report.ts";
+import {
+  type Figures,
+  report,
+  reportClaims,
+  reportLatency,
+  reportRuntime,
+  result,
+  runtimeResult,
+} from "./report.ts";
 import { type RuntimeResult, runRuntimes } from "./runtime.ts";
 import { homesRoot, machine, removeHome, tempDir } from "./support.ts";
 import { runTaskLatency } from "./tasks.ts";
@@ -68,8 +76,9 @@ const settings = {
 // but a machine busy with other work can stretch every harness start several times over.
 const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 1200);
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== "" && ONLY !== "ui" && ONLY !== "runtime" && ONLY !== "claims")
-  throw new Error(`BENCH_ONLY must be ui, runtime or claims, got ${ONLY}`);
+const ONLY_PHASES = ["ui", "runtime", "claims", "latency"];
+if (ONLY !== undefined && ONLY !== "" && !ONLY_PHASES.includes(ONLY))
+  throw new Error(`BENCH_ONLY must be one of ${ONLY_PHASES.join(", ")}, got ${ONLY}`);
 const KEEP = process.env.BENCH_KEEP === "1";
 /** Short, so the pool stops the previous sample's harness quickly (cold phases wait for that). */
 const QUICK_IDLE = { idleMs: 1000, tickMs: 500 };
@@ -167,7 +176,9 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     `BENCH_RUNTIME_SESSIONS=${settings.runtimeSessions} BENCH_RUNTIME_TASKS=${settings.runtimeTasks} ` +
     `BENCH_RUNTIME_TURNS=${settings.runtimeTurns}`;
   const common = `${settings.words} deltas/turn every ${settings.chunkDelayMs} ms; every phase: pool.healthFailures=${HEALTH.healthFailures} harness.readyTimeoutMs=${READY.readyTimeoutMs}`;
-  if (ONLY === "claims")
+  if (ONLY === "latency")
+    out(`settings: BENCH_TURNS=${settings.turns}, ${common}; runtime ${defaults.runtime}`);
+  else if (ONLY === "claims")
     out(`settings: BENCH_QUEUED=${settings.queued} BENCH_CLAIM_S=${settings.claimSeconds}`);
   else if (ONLY === "ui") out(`settings: BENCH_UI_LOADS=${settings.uiLoads}; runtime ${defaults.runtime}`);
   else if (ONLY === "runtime") out(`settings: ${runtimeSettings}, ${common}`);
@@ -240,6 +251,23 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
       progress,
     });
   };
+  const latencyPhase = () => {
+    progress(`2. latency: ${settings.turns} streamed turns`);
+    return phase("latency", { warm: 0 }, (p) =>
+      runLatency({
+        client: p.client,
+        server: p.server,
+        home: p.home,
+        turns: settings.turns,
+        signal,
+        progress,
+      }),
+    );
+  };
+  if (ONLY === "latency") {
+    reportLatency(out, await latencyPhase());
+    return;
+  }
   if (ONLY === "claims") {
     const claims = await claimPhase();
     reportClaims(out, claims);
@@ -257,17 +285,7 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   );
   loads.provisioning = load();
 
-  progress(`2. latency: ${settings.turns} streamed turns`);
-  const latency = await phase("latency", { warm: 0 }, (p) =>
-    runLatency({
-      client: p.client,
-      server: p.server,
-      home: p.home,
-      turns: settings.turns,
-      signal,
-      progress,
-    }),
-  );
+  const latency = await latencyPhase();
   loads.latency = load();
 
   const claims = await claimPhase();

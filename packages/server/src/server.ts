@@ -113,6 +113,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     webhooks.start();
     cleanups.push(() => webhooks.stop());
     const events = new EventLog(db, bus);
+    // Runs after the sessions' own shutdown (cleanups run last first): their last events land.
+    cleanups.push(() => events.idle());
     // The ingest first: the manager gets the harness events it delivers in its constructor.
     const ingest = new SessionIngest(
       db,

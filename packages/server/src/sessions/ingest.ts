@@ -83,23 +83,36 @@ export class SessionIngest {
     if (bodies.length) await this.log.append(sessionId, bodies);
   }
 
+  /**
+   * The stream's bulk (deltas, parts, messages) goes into the session's log queue without waiting
+   * for its commit, so frames that arrive while one is being written go in together (group
+   * commit). Whatever depends on them waits in the same queue: a turn transition
+   * (`TurnOwner.transact`), a read-back (`EventLog.flushed`).
+   */
+  private appendSoon(sessionId: string, bodies: EventBody[]): void {
+    if (bodies.length === 0) return;
+    this.log
+      .append(sessionId, bodies)
+      .catch((err) => this.logger.error({ err, session: sessionId }, "storing the agent's events failed"));
+  }
+
   async onEvent(h: LiveHarness, directory: string, ev: { type: string; properties: Props }): Promise<void> {
     const t = this.translator(h.id);
     const p = ev.properties;
     switch (ev.type) {
       case "message.part.delta": {
         const sid = await this.sessionFor(p.sessionID, p.messageID);
-        if (sid) await this.append(sid, t.delta(p.messageID, p.partID, p.field, p.delta));
+        if (sid) this.appendSoon(sid, t.delta(p.messageID, p.partID, p.field, p.delta));
         return;
       }
       case "message.part.updated": {
         const sid = await this.sessionFor(p.sessionID ?? p.part?.sessionID, p.part?.messageID);
-        if (sid) await this.append(sid, t.part(p.part as OcPart));
+        if (sid) this.appendSoon(sid, t.part(p.part as OcPart));
         return;
       }
       case "message.updated": {
         const sid = await this.sessionFor(p.info?.sessionID, p.info?.id);
-        if (sid) await this.append(sid, t.message(p.info as OcMessage));
+        if (sid) this.appendSoon(sid, t.message(p.info as OcMessage));
         return;
       }
       case "session.error": {
@@ -181,6 +194,8 @@ export class SessionIngest {
   ): Promise<{ error: ErrorInfo | undefined; settled: boolean; answered: boolean }> {
     const t = this.translator(h.id);
     const known = new Map<string, KnownPart>();
+    // What the log holds includes every append already asked for: let the queued ones land first.
+    await this.log.flushed(sessionId);
     const parts = await this.db.query(
       "select part_id, kind, status, text_len from session_parts where session_id = $1",
       [sessionId],
@@ -259,13 +274,13 @@ export class SessionIngest {
   }
 
   private async permissionAsked(sessionId: string, p: PermissionAsked): Promise<void> {
-    const events = await withTx(this.db, async (tx) => {
+    await this.turns.transact(sessionId, async (tx) => {
       const ins = await tx.query(
         `insert into permission_requests (id, session_id, permission, patterns, metadata, status)
          values ($1, $2, $3, $4, $5, 'pending') on conflict (id) do nothing`,
         [p.id, sessionId, p.permission, JSON.stringify(p.patterns ?? []), JSON.stringify(p.metadata ?? {})],
       );
-      if (ins.rowCount === 0) return [];
+      if (ins.rowCount === 0) return { result: undefined, events: [] };
       const asked: EventBody = {
         type: "permission.asked",
         data: {
@@ -280,9 +295,8 @@ export class SessionIngest {
       const applied = await this.turns.applyTx(tx, sessionId, { type: "permission.asked", requestId: p.id }, [
         asked,
       ]);
-      return applied.events;
+      return { result: undefined, events: applied.events };
     });
-    await this.log.publish(events);
   }
 
   private async permissionReplied(
@@ -290,12 +304,12 @@ export class SessionIngest {
     requestId: string,
     reply: "once" | "always" | "reject",
   ): Promise<void> {
-    const events = await withTx(this.db, async (tx) => {
+    await this.turns.transact(sessionId, async (tx) => {
       const upd = await tx.query(
         "update permission_requests set status = 'replied', reply = $2, replied_at = now() where id = $1 and status = 'pending' returning message",
         [requestId, reply],
       );
-      if (upd.rowCount === 0) return [];
+      if (upd.rowCount === 0) return { result: undefined, events: [] };
       const message: string | null = upd.rows[0].message;
       const replied: EventBody = {
         type: "permission.replied",
@@ -304,9 +318,8 @@ export class SessionIngest {
       const applied = await this.turns.applyTx(tx, sessionId, { type: "permission.replied", requestId }, [
         replied,
       ]);
-      return applied.events;
+      return { result: undefined, events: applied.events };
     });
-    await this.log.publish(events);
   }
 
   /**

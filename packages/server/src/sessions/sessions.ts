@@ -655,7 +655,7 @@ export class SessionService {
    * retry at the same moment is told the session is busy.
    */
   private async restart(r: SessionRow, turn: SendMessageBody, p: Principal): Promise<Session> {
-    const events = await withTx(this.db, async (tx) => {
+    await this.ingest.turns.transact(r.id, async (tx) => {
       const { rows } = await tx.query("select status from sessions where id = $1 for update", [r.id]);
       if (rows[0]?.status !== "failed")
         throw new FlotillaError("session_busy", `session is ${rows[0]?.status}; it is no longer failed`, {
@@ -668,9 +668,8 @@ export class SessionService {
         [{ type: "session.status", data: { status: "provisioning", reason: "starting again" } }],
         { status: "provisioning", error: null },
       );
-      return applied.events;
+      return { result: undefined, events: applied.events };
     });
-    await this.log.publish(events);
     this.spawn(this.provision(r.id));
     return this.get(r.id, p);
   }

@@ -56,14 +56,28 @@ export class TurnOwner {
   }
 
   /** One transition in its own transaction, published after commit. */
-  async apply(
+  apply(
     sessionId: string,
     input: TurnInput,
     before: EventBody[] = [],
     patch: SessionPatch = {},
   ): Promise<Applied> {
-    const applied = await withTx(this.db, (tx) => this.applyTx(tx, sessionId, input, before, patch));
-    await this.log.publish(applied.events);
-    return applied;
+    return this.transact(sessionId, async (tx) => {
+      const applied = await this.applyTx(tx, sessionId, input, before, patch);
+      return { result: applied, events: applied.events };
+    });
+  }
+
+  /**
+   * A transaction that writes the session's log (through `applyTx`), in the log's queue for that
+   * session: after the events appended before it, before those appended after. Its events are
+   * published after commit.
+   */
+  transact<T>(sessionId: string, fn: (tx: Tx) => Promise<{ result: T; events: SessionEvent[] }>): Promise<T> {
+    return this.log.alone(sessionId, async () => {
+      const { result, events } = await withTx(this.db, fn);
+      await this.log.publish(events);
+      return result;
+    });
   }
 }

@@ -9,32 +9,148 @@ export interface SessionPatch {
   turn?: unknown;
 }
 
+/** One caller's append, waiting in its session's queue. */
+interface Pending {
+  bodies: EventBody[];
+  patch: SessionPatch;
+  resolve: (events: SessionEvent[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Work on one session's log, in the order it was asked for: appends, or a job run alone. */
+type Job = { kind: "append"; p: Pending } | { kind: "alone"; run: () => Promise<void> };
+
+/** Events one statement writes at most: a long backlog is written in a few statements, not one. */
+const MAX_BATCH = 500;
+
 /**
- * The append-only event log. `append` gives each event the session's next sequence number inside
- * one transaction (the session row lock serialises writers, so numbers are gap-free), applies any
- * session state change in the same transaction, and publishes after commit.
+ * The append-only event log. Each append is one statement (its own transaction, or the caller's):
+ * the session row's `last_seq` gives the events their gap-free sequence numbers (the row lock
+ * serialises writers across processes), the events and the session state change go in with it,
+ * and the events are published after commit.
+ *
+ * Within this process every session has one writer, a queue: appends that arrive while one is
+ * being written go together in the next statement (group commit: the first waits for nothing,
+ * a burst of deltas costs one round trip), and `alone` runs work that writes the session's log in
+ * its own transaction (a turn transition) after everything queued before it and before anything
+ * queued after. So the order of the log is the order of the calls.
  */
 export class EventLog {
+  private readonly queues = new Map<string, Job[]>();
+
   constructor(
     private readonly db: Db,
     private readonly bus: EventBus,
   ) {}
 
-  async append(sessionId: string, bodies: EventBody[], patch: SessionPatch = {}): Promise<SessionEvent[]> {
-    const events = await withTx(this.db, (tx) => this.appendTx(tx, sessionId, bodies, patch));
-    await this.bus.publish(events);
-    return events;
+  append(sessionId: string, bodies: EventBody[], patch: SessionPatch = {}): Promise<SessionEvent[]> {
+    return new Promise((resolve, reject) =>
+      this.enqueue(sessionId, { kind: "append", p: { bodies, patch, resolve, reject } }),
+    );
   }
 
-  /** For callers that need more work in the same transaction; they must publish after commit. */
-  async appendTx(
+  /** Runs `fn` in the session's queue: after every append and job asked for before, alone. */
+  alone<T>(sessionId: string, fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) =>
+      this.enqueue(sessionId, { kind: "alone", run: () => fn().then(resolve, reject) }),
+    );
+  }
+
+  /** Resolves when everything queued for the session so far is written (failed appends included). */
+  flushed(sessionId: string): Promise<void> {
+    return this.queues.has(sessionId) ? this.alone(sessionId, async () => {}) : Promise.resolve();
+  }
+
+  /** Resolves when every session's queue is empty (at shutdown, before the database goes). */
+  async idle(): Promise<void> {
+    while (this.queues.size > 0) await Promise.all([...this.queues.keys()].map((id) => this.flushed(id)));
+  }
+
+  private enqueue(sessionId: string, job: Job): void {
+    const q = this.queues.get(sessionId);
+    if (q) {
+      q.push(job);
+      return;
+    }
+    const fresh = [job];
+    this.queues.set(sessionId, fresh);
+    void this.drain(sessionId, fresh);
+  }
+
+  private async drain(sessionId: string, q: Job[]): Promise<void> {
+    while (q.length > 0) {
+      const head = q[0]!;
+      if (head.kind === "alone") {
+        q.shift();
+        // Its own promise carries its outcome; the queue goes on either way.
+        await head.run().catch(() => {});
+        continue;
+      }
+      const batch: Pending[] = [];
+      let n = 0;
+      while (q[0]?.kind === "append" && (batch.length === 0 || n + q[0].p.bodies.length <= MAX_BATCH)) {
+        const p = (q.shift() as Extract<Job, { kind: "append" }>).p;
+        batch.push(p);
+        n += p.bodies.length;
+      }
+      try {
+        const patch: SessionPatch = Object.assign({}, ...batch.map((p) => p.patch));
+        const events = await this.write(
+          this.db,
+          sessionId,
+          batch.flatMap((p) => p.bodies),
+          patch,
+        );
+        await this.bus.publish(events);
+        let at = 0;
+        for (const p of batch) {
+          p.resolve(events.slice(at, at + p.bodies.length));
+          at += p.bodies.length;
+        }
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
+    }
+    this.queues.delete(sessionId);
+  }
+
+  /** For callers that need more work in the same transaction; they must publish after commit,
+   * and run inside `alone` for the session so their events keep their place. */
+  appendTx(
     tx: Tx,
     sessionId: string,
     bodies: EventBody[],
     patch: SessionPatch = {},
   ): Promise<SessionEvent[]> {
+    return this.write(tx, sessionId, bodies, patch);
+  }
+
+  /**
+   * One statement: the session row (sequence numbers, state change, usage totals), the events,
+   * and session_parts. The events are built from the bodies given, not read back: what is
+   * published is what was stored, without a JSON round trip per event.
+   */
+  private async write(
+    q: Queryable,
+    sessionId: string,
+    bodies: EventBody[],
+    patch: SessionPatch,
+  ): Promise<SessionEvent[]> {
     const sets = ["last_seq = last_seq + $2", "updated_at = now()"];
-    const args: unknown[] = [sessionId, bodies.length];
+    const ids = bodies.map(() => newId("evt"));
+    const parts = partOps(bodies);
+    const args: unknown[] = [
+      sessionId,
+      bodies.length,
+      ids,
+      bodies.map((b) => b.type),
+      bodies.map((b) => JSON.stringify(b.data)),
+      parts.map((x) => x.partId),
+      parts.map((x) => x.kind),
+      parts.map((x) => x.status),
+      parts.map((x) => x.len),
+      parts.map((x) => x.mode),
+    ];
     if (patch.status) sets.push(`status = $${args.push(patch.status)}`);
     if (patch.error !== undefined)
       sets.push(`error = $${args.push(patch.error ? JSON.stringify(patch.error) : null)}`);
@@ -51,24 +167,49 @@ export class EventLog {
         `cost = cost + $${args.push(sum((u) => u.cost))}::float`,
       );
     }
-    const { rows } = await tx.query(
-      `update sessions set ${sets.join(", ")} where id = $1 returning last_seq`,
+    // Data-modifying WITH clauses always run to completion; both inserts join `s`, so nothing is
+    // written for a session that is gone.
+    const { rows } = await q.query(
+      `with s as (
+         update sessions set ${sets.join(", ")} where id = $1 returning last_seq
+       ), ev as (
+         insert into events (session_id, seq, id, type, data)
+         select $1, s.last_seq - $2 + t.i, t.id, t.type, t.data
+         from s, unnest($3::text[], $4::text[], $5::jsonb[]) with ordinality as t(id, type, data, i)
+       ), ops as (
+         select p.* from s, unnest($6::text[], $7::text[], $8::text[], $9::int[], $10::text[])
+           as p(part_id, kind, status, len, mode)
+       ), added as (
+         insert into session_parts (session_id, part_id, kind, status, text_len)
+         select $1, part_id, kind, status, len from ops where mode = 'add'
+         on conflict (session_id, part_id) do update set text_len = session_parts.text_len + excluded.text_len
+       ), set_ as (
+         insert into session_parts (session_id, part_id, kind, status, text_len)
+         select $1, part_id, kind, status, len from ops where mode = 'set'
+         on conflict (session_id, part_id) do update set text_len = excluded.text_len, status = excluded.status
+       ), marked as (
+         insert into session_parts (session_id, part_id, kind, status)
+         select $1, part_id, kind, status from ops where mode = 'status'
+         on conflict (session_id, part_id) do update set status = excluded.status
+       )
+       select last_seq, now() as at from s`,
       args,
     );
     if (rows.length === 0) throw new Error(`session ${sessionId} vanished`);
-    if (bodies.length === 0) return [];
-    const last: number = rows[0].last_seq;
-    const first = last - bodies.length + 1;
-    const ids = bodies.map(() => newId("evt"));
-    const inserted = await tx.query(
-      `insert into events (session_id, seq, id, type, data)
-       select $1, $2::bigint + t.i - 1, t.id, t.type, t.data
-       from unnest($3::text[], $4::text[], $5::jsonb[]) with ordinality as t(id, type, data, i)
-       returning *`,
-      [sessionId, first, ids, bodies.map((b) => b.type), bodies.map((b) => JSON.stringify(b.data))],
+    const last = Number(rows[0].last_seq);
+    const at = (rows[0].at as Date).toISOString();
+    return bodies.map(
+      (b, i) =>
+        ({
+          id: ids[i]!,
+          sessionId,
+          seq: last - bodies.length + 1 + i,
+          v: 1,
+          at,
+          type: b.type,
+          data: b.data,
+        }) as SessionEvent,
     );
-    await projectParts(tx, sessionId, bodies);
-    return inserted.rows.map(rowToEvent).sort((a, b) => a.seq - b.seq);
   }
 
   async read(q: Queryable, sessionId: string, after: number, limit: number): Promise<SessionEvent[]> {
@@ -110,40 +251,67 @@ export class EventLog {
   }
 }
 
-/** Keeps session_parts in step with what the log says, for reconciliation. */
-async function projectParts(tx: Tx, sessionId: string, bodies: EventBody[]): Promise<void> {
+/** What one append does to a harness part's row in session_parts. */
+interface PartOp {
+  partId: string;
+  kind: string;
+  status: string;
+  len: number;
+  /** add: text_len grows by len (status only on insert); set: text_len and status replaced;
+   * status: only the status replaced. */
+  mode: "add" | "set" | "status";
+}
+
+/**
+ * session_parts, kept in step with what the log says (a reconcile reads it to know what the log
+ * already holds): the bodies' effects folded into one operation per part, in order, since one
+ * statement may change a row only once.
+ */
+function partOps(bodies: EventBody[]): PartOp[] {
+  const ops = new Map<string, PartOp>();
+  const touch = (partId: string, kind: string, f: (op: PartOp | undefined) => PartOp) =>
+    ops.set(partId, f(ops.get(partId)));
   for (const b of bodies) {
     switch (b.type) {
       case "text.delta":
-      case "reasoning.delta":
-        await tx.query(
-          `insert into session_parts (session_id, part_id, kind, status, text_len) values ($1, $2, $3, 'streaming', $4)
-           on conflict (session_id, part_id) do update set text_len = session_parts.text_len + $4`,
-          [sessionId, b.data.partId, b.type.split(".")[0], b.data.delta.length],
+      case "reasoning.delta": {
+        const len = b.data.delta.length;
+        touch(b.data.partId, b.type.split(".")[0]!, (op) =>
+          op && op.mode !== "status"
+            ? { ...op, len: op.len + len }
+            : { partId: b.data.partId, kind: b.type.split(".")[0]!, status: "streaming", len, mode: "add" },
         );
         break;
+      }
       case "text.completed":
       case "reasoning.completed":
-        await tx.query(
-          `insert into session_parts (session_id, part_id, kind, status, text_len) values ($1, $2, $3, 'completed', $4)
-           on conflict (session_id, part_id) do update set status = 'completed', text_len = $4`,
-          [sessionId, b.data.partId, b.type.split(".")[0], b.data.text.length],
-        );
+        touch(b.data.partId, b.type.split(".")[0]!, () => ({
+          partId: b.data.partId,
+          kind: b.type.split(".")[0]!,
+          status: "completed",
+          len: b.data.text.length,
+          mode: "set",
+        }));
         break;
       case "tool.updated":
-        await tx.query(
-          `insert into session_parts (session_id, part_id, kind, status) values ($1, $2, 'tool', $3)
-           on conflict (session_id, part_id) do update set status = $3`,
-          [sessionId, b.data.partId, b.data.status],
-        );
+        touch(b.data.partId, "tool", () => ({
+          partId: b.data.partId,
+          kind: "tool",
+          status: b.data.status,
+          len: 0,
+          mode: "status",
+        }));
         break;
       case "usage":
-        await tx.query(
-          `insert into session_parts (session_id, part_id, kind, status) values ($1, $2, 'message', 'completed')
-           on conflict (session_id, part_id) do update set status = 'completed'`,
-          [sessionId, b.data.messageId],
-        );
+        touch(b.data.messageId, "message", () => ({
+          partId: b.data.messageId,
+          kind: "message",
+          status: "completed",
+          len: 0,
+          mode: "status",
+        }));
         break;
     }
   }
+  return [...ops.values()];
 }
