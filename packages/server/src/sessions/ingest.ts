@@ -7,7 +7,7 @@ import {
   Translator,
 } from "../agents/opencode/translate.ts";
 import type { LiveHarness } from "../harnesses/manager.ts";
-import { type Db, withTx } from "../platform/db/pool.ts";
+import type { Db } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
 import { IN_TURN, IN_TURN_SQL, PLACED_SQL, WORKING_SQL } from "./status.ts";

@@ -1,5 +1,5 @@
 import { type EventBody, newId, type SessionEvent, type SessionStatus } from "@flotilla/contracts";
-import { type Db, type Queryable, type Tx, withTx } from "../db/pool.ts";
+import type { Db, Queryable, Tx } from "../db/pool.ts";
 import { type EventBus, rowToEvent } from "./bus.ts";
 
 export interface SessionPatch {
@@ -269,14 +269,14 @@ interface PartOp {
  */
 function partOps(bodies: EventBody[]): PartOp[] {
   const ops = new Map<string, PartOp>();
-  const touch = (partId: string, kind: string, f: (op: PartOp | undefined) => PartOp) =>
+  const touch = (partId: string, f: (op: PartOp | undefined) => PartOp) =>
     ops.set(partId, f(ops.get(partId)));
   for (const b of bodies) {
     switch (b.type) {
       case "text.delta":
       case "reasoning.delta": {
         const len = b.data.delta.length;
-        touch(b.data.partId, b.type.split(".")[0]!, (op) =>
+        touch(b.data.partId, (op) =>
           op && op.mode !== "status"
             ? { ...op, len: op.len + len }
             : { partId: b.data.partId, kind: b.type.split(".")[0]!, status: "streaming", len, mode: "add" },
@@ -285,7 +285,7 @@ function partOps(bodies: EventBody[]): PartOp[] {
       }
       case "text.completed":
       case "reasoning.completed":
-        touch(b.data.partId, b.type.split(".")[0]!, () => ({
+        touch(b.data.partId, () => ({
           partId: b.data.partId,
           kind: b.type.split(".")[0]!,
           status: "completed",
@@ -294,7 +294,7 @@ function partOps(bodies: EventBody[]): PartOp[] {
         }));
         break;
       case "tool.updated":
-        touch(b.data.partId, "tool", () => ({
+        touch(b.data.partId, () => ({
           partId: b.data.partId,
           kind: "tool",
           status: b.data.status,
@@ -303,7 +303,7 @@ function partOps(bodies: EventBody[]): PartOp[] {
         }));
         break;
       case "usage":
-        touch(b.data.messageId, "message", () => ({
+        touch(b.data.messageId, () => ({
           partId: b.data.messageId,
           kind: "message",
           status: "completed",
