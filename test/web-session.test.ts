@@ -17,7 +17,14 @@ import {
   type WatchedPage,
   watchedPage,
 } from "./browser.ts";
-import { collectUntil, makeRepo, startTestServer, type TestServer, untilTurnFinished } from "./support.ts";
+import {
+  collectUntil,
+  deadline,
+  makeRepo,
+  startTestServer,
+  type TestServer,
+  untilTurnFinished,
+} from "./support.ts";
 import { TcpProxy } from "./tcp-proxy.ts";
 
 /**
@@ -44,15 +51,28 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
   let context: BrowserContext;
   let proxy: TcpProxy;
   let w: WatchedPage;
+  /**
+   * One repository, so one project and one harness for every session of this file: no test kills
+   * its harness, changes the repository (each session has a workspace of its own) or counts what a
+   * project holds. A repository per session meant eight harness boots, one after another, each
+   * 7-23 s on a loaded machine.
+   */
+  let repo: string;
   beforeAll(async () => {
     t = await startTestServer({ scenario, config: { permission: "ask" } });
+    repo = makeRepo();
+    // The shared harness boots while the browser starts, and is ready before the first test: no
+    // test then waits on a cold harness, whichever runs first.
+    const warmUp = await t.client.sessions.create({ repo, prompt: "hello" });
     // The browser reaches the server only through the proxy, so the test can cut its streams.
     proxy = await new TcpProxy(new URL(t.url)).start();
     browser = await launchBrowser();
     context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
     w = await watchedPage(context);
     await login(w.page, proxy.url, t.token);
-  });
+    // A cold harness may take up to its ready timeout (120 s) on a loaded machine.
+    await collectUntil(t.client, warmUp.id, untilTurnFinished(1), { timeoutMs: 180_000 });
+  }, deadline(300_000));
   afterAll(async () => {
     await context?.close();
     await browser?.close();
@@ -71,10 +91,10 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
 
   it("loses nothing of a turn when its stream is cut mid-turn, and says it is reconnecting", async () => {
     await scenarioOn(w, "sse-drop", async () => {
-      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "slow please" });
+      const s = await t.client.sessions.create({ repo, prompt: "slow please" });
       await open(s.id);
       const text = w.page.getByTestId("assistant-text");
-      await w.page.getByText("three", { exact: false }).waitFor({ timeout: 60_000 });
+      await w.page.getByText("three", { exact: false }).waitFor({ timeout: deadline(60_000) });
       proxy.refuse();
       expect(proxy.drop()).toBeGreaterThan(0);
       // Cut while the model was still mid-sentence: what follows arrives only after the reconnect.
@@ -83,7 +103,7 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
       // Let the turn run on (and finish) while the browser is cut off.
       await collectUntil(t.client, s.id, untilTurnFinished(1));
       proxy.accept();
-      await expect.poll(status, { timeout: 30_000 }).toBe("idle");
+      await expect.poll(status, { timeout: deadline(30_000) }).toBe("idle");
       await expect.poll(async () => (await text.allTextContents()).map((x) => x.trim())).toEqual([SLOW_TEXT]);
       await w.page.getByText("live", { exact: true }).waitFor();
       // The cut streams are reported by the browser as failed loads; nothing else may complain.
@@ -92,7 +112,7 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
   });
 
   it("stays live on a session whose history holds an error event", async () => {
-    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "fail auth now" });
+    const s = await t.client.sessions.create({ repo, prompt: "fail auth now" });
     await collectUntil(t.client, s.id, untilTurnFinished(1));
     await open(s.id);
     // The error is shown in the transcript...
@@ -116,10 +136,10 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
   it("answers a permission by keyboard alone: allow once, then reject with a message", async () => {
     await scenarioOn(w, "keyboard", async () => {
       const { page } = w;
-      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "write hello please" });
+      const s = await t.client.sessions.create({ repo, prompt: "write hello please" });
       await open(s.id);
       const ask = page.getByRole("alertdialog", { name: "Permission request" });
-      await ask.waitFor({ timeout: 60_000 });
+      await ask.waitFor({ timeout: deadline(60_000) });
       // A background tab says the agent is waiting, in its title and icon.
       await expect.poll(() => page.title()).toMatch(/^● Needs approval · /);
       expect(await page.locator('link[rel="icon"]').getAttribute("href")).toBe("/favicon-alert.svg");
@@ -130,13 +150,13 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
       await page.keyboard.press("Tab");
       expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Allow once");
       await page.keyboard.press("Enter");
-      await page.getByText("I wrote hello.txt for you.").waitFor({ timeout: 60_000 });
+      await page.getByText("I wrote hello.txt for you.").waitFor({ timeout: deadline(60_000) });
       await expect.poll(() => page.title()).not.toMatch(/Needs approval/);
       expect(await page.locator('link[rel="icon"]').getAttribute("href")).toBe("/favicon.svg");
 
-      const s2 = await t.client.sessions.create({ repo: makeRepo(), prompt: "run a command please" });
+      const s2 = await t.client.sessions.create({ repo, prompt: "run a command please" });
       await open(s2.id);
-      await ask.waitFor({ timeout: 60_000 });
+      await ask.waitFor({ timeout: deadline(60_000) });
       await ask.getByText("$ echo from-bash > bash.txt").waitFor();
       await expect
         .poll(() => page.evaluate(() => document.activeElement?.getAttribute("role")))
@@ -160,14 +180,14 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
     await scenarioOn(w, "rejected-edit", async () => {
       const { page } = w;
       // Two turns first: the conversation is then longer than a phone's screen.
-      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hello" });
+      const s = await t.client.sessions.create({ repo, prompt: "hello" });
       await collectUntil(t.client, s.id, untilTurnFinished(1));
       await t.client.sessions.send(s.id, { text: "hello again" });
       await collectUntil(t.client, s.id, untilTurnFinished(2));
       await t.client.sessions.send(s.id, { text: "edit readme please" });
       await open(s.id);
       const ask = page.getByRole("alertdialog", { name: "Permission request" });
-      await ask.waitFor({ timeout: 60_000 });
+      await ask.waitFor({ timeout: deadline(60_000) });
       // The edit waits on the person, not on the agent: its line says so (the request names its call).
       const edit = page.getByTestId("tool-row").filter({ hasText: "README.md" });
       await expect.poll(() => edit.locator("summary").textContent()).toContain("waiting for permission");
@@ -222,12 +242,12 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
   it("says an aborted turn once", async () => {
     await scenarioOn(w, "aborted", async () => {
       const { page } = w;
-      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang please" });
+      const s = await t.client.sessions.create({ repo, prompt: "hang please" });
       await open(s.id);
-      await page.getByText("Working on it").waitFor({ timeout: 60_000 });
+      await page.getByText("Working on it").waitFor({ timeout: deadline(60_000) });
       await page.getByRole("button", { name: "Abort" }).click();
       // The status comes after the error and the turn's end: by then all three have been read.
-      await expect.poll(status, { timeout: 60_000 }).toBe("idle");
+      await expect.poll(status, { timeout: deadline(60_000) }).toBe("idle");
       const transcript = page.getByTestId("transcript");
       expect(await transcript.getByText(/abort/i).allTextContents()).toEqual(["Turn aborted"]);
       expect(w.problems).toEqual([]);
@@ -237,23 +257,23 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
   it("queues a follow-up while the agent works, sends it when idle, and forks from a message", async () => {
     await scenarioOn(w, "queue-fork", async () => {
       const { page } = w;
-      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "slow please" });
+      const s = await t.client.sessions.create({ repo, prompt: "slow please" });
       await open(s.id);
-      await page.getByText("three", { exact: false }).waitFor({ timeout: 60_000 });
+      await page.getByText("three", { exact: false }).waitFor({ timeout: deadline(60_000) });
       await page.getByLabel("Follow-up").fill("remember the codeword is kiwi");
       await page.getByRole("button", { name: "Queue" }).click();
       // Queued, not sent: the first turn is still running.
       await page.getByTestId("queued").getByText("remember the codeword is kiwi").waitFor();
       expect((await t.client.sessions.get(s.id)).status).not.toBe("idle");
       await shoot(page, "session-queued");
-      await page.getByText("Noted, I will remember it.").waitFor({ timeout: 60_000 });
+      await page.getByText("Noted, I will remember it.").waitFor({ timeout: deadline(60_000) });
       expect(await page.getByTestId("queued").count()).toBe(0);
       const turns = (await t.client.sessions.events(s.id)).items.filter((e) => e.type === "turn.started");
       expect(turns.map((e) => e.type === "turn.started" && e.data.prompt)).toEqual([
         "slow please",
         "remember the codeword is kiwi",
       ]);
-      await expect.poll(status, { timeout: 30_000 }).toBe("idle");
+      await expect.poll(status, { timeout: deadline(30_000) }).toBe("idle");
       await expect.poll(() => page.getByTestId("usage").textContent()).not.toMatch(/^0 tokens/);
 
       // Fork before the second prompt: the new session has the first turn and not the codeword.
@@ -275,7 +295,7 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
   it("renders 10,000 events as a virtualised list with highlighted code, and scrolls to either end", async () => {
     await scenarioOn(w, "virtualised", async () => {
       const { page } = w;
-      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hello" });
+      const s = await t.client.sessions.create({ repo, prompt: "hello" });
       await collectUntil(t.client, s.id, untilTurnFinished(1));
       const bodies: EventBody[] = [];
       for (let i = 0; i < 10_000; i++)
@@ -291,7 +311,9 @@ describe.skipIf(!haveChromium)("the session page in a real browser", () => {
         await t.server.services.events.append(s.id, bodies.slice(i, i + 1000));
       await open(s.id);
       const list = page.getByTestId("transcript");
-      await expect.poll(() => list.getAttribute("data-rows"), { timeout: 60_000 }).toBe(String(10_002));
+      await expect
+        .poll(() => list.getAttribute("data-rows"), { timeout: deadline(60_000) })
+        .toBe(String(10_002));
       await page.getByText("row 9999 of the bulk").waitFor();
       // Only what is near the viewport is in the DOM.
       expect(await list.locator("[data-index]").count()).toBeLessThan(80);

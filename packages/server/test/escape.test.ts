@@ -120,7 +120,8 @@ async function setUp(p: Plane): Promise<{ targets: ProbeTargets; secret: string 
     repo: makeRepo({ "secret.txt": `${secret}\n` }),
     prompt: "hello",
   });
-  await collectUntil(p.client, victim.id, untilTurnFinished(), { timeoutMs: 90_000 });
+  // Its own project, so its own harness boots first: up to its ready timeout (120 s) when loaded.
+  await collectUntil(p.client, victim.id, untilTurnFinished(), { timeoutMs: 180_000 });
   const pgPort = Number(new URL(p.db).port);
   return {
     secret,
@@ -135,15 +136,17 @@ async function setUp(p: Plane): Promise<{ targets: ProbeTargets; secret: string 
   };
 }
 
-/** The agent's bash tool runs the wrapped probe; returns what the tool printed. */
-async function probeAsAgent(p: Plane, script: string): Promise<string> {
+/** The agent's bash tool runs the wrapped probe in a session on `repo`; returns what the tool printed. */
+async function probeAsAgent(p: Plane, script: string, repo: string): Promise<string> {
   p.scenario.rules.unshift({
     match: "^probe the machine",
     steps: [{ tool: "bash", args: { command: wrap(script), description: "look around" } }, { text: "done" }],
   });
   p.model.setScenario(p.scenario);
-  const s = await p.client.sessions.create({ repo: makeRepo(), prompt: "probe the machine" });
-  const events = await collectUntil(p.client, s.id, untilTurnFinished(), { timeoutMs: 120_000 });
+  const s = await p.client.sessions.create({ repo, prompt: "probe the machine" });
+  // The attacker's project is not the victim's: the first session on it boots its harness, which
+  // may take up to its ready timeout (120 s) on a loaded machine.
+  const events = await collectUntil(p.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
   const tool = events.findLast(
     (e): e is Extract<SessionEvent, { type: "tool.updated" }> =>
       e.type === "tool.updated" && e.data.tool === "bash" && e.data.status === "completed",
@@ -162,19 +165,26 @@ function expectNothingFound(output: string, secrets: string[]) {
 
 describe("escape probe", () => {
   it("finds nothing under sandbox: from the agent's bash, a terminal shell, or a verify command", {
-    timeout: deadline(600_000),
+    timeout: deadline(720_000),
   }, async () => {
     const p = await startPlane("sandbox");
     const { targets, secret } = await setUp(p);
     const script = probeScript(targets);
     const secrets = [p.token, p.canary, secret];
+    // One attacker project (one shard, one harness) for all three probes; the victim stays in
+    // another. Each probe is still a sandbox of its own on that shard: the agent's bash runs in the
+    // harness's, the terminal and the verify command each in a fresh one the driver starts for them
+    // (attach, exec), not inside the harness. None needs a fresh harness, and the probe reads only:
+    // what one leaves on the shard is nothing another looks for. A repository per probe meant
+    // four harness boots where two do.
+    const attacker = makeRepo();
 
     // 1. The agent's own bash tool.
-    expectNothingFound(await probeAsAgent(p, script), secrets);
+    expectNothingFound(await probeAsAgent(p, script, attacker), secrets);
 
     // 2. A member's terminal shell in a session's workspace.
     const member = (await p.client.tokens.create("mallory", "member")).token;
-    const s = await p.client.sessions.create({ repo: makeRepo(), prompt: "hello" });
+    const s = await p.client.sessions.create({ repo: attacker, prompt: "hello" });
     await collectUntil(p.client, s.id, untilTurnFinished(), { timeoutMs: 90_000 });
     const memberClient = new FlotillaClient({ baseUrl: p.url, token: member });
     const term = new TermSocket(memberClient.terminalUrl(s.id), member);
@@ -187,7 +197,7 @@ describe("escape probe", () => {
 
     // 3. A member task's verify command.
     const { task } = await memberClient.tasks.submit({
-      repo: makeRepo(),
+      repo: attacker,
       prompt: "hello",
       verify: wrap(script),
     });
@@ -203,11 +213,13 @@ describe("escape probe", () => {
   });
 
   it("finds everything under local: the boundary above is real, not assumed", {
-    timeout: deadline(400_000),
+    timeout: deadline(480_000),
   }, async () => {
     const p = await startPlane("local");
     const { targets, secret } = await setUp(p);
-    const output = await probeAsAgent(p, probeScript(targets));
+    // The same two projects as under sandbox (victim and attacker, two harnesses), so the probe
+    // that found nothing there is shown to find the other project's workspace here.
+    const output = await probeAsAgent(p, probeScript(targets), makeRepo());
     const r = leaks(output);
     expect(r.done, output).toBe(true);
     const names = r.leaks.map((l) => l.split(":")[0]!.slice(5));
