@@ -60,10 +60,20 @@ const git = (cwd: string, ...args: string[]) =>
     },
   }).trim();
 
+/**
+ * The user's repository the landing tests merge into; the gc and task tests work in it too: one
+ * project, so one harness for the whole file but autoRepo (a repository apiece booted a harness
+ * apiece). None of them kills its harness; the gc test reads only refs it makes itself, and the task
+ * starts from the repository's first commit, not from what the landing tests merged into main.
+ */
+const repo = makeRepo({ "README.md": "# scratch\n", "app.txt": "one\n" });
+const base = git(repo, "rev-parse", "HEAD");
+
 /** A new session whose first turn has ended. */
 async function sessionDone(repo: string, prompt: string): Promise<Session> {
   const s = await t.client.sessions.create({ repo, prompt });
-  const events = await collectUntil(t.client, s.id, untilTurnFinished());
+  // A repository's first session boots its harness first: up to its ready timeout (120 s) when loaded.
+  const events = await collectUntil(t.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
   expect(events.find((e) => e.type === "turn.finished")).toMatchObject({ data: { outcome: "success" } });
   return t.client.sessions.get(s.id);
 }
@@ -83,14 +93,13 @@ const ourRefs = (repo: string) =>
   git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/flotilla/", "refs/flotilla/");
 
 describe("landing a session's work", () => {
-  const repo = makeRepo({ "README.md": "# scratch\n", "app.txt": "one\n" });
-  const base = git(repo, "rev-parse", "HEAD");
   let a: Session;
   let b: Session;
 
+  // Boots the file's first harness (its ready timeout alone is 120 s on a loaded machine).
   beforeAll(async () => {
     [a, b] = await Promise.all([sessionDone(repo, "write hello"), sessionDone(repo, "edit readme")]);
-  });
+  }, deadline(240_000));
 
   it("commits the workspace on the session's branch, by the person, with the agent as co-author", async () => {
     const state = await t.client.sessions.branch(a.id);
@@ -231,10 +240,18 @@ describe("landing a session's work", () => {
     "leaves no Flotilla branch in the user's repository after 20 sessions' workspaces are deleted",
     async () => {
       // Three at a time: eighteen first turns at once (each a new directory for OpenCode, seconds of
-      // CPU apiece) beside another test file on two cores starve one another past any deadline.
+      // CPU apiece) beside another test file on two cores starve one another past any deadline. Three
+      // lanes, each starting its next session when its last one is done (in batches of three, every
+      // batch waited for its slowest).
       const more: Session[] = [];
-      while (more.length < 18)
-        more.push(...(await Promise.all([1, 2, 3].map(() => sessionDone(repo, "say hello")))));
+      let started = 0;
+      const lane = async () => {
+        while (started < 18) {
+          started++;
+          more.push(await sessionDone(repo, "say hello"));
+        }
+      };
+      await Promise.all([lane(), lane(), lane()]);
       for (const s of more.slice(0, 3)) await t.client.sessions.commit(s.id, {}).catch(() => undefined);
       const all = [a, b, ...more];
       expect(all).toHaveLength(20);
@@ -251,7 +268,6 @@ describe("landing a session's work", () => {
 
 describe("gc", () => {
   it("lists what no live session owns, counts it on the overview, and removes it", async () => {
-    const repo = makeRepo();
     const s = await sessionDone(repo, "write hello");
     await t.client.sessions.delete(s.id); // keeps its workspace
     // Left by versions that made worktrees, and by a merge cut short.
@@ -287,9 +303,12 @@ describe("gc", () => {
 });
 
 describe("landing by itself", () => {
-  it("commits at the end of every successful turn where the repository is set to", async () => {
+  it("commits at the end of every successful turn where the repository is set to", {
+    timeout: deadline(240_000),
+  }, async () => {
     const s = await t.client.sessions.create({ repo: autoRepo, prompt: "write hello" });
-    const events = await collectUntil(t.client, s.id, (e) => e.type === "git");
+    // Its own project, so its own harness to boot first: up to its ready timeout (120 s) when loaded.
+    const events = await collectUntil(t.client, s.id, (e) => e.type === "git", { timeoutMs: 180_000 });
     expect(events.at(-1)).toMatchObject({ type: "git", data: { action: "commit" } });
     const state = await t.client.sessions.branch(s.id);
     expect(state).toMatchObject({ uncommitted: 0, commits: [{ subject: "write hello" }] });
@@ -298,8 +317,15 @@ describe("landing by itself", () => {
     );
   });
 
-  it("a task with commit: true commits its work on success", async () => {
-    const { task } = await t.client.tasks.submit({ repo: makeRepo(), prompt: "write hello", commit: true });
+  it("a task with commit: true commits its work on success", { timeout: deadline(240_000) }, async () => {
+    // In the landing tests' repository, whose harness is up; from its first commit, as main has the
+    // agent's hello.txt by now (merged there above), and writing it again would change nothing.
+    const { task } = await t.client.tasks.submit({
+      repo,
+      baseRef: base,
+      prompt: "write hello",
+      commit: true,
+    });
     const done = await waitFor(async () => {
       const x = await t.client.tasks.get(task.id);
       return ["succeeded", "failed", "dead", "cancelled", "timed_out"].includes(x.state) ? x : undefined;

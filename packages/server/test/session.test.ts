@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   assertGapFree,
   collectUntil,
+  deadline,
   makeRepo,
   startTestServer,
   type TestServer,
@@ -13,8 +14,14 @@ import {
 import { scenario } from "./scenario.ts";
 
 let t: TestServer;
+/** One repository, so one project and one harness for every test: none kills its harness or changes
+ * the repository itself (each session works in its own workspace). The first test boots the harness
+ * and the rest find it warm; a repository per test meant a harness boot per test, which on a loaded
+ * machine overran the tests' 60 s waits for a first turn. */
+let repo: string;
 beforeAll(async () => {
   t = await startTestServer({ scenario });
+  repo = makeRepo();
 });
 afterAll(async () => {
   await t?.close();
@@ -27,12 +34,14 @@ const textOf = (events: SessionEvent[]) =>
     .join("");
 
 describe("a session on the real OpenCode server", () => {
-  it("edits a file in a real git worktree; the diff shows it; events are ordered and gap-free", async () => {
-    const repo = makeRepo();
+  it("edits a file in a real git worktree; the diff shows it; events are ordered and gap-free", {
+    timeout: deadline(240_000),
+  }, async () => {
     const s = await t.client.sessions.create({ repo, prompt: "write hello please" });
     expect(s.status).toBe("provisioning");
     expect(s.branch).toBe(`flotilla/${s.id}`);
-    const events = await collectUntil(t.client, s.id, untilTurnFinished(1));
+    // The file's first session boots the harness first: up to its ready timeout (120 s) when loaded.
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(1), { timeoutMs: 180_000 });
     assertGapFree(events);
     const types = events.map((e) => e.type);
     expect(types.indexOf("turn.started")).toBeLessThan(types.indexOf("tool.updated"));
@@ -70,7 +79,6 @@ describe("a session on the real OpenCode server", () => {
   });
 
   it("resumes an SSE stream from Last-Event-ID with exactly the missing events", async () => {
-    const repo = makeRepo();
     const s = await t.client.sessions.create({ repo, prompt: "edit readme now" });
     const all = await collectUntil(t.client, s.id, untilTurnFinished(1));
     const cut = Math.floor(all.length / 2);
@@ -100,7 +108,7 @@ describe("a session on the real OpenCode server", () => {
   });
 
   it("aborts a turn mid-way, then a second turn works", async () => {
-    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang until aborted" });
+    const s = await t.client.sessions.create({ repo, prompt: "hang until aborted" });
     await collectUntil(t.client, s.id, (e) => e.type === "text.delta");
     const aborted = await t.client.sessions.abort(s.id);
     expect(aborted.status).toBe("idle");
@@ -119,7 +127,7 @@ describe("a session on the real OpenCode server", () => {
   });
 
   it("an abort that lands before the agent took up the prompt still stops it", async () => {
-    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hang right away" });
+    const s = await t.client.sessions.create({ repo, prompt: "hang right away" });
     await collectUntil(t.client, s.id, (e) => e.type === "turn.started");
     const aborted = await t.client.sessions.abort(s.id);
     expect(aborted.status).toBe("idle");
@@ -143,7 +151,7 @@ describe("a session on the real OpenCode server", () => {
 
   it("keeps context: a second turn depends on the first", async () => {
     const s = await t.client.sessions.create({
-      repo: makeRepo(),
+      repo,
       prompt: "remember the codeword: the codeword is ALBATROSS",
     });
     await collectUntil(t.client, s.id, untilTurnFinished(1));
@@ -154,7 +162,7 @@ describe("a session on the real OpenCode server", () => {
   });
 
   it("records a turn that ends in a provider error as an error, not a success", async () => {
-    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "fail auth now" });
+    const s = await t.client.sessions.create({ repo, prompt: "fail auth now" });
     const events = await collectUntil(t.client, s.id, untilTurnFinished(1));
     const fin = events.find((e) => e.type === "turn.finished");
     expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("error");
@@ -186,7 +194,7 @@ describe("a session on the real OpenCode server", () => {
 
   it("forks a session into a new one that shares the workspace and reads as its parent did up to the fork point", async () => {
     const s = await t.client.sessions.create({
-      repo: makeRepo(),
+      repo,
       prompt: "remember the codeword: the codeword is PUFFIN",
     });
     await collectUntil(t.client, s.id, untilTurnFinished(1));
@@ -250,7 +258,7 @@ describe("a session on the real OpenCode server", () => {
     const idle = await t.client.sessions.list({ status: "idle", limit: 200 });
     expect(idle.items.every((x) => x.status === "idle")).toBe(true);
 
-    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "say hi" });
+    const s = await t.client.sessions.create({ repo, prompt: "say hi" });
     await collectUntil(t.client, s.id, untilTurnFinished(1));
     const before = (await t.client.harnesses()).filter((h) => h.shardId === s.shardId && h.state === "ready");
     expect(before).toHaveLength(1);

@@ -2,7 +2,14 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaError, type Task } from "@flotilla/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { collectUntil, makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
+import {
+  collectUntil,
+  deadline,
+  makeRepo,
+  startTestServer,
+  type TestServer,
+  waitFor,
+} from "../../../test/support.ts";
 import { scenario } from "./scenario.ts";
 
 let t: TestServer;
@@ -110,7 +117,10 @@ describe("tasks", () => {
     );
   });
 
-  it("a harness crash is retried with back-off; when attempts run out the task is dead", async () => {
+  // Two harness boots (one per attempt), each allowed its 120 s ready timeout when loaded.
+  it("a harness crash is retried with back-off; when attempts run out the task is dead", {
+    timeout: deadline(480_000),
+  }, async () => {
     // Its own repository, so its own harness: this test kills it.
     const { task } = await t.client.tasks.submit({ repo: makeRepo(), prompt: "slow please", maxAttempts: 2 });
     for (let attempt = 1; attempt <= 2; attempt++) {
