@@ -167,10 +167,12 @@ export class EventLog {
         `cost = cost + $${args.push(sum((u) => u.cost))}::float`,
       );
     }
-    // Data-modifying WITH clauses always run to completion; both inserts join `s`, so nothing is
-    // written for a session that is gone.
-    const { rows } = await q.query(
-      `with s as (
+    // Data-modifying WITH clauses always run to completion; the inserts join `s`, so nothing is
+    // written for a session that is gone. A named (prepared) statement: planning this one costs
+    // more than running it, and its text depends only on which session columns change.
+    const { rows } = await q.query({
+      name: `flotilla_append_${sets.map((x) => x.split(" ")[0]).join("_")}`,
+      text: `with s as (
          update sessions set ${sets.join(", ")} where id = $1 returning last_seq
        ), ev as (
          insert into events (session_id, seq, id, type, data)
@@ -193,8 +195,8 @@ export class EventLog {
          on conflict (session_id, part_id) do update set status = excluded.status
        )
        select last_seq, now() as at from s`,
-      args,
-    );
+      values: args,
+    });
     if (rows.length === 0) throw new Error(`session ${sessionId} vanished`);
     const last = Number(rows[0].last_seq);
     const at = (rows[0].at as Date).toISOString();
