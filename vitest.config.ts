@@ -21,6 +21,10 @@ export default defineConfig({
     // Real OpenCode servers and Postgres: generous per-test deadlines; tests wait on events, not sleeps.
     testTimeout: 120_000 * SCALE,
     hookTimeout: 120_000 * SCALE,
+    // expect.poll waits for something to become true (a browser to render a lease change, say):
+    // 1 s by default, which a loaded machine overran in CI (web-terminal). It returns as soon as
+    // the condition holds, so a longer limit costs nothing when the code works.
+    expect: { poll: { timeout: 30_000 * SCALE } },
     pool: "forks",
     // Two cores: two files at a time; each file starts its own harnesses.
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
