@@ -41,7 +41,36 @@ describe("harness pool", () => {
     expect(sampled.sessionsServed).toBe(2);
     expect(sampled.projectId).toBe(a.projectId);
     // Both sessions stream through the one harness, each into its own log.
-    for (const s of [a, b, c]) await t.client.sessions.abort(s.id);
+
+    // Stopping "if idle" re-checks as it stops, and whoever asks for the shard's harness meanwhile
+    // waits for the outcome: a busy harness is kept (and handed out), an idle one stopped, and the
+    // asker gets a new one, never the harness being stopped.
+    const m = t.server.services.harnesses;
+    const shardOfSession = async (id: string) => {
+      const { rows } = await t!.server.services.db.query(
+        "select sh.id, sh.dir, sh.runtime, sh.network from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id where s.id = $1",
+        [id],
+      );
+      return rows[0];
+    };
+    const [shardA, shardC] = [await shardOfSession(a.id), await shardOfSession(c.id)];
+    const busy = m.forShard(a.shardId)!;
+    // Asked for in the same tick as the stop begins: while it checks, before it decides.
+    const kept = m.stopIfIdle(busy, "test: busy");
+    const handedBusy = await m.ensure(shardA);
+    expect(await kept).toBe(false);
+    expect(handedBusy).toBe(busy);
+    await t.client.sessions.abort(c.id);
+    const idle = m.forShard(c.shardId)!;
+    const stopping = m.stopIfIdle(idle, "test: idle");
+    const handedIdle = m.ensure(shardC);
+    expect(await stopping).toBe(true);
+    const fresh = await handedIdle;
+    expect(fresh.id).not.toBe(idle.id);
+    expect(m.forShard(c.shardId)).toBe(fresh);
+    const states = new Map((await t.client.harnesses()).map((h) => [h.id, h.state]));
+    expect([states.get(idle.id), states.get(fresh.id)]).toEqual(["stopped", "ready"]);
+    for (const s of [a, b]) await t.client.sessions.abort(s.id);
   });
 
   it("a warm harness takes the first session at once, and the pool warms another", async () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deadline, makeRepo, startTestServer, type TestServer, waitFor } from "../../../test/support.ts";
@@ -74,6 +75,20 @@ describe("scale", () => {
 
       const db = t.server.services.db;
       const states = await db.query("select state, count(*)::int as n from tasks group by state");
+      const unsucceeded = await db.query(
+        `select t.id, t.state, a.n, a.outcome, a.error from tasks t join task_attempts a on a.task_id = t.id
+         where t.state <> 'succeeded' order by t.id, a.n`,
+      );
+      // A task that did not succeed is named with each attempt's failure, and the log kept to read.
+      if (unsucceeded.rows.length) {
+        const ids = new Set(unsucceeded.rows.map((r) => r.id as string));
+        const logged = readFileSync(t.logFile, "utf8")
+          .split("\n")
+          .filter((l) => [...ids].some((id) => l.includes(id)) || /"level":(40|50|60)/.test(l));
+        console.log(
+          `did not succeed:\n${unsucceeded.rows.map((r) => JSON.stringify(r)).join("\n")}\nwhat the log says of them, and its warnings:\n${logged.slice(-60).join("\n")}`,
+        );
+      }
       expect(states.rows).toEqual([{ state: "succeeded", n: TASKS }]);
       // None twice: exactly one succeeded attempt per task, and a task's attempts never overlap. On a
       // quiet machine every task takes one attempt; on an oversubscribed one a harness may miss its

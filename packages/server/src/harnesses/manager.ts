@@ -17,7 +17,7 @@ import {
   type NetworkPolicy,
   type RuntimeDriver,
 } from "../runtime/driver.ts";
-import { PLACED_SQL } from "../sessions/status.ts";
+import { PLACED_SQL, WORKING_SQL } from "../sessions/status.ts";
 import { Admission, type QueueListener } from "./admission.ts";
 
 /** A state shard: OpenCode's own dirs, served by at most one harness at a time. */
@@ -102,6 +102,8 @@ export const LOCAL_WARNING =
 export class HarnessManager {
   private readonly live = new Map<string, LiveHarness>();
   private readonly starting = new Map<string, Promise<LiveHarness>>();
+  /** Shards whose idle harness is being checked and stopped: ensure() for them waits for the outcome. */
+  private readonly idleStops = new Map<string, Promise<void>>();
   private readonly watchers = new Set<NodeJS.Timeout>();
   private stopping = false;
   private readonly passwords = new Map<string, string>();
@@ -148,6 +150,8 @@ export class HarnessManager {
    * A start that fails is tried again with back-off before the failure reaches the caller.
    */
   ensure(shard: ShardRef, opts: { onQueued?: QueueListener } = {}): Promise<LiveHarness> {
+    const idleStop = this.idleStops.get(shard.id);
+    if (idleStop) return idleStop.then(() => this.ensure(shard, opts));
     const existing = this.forShard(shard.id);
     if (existing) return Promise.resolve(existing);
     let p = this.starting.get(shard.id);
@@ -226,9 +230,36 @@ export class HarnessManager {
     );
     const h = rows[0] && this.live.get(rows[0].id);
     if (!h) return false;
-    this.log.info({ harness: h.id }, "evicting an idle harness to make room");
-    await this.stop(h, "evicted: its slot was needed by waiting work");
-    return true;
+    const stopped = await this.stopIfIdle(h, "evicted: its slot was needed by waiting work", PLACED_SQL);
+    if (stopped) this.log.info({ harness: h.id }, "evicted an idle harness to make room");
+    return stopped;
+  }
+
+  /**
+   * Stops a harness that was seen idle, unless a session has come to it since. The check and the
+   * stop are one step as far as ensure() is concerned: a session asking for this shard's harness
+   * meanwhile waits, then gets this harness (it was busy after all) or a new one (it was stopped).
+   * A session that took the harness before the check is already counted by it (a session is
+   * `provisioning` from the moment it exists), so no session is ever handed a harness being stopped.
+   * `statuses`: the session statuses that count as using it.
+   */
+  async stopIfIdle(h: LiveHarness, reason: string, statuses = WORKING_SQL): Promise<boolean> {
+    if (this.live.get(h.id) !== h || this.idleStops.has(h.shardId)) return false;
+    let settle!: () => void;
+    this.idleStops.set(h.shardId, new Promise<void>((r) => (settle = r)));
+    try {
+      const { rows } = await this.db.query(
+        `select count(*)::int as c from workspaces w join sessions s on s.workspace_id = w.id
+         where w.shard_id = $1 and s.deleted_at is null and s.status in ${statuses}`,
+        [h.shardId],
+      );
+      if (rows[0].c > 0) return false;
+      await this.stop(h, reason);
+      return true;
+    } finally {
+      this.idleStops.delete(h.shardId);
+      settle();
+    }
   }
 
   /** The driver that runs a shard: its harness, and every exec and terminal over its workspaces. */

@@ -99,22 +99,10 @@ export class HarnessPool {
       const idleFor = Date.now() - new Date(r.last_active_at).getTime();
       const reason =
         recycle ?? (idleFor >= pool.idleMs ? `idle for ${Math.round(idleFor / 1000)} s` : undefined);
-      if (reason && !(await this.busySince(h.id))) {
-        this.log.info({ harness: h.id, reason }, "stopping harness");
-        await this.harnesses.stop(h, reason);
-      }
+      // Re-checked as it stops: a session may have come to it since the sample.
+      if (reason && (await this.harnesses.stopIfIdle(h, reason)))
+        this.log.info({ harness: h.id, reason }, "stopped harness");
     }
-  }
-
-  /** Re-checks under a lock that nothing became active on the shard since the sample. */
-  private async busySince(harnessId: string): Promise<boolean> {
-    const { rows } = await this.db.query(
-      `select count(*)::int as c from harnesses h join workspaces w on w.shard_id = h.shard_id
-       join sessions s on s.workspace_id = w.id
-       where h.id = $1 and s.deleted_at is null and s.status in ${WORKING_SQL}`,
-      [harnessId],
-    );
-    return rows[0].c > 0;
   }
 
   /** Starts harnesses over fresh, unassigned shards until `warm` are ready or starting. */
