@@ -113,28 +113,48 @@ export async function claimBatch(
 ): Promise<Claim[]> {
   if (max < 1) return [];
   return withTx(db, async (tx) => {
-    const counts = await runningCounts(tx);
-    if (counts.total >= limits.maxConcurrent) return [];
-    const fullProjects = [...counts.project].filter(([, n]) => n >= limits.perProject).map(([p]) => p);
-    const fullTokens = [...counts.token].filter(([, n]) => n >= limits.perToken).map(([t]) => t);
     // Each project's best few: `max` at most go into one batch, and as many again for tasks that
     // others hold and the plan passes over. created_at in microseconds: the plan must order by the
-    // same instant the database does.
+    // same instant the database does. The running counts and the candidates are read by one
+    // statement, so from one snapshot: read apart, a claim committed in between could be missing
+    // from the counts and its task from the candidates, and the plan would give that project a
+    // second task as if it had none running (CI saw a flood starve the lone project that way).
     const fetched = 2 * max + 2;
-    const { rows } = await tx.query(
-      `select t.id, t.project_id, t.token_id, t.priority,
-              (extract(epoch from t.created_at) * 1000000)::bigint as created_us
+    const { rows: read } = await tx.query(
+      `with run as (
+         select project_id, token_id, count(*)::int as n from tasks where state = 'running'
+         group by project_id, token_id
+       ), full_projects as (
+         select project_id from run group by project_id having sum(n) >= $1
+       ), full_tokens as (
+         select token_id from run group by token_id having sum(n) >= $2
+       )
+       select 'running' as kind, project_id, token_id, n, null::text as id, null::int as priority,
+              null::bigint as created_us
+       from run
+       union all
+       select 'queued', t.project_id, t.token_id, null, t.id, t.priority,
+              (extract(epoch from t.created_at) * 1000000)::bigint
        from projects p
          cross join lateral (
            select t.id, t.project_id, t.token_id, t.priority, t.created_at from tasks t
            where t.project_id = p.id and t.state = 'queued' and t.available_at <= now()
-             and not (t.token_id = any($2::text[]))
+             and not exists (select 1 from full_tokens f where f.token_id = t.token_id)
            order by t.priority desc, t.created_at asc, t.id asc
            limit $3
          ) t
-       where not (p.id = any($1::text[]))`,
-      [fullProjects, fullTokens, fetched],
+       where not exists (select 1 from full_projects f where f.project_id = p.id)`,
+      [limits.perProject, limits.perToken, fetched],
     );
+    const counts: Counts = { total: 0, project: new Map(), token: new Map() };
+    for (const r of read) {
+      if (r.kind !== "running") continue;
+      counts.total += r.n;
+      counts.project.set(r.project_id, (counts.project.get(r.project_id) ?? 0) + r.n);
+      counts.token.set(r.token_id, (counts.token.get(r.token_id) ?? 0) + r.n);
+    }
+    if (counts.total >= limits.maxConcurrent) return [];
+    const rows = read.filter((r) => r.kind === "queued");
     const queues = new Map<string, Candidate[]>();
     for (const r of rows) {
       const c: Candidate = {
@@ -231,19 +251,6 @@ export async function claimNext(
   leaseMs: number,
 ): Promise<Claim | null> {
   return (await claimBatch(db, replica, limits, leaseMs, 1))[0] ?? null;
-}
-
-async function runningCounts(tx: Tx): Promise<Counts> {
-  const { rows } = await tx.query(
-    "select project_id, token_id, count(*)::int as n from tasks where state = 'running' group by project_id, token_id",
-  );
-  const counts: Counts = { total: 0, project: new Map(), token: new Map() };
-  for (const r of rows) {
-    counts.total += r.n;
-    counts.project.set(r.project_id, (counts.project.get(r.project_id) ?? 0) + r.n);
-    counts.token.set(r.token_id, (counts.token.get(r.token_id) ?? 0) + r.n);
-  }
-  return counts;
 }
 
 /**
