@@ -405,7 +405,7 @@ export class SessionIngest {
     if (state === "stopped") this.translators.delete(h.id);
     if (state === "ready") return;
     const { rows } = await this.db.query(
-      `select s.id from sessions s join workspaces w on w.id = s.workspace_id
+      `select s.id, s.status from sessions s join workspaces w on w.id = s.workspace_id
        where w.shard_id = $1 and s.deleted_at is null and s.status in ${WORKING_SQL}`,
       [h.shardId],
     );
@@ -413,24 +413,14 @@ export class SessionIngest {
       await this.log.append(r.id, [
         { type: "harness.state", data: { harnessId: h.id, state, ...(reason ? { reason } : {}) } },
       ]);
-    }
-    // A harness is stopped only when no turn runs on it (a shutdown interrupts them first), but a
-    // prompt to an idle session can reach it while it is being stopped: that turn will never end
-    // there, so it is lost, and says so, rather than left running.
-    if (state === "stopped")
-      for (const r of await this.inTurnOn(h.shardId)) {
+      // A harness is stopped only when no turn runs on it (a shutdown interrupts them first), but a
+      // prompt to an idle session can reach it while it is being stopped: that turn will never end
+      // there, so it is lost, and says so, rather than left running.
+      if (state === "stopped" && ACTIVE.includes(r.status)) {
         const why = `the harness was stopped while this turn ran (${reason ?? "stopped"})`;
         await this.interrupt(r.id, failure("HarnessLost", why), why);
       }
-  }
-
-  private async inTurnOn(shardId: string): Promise<{ id: string }[]> {
-    const { rows } = await this.db.query(
-      `select s.id from sessions s join workspaces w on w.id = s.workspace_id
-       where w.shard_id = $1 and s.deleted_at is null and s.status in ${IN_TURN_SQL}`,
-      [shardId],
-    );
-    return rows;
+    }
   }
 
   /**
