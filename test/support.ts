@@ -118,7 +118,8 @@ export async function startTestServer(opts: {
   // A test machine is often loaded (two test files at once, each with harnesses): a generous start.
   config.harness = { ...config.harness, readyTimeoutMs: deadline(120_000), ...opts.config?.harness };
   // No warm harnesses unless a test asks: each is an idle OpenCode server's worth of memory.
-  config.pool = { ...config.pool, warm: 0, ...opts.pool };
+  // No warm workspaces either: each is a checkout and a directory set up that a test may never use.
+  config.pool = { ...config.pool, warm: 0, warmWorkspaces: 0, ...opts.pool };
   const logFile = join(home, "flotilla.log");
   const log = createLogger("debug", { destination: createWriteStream(logFile) });
   const server = await startFlotilla(config, log);

@@ -30,6 +30,7 @@ import { TaskService } from "./tasks/tasks.ts";
 import { TerminalService } from "./terminals/terminals.ts";
 import { LandingService } from "./workspaces/land.ts";
 import { Leftovers } from "./workspaces/leftovers.ts";
+import { WarmWorkspaces } from "./workspaces/warm-workspaces.ts";
 
 export interface RunningServer {
   url: string;
@@ -128,6 +129,12 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       onLost: (h, reason) => ingest.onLost(h, reason),
       onState: (h, state, reason) => ingest.onState(h, state, reason),
     });
+    const warmWorkspaces = new WarmWorkspaces(
+      db,
+      harnesses,
+      config,
+      log.child({ component: "warm-workspaces" }),
+    );
     const sessions = new SessionService(
       db,
       events,
@@ -135,6 +142,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       config,
       log.child({ component: "sessions" }),
       ingest,
+      warmWorkspaces,
     );
     cleanups.push(async () => {
       await ingest.interruptAll(config.replicaId, "control plane shut down");
@@ -166,6 +174,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     const pool = new HarnessPool(db, harnesses, config, log.child({ component: "pool" }));
     pool.start();
     cleanups.push(() => pool.stop());
+    warmWorkspaces.start();
+    cleanups.push(() => warmWorkspaces.stop());
 
     if (config.scheduler.enabled) {
       await scheduler.start();
@@ -183,6 +193,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       forges,
       forgeCommands: new ForgeCommands(db, forges, tasks, log.child({ component: "forges" })),
       leftovers: new Leftovers(db, config, log.child({ component: "leftovers" })),
+      warmWorkspaces,
       tasks,
       scheduler,
       tokens,

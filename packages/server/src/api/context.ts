@@ -15,6 +15,7 @@ import type { Scheduler } from "../tasks/scheduler.ts";
 import type { TaskService } from "../tasks/tasks.ts";
 import type { LandingService } from "../workspaces/land.ts";
 import type { Leftovers } from "../workspaces/leftovers.ts";
+import type { WarmWorkspaces } from "../workspaces/warm-workspaces.ts";
 
 export interface Services {
   config: Config;
@@ -23,6 +24,7 @@ export interface Services {
   sessions: SessionService;
   landing: LandingService;
   leftovers: Leftovers;
+  warmWorkspaces: WarmWorkspaces;
   forges: Forges;
   forgeCommands: ForgeCommands;
   tasks: TaskService;

@@ -114,6 +114,8 @@ export const FileConfig = z
     pool: z
       .object({
         warm: z.number().int().min(0).optional(),
+        warmWorkspaces: z.number().int().min(0).max(8).optional(),
+        hotMs: z.number().int().min(1000).optional(),
         workspacesPerHarness: z.number().int().min(1).optional(),
         idleMs: z.number().int().min(1000).optional(),
         maxSessionsPerHarness: z.number().int().min(1).optional(),
@@ -182,6 +184,10 @@ export interface Config {
   pool: {
     /** Ready harnesses kept over fresh shards, so new work starts without waiting for one. */
     warm: number;
+    /** Checkouts kept ready per hot project (a local repository with a session on this replica in
+     * the last `hotMs`), at its HEAD, so its next session starts without cloning or setting up. */
+    warmWorkspaces: number;
+    hotMs: number;
     /** Workspaces with active sessions placed on one shard (and so one harness), kept well below
      * the point where one OpenCode server degrades (OPENCODE.md, "Load"). */
     workspacesPerHarness: number;
@@ -418,6 +424,8 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     },
     pool: {
       warm: file.pool?.warm ?? 1,
+      warmWorkspaces: file.pool?.warmWorkspaces ?? 1,
+      hotMs: file.pool?.hotMs ?? 30 * 60_000,
       workspacesPerHarness: file.pool?.workspacesPerHarness ?? 8,
       idleMs: file.pool?.idleMs ?? 5 * 60_000,
       maxSessionsPerHarness: file.pool?.maxSessionsPerHarness ?? 200,

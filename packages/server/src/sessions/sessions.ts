@@ -26,16 +26,18 @@ import type { Config } from "../config/config.ts";
 import type { HarnessManager, LiveHarness } from "../harnesses/manager.ts";
 import { checkRuntime } from "../identity/policy.ts";
 import type { Principal } from "../identity/principal.ts";
-import { type Db, withTx } from "../platform/db/pool.ts";
+import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { ExecResult, ExecSpec, NetworkPolicy, PtyProcess } from "../runtime/driver.ts";
 import { placeWorkspace, type Shard } from "../workspaces/shards.ts";
+import type { WarmWorkspaces } from "../workspaces/warm-workspaces.ts";
 import {
   createWorkspace,
   type GitRunner,
   placeOnShard,
   removeWorkspace,
+  resolveCommit,
   resolveRepo,
   workspaceDiff,
 } from "../workspaces/workspaces.ts";
@@ -203,6 +205,8 @@ export class SessionService {
     private readonly config: Config,
     private readonly logger: Logger,
     readonly ingest: SessionIngest,
+    /** Checkouts made ahead for hot projects; none taken when absent. */
+    private readonly warm?: WarmWorkspaces,
   ) {}
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -370,6 +374,40 @@ export class SessionService {
     // Everything that can be refused is checked before anything is written.
     const repo = await resolveRepo(body.repo);
     const sessionId = newId("ses");
+    const permission = body.permission ?? this.config.permission;
+    const title = body.title ?? body.prompt.split("\n")[0]!.slice(0, 80);
+    const row = {
+      sessionId,
+      orgId: p.orgId,
+      title,
+      model,
+      agent: body.agent,
+      permission,
+      prompt: body.prompt,
+    };
+    if (repo.kind === "worktree" && this.warm) {
+      // A checkout made ahead for this project at this commit, if one is ready: no clone, no hand-over,
+      // and its directory already set up by the harness.
+      const baseRef = body.baseRef ?? "HEAD";
+      const baseCommit = await resolveCommit(repo.repo, baseRef);
+      const warm = this.warm;
+      const claimed = await withTx(this.db, async (tx) => {
+        const projectId = await upsertProject(tx, p.orgId, repo.repo);
+        const got = await warm.claim(tx, {
+          projectId,
+          baseCommit,
+          baseRef,
+          branch: `flotilla/${sessionId}`,
+          kind,
+        });
+        if (got) await insertSession(tx, { ...row, projectId, workspaceId: got.ws.id });
+        return got;
+      });
+      if (claimed) {
+        this.logger.info({ session: sessionId, workspace: claimed.ws.id }, "session took a warm workspace");
+        return this.started(sessionId, p);
+      }
+    }
     const wsId = newId("wsp");
     const ws = await createWorkspace(
       this.config.home,
@@ -379,18 +417,11 @@ export class SessionService {
       repo.kind,
       body.baseRef ?? "HEAD",
     );
-    const permission = body.permission ?? this.config.permission;
-    const title = body.title ?? body.prompt.split("\n")[0]!.slice(0, 80);
     let placed = ws;
     let shard: Shard | undefined;
     try {
       await withTx(this.db, async (tx) => {
-        const proj = await tx.query(
-          `insert into projects (id, org_id, repo) values ($1, $2, $3)
-           on conflict (org_id, repo) do update set repo = excluded.repo returning id`,
-          [newId("prj"), p.orgId, ws.repo],
-        );
-        const projectId = proj.rows[0].id;
+        const projectId = await upsertProject(tx, p.orgId, ws.repo);
         shard = await placeWorkspace(
           tx,
           this.config.home,
@@ -420,21 +451,7 @@ export class SessionService {
             shard.id,
           ],
         );
-        await tx.query(
-          `insert into sessions (id, org_id, project_id, workspace_id, title, status, model, agent, permission, turn)
-           values ($1, $2, $3, $4, $5, 'provisioning', $6, $7, $8, $9)`,
-          [
-            sessionId,
-            p.orgId,
-            projectId,
-            ws.id,
-            title,
-            model,
-            body.agent ?? null,
-            JSON.stringify(permission),
-            JSON.stringify({ phase: "pending", prompt: body.prompt } satisfies TurnState),
-          ],
-        );
+        await insertSession(tx, { ...row, projectId, workspaceId: ws.id });
       });
       // Handed to the user the agent runs as before anything can run in it.
       await this.harnesses.driverFor(shard!).provision(shard!, [dirname(placed.path)]);
@@ -442,6 +459,11 @@ export class SessionService {
       await removeWorkspace(placed);
       throw e;
     }
+    return this.started(sessionId, p);
+  }
+
+  /** A session just made (its row and workspace in place): said to be provisioning, then provisioned. */
+  private async started(sessionId: string, p: Principal): Promise<Session> {
     await this.log.append(sessionId, [{ type: "session.status", data: { status: "provisioning" } }]);
     this.spawn(this.provision(sessionId));
     return this.get(sessionId, p);
@@ -897,4 +919,44 @@ export class SessionService {
       });
     await confirmed.done;
   }
+}
+
+async function upsertProject(tx: Tx, orgId: string, repo: string): Promise<string> {
+  const proj = await tx.query(
+    `insert into projects (id, org_id, repo) values ($1, $2, $3)
+     on conflict (org_id, repo) do update set repo = excluded.repo returning id`,
+    [newId("prj"), orgId, repo],
+  );
+  return proj.rows[0].id;
+}
+
+async function insertSession(
+  tx: Tx,
+  r: {
+    sessionId: string;
+    orgId: string;
+    projectId: string;
+    workspaceId: string;
+    title: string;
+    model: string;
+    agent: string | undefined;
+    permission: unknown;
+    prompt: string;
+  },
+): Promise<void> {
+  await tx.query(
+    `insert into sessions (id, org_id, project_id, workspace_id, title, status, model, agent, permission, turn)
+     values ($1, $2, $3, $4, $5, 'provisioning', $6, $7, $8, $9)`,
+    [
+      r.sessionId,
+      r.orgId,
+      r.projectId,
+      r.workspaceId,
+      r.title,
+      r.model,
+      r.agent ?? null,
+      JSON.stringify(r.permission),
+      JSON.stringify({ phase: "pending", prompt: r.prompt } satisfies TurnState),
+    ],
+  );
 }

@@ -44,7 +44,9 @@ export class Leftovers {
   async list(): Promise<Leftover[]> {
     const { rows: workspaces } = await this.db.query<WorkspaceRow>(
       `select w.id, w.kind, w.repo, w.path, w.branch,
-         (w.deleted_at is null and exists (select 1 from sessions s where s.workspace_id = w.id and s.deleted_at is null)) as live
+         (w.deleted_at is null and (
+            exists (select 1 from sessions s where s.workspace_id = w.id and s.deleted_at is null)
+            or w.warm_at is not null)) as live -- a warm workspace waits for its session
        from workspaces w left join shards sh on sh.id = w.shard_id
        where sh.replica is null or sh.replica = $1`,
       [this.config.replicaId],

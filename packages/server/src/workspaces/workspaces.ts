@@ -34,7 +34,8 @@ export async function resolveRepo(repo: string): Promise<{ repo: string; kind: "
   }
 }
 
-async function resolveCommit(cwd: string, ref: string): Promise<string> {
+/** The commit a ref names in a local repository; a 4xx naming `baseRef` when it names none. */
+export async function resolveCommit(cwd: string, ref: string): Promise<string> {
   try {
     const { stdout } = await git(["rev-parse", "--verify", "--quiet", `${ref}^{commit}`], { cwd });
     return stdout.trim();
