@@ -12,6 +12,7 @@ export interface Figures {
   claims: ClaimResult;
   tasksWarm: TaskSample[];
   tasksCold: TaskSample[];
+  tasksHot: TaskSample[];
   densityShared: DensityResult;
   densitySplit: DensityResult;
 }
@@ -51,7 +52,7 @@ const provisioning = (xs: ProvisionSample[]) => ({
   deleteMs: pick(xs, "deleteMs"),
 });
 
-const tasks = (xs: TaskSample[]) => ({
+export const tasks = (xs: TaskSample[]) => ({
   submitMs: pick(xs, "submitMs"),
   claimedAtMs: pick(xs, "claimedAtMs"),
   turnStartedAtMs: pick(xs, "turnStartedAtMs"),
@@ -127,6 +128,8 @@ export function report(out: (s?: string) => void, f: Figures, s: Settings): void
     `   first delta p50: cold ${tc.firstDeltaAtMs.p50} ms vs warm ${tw.firstDeltaAtMs.p50} ms (${ratio(tc.firstDeltaAtMs.p50, tw.firstDeltaAtMs.p50)} ×)`,
   );
   out();
+  reportHot(out, f.tasksHot, tw.firstDeltaAtMs.p50);
+  out();
   const ds = density(f.densityShared);
   const dp = density(f.densitySplit);
   out(
@@ -190,7 +193,9 @@ export function result(
       measure: "POST /tasks sent → first text.delta of the task's session, by event `at`",
       warm: tw,
       cold: tc,
+      hot: tasks(f.tasksHot),
       coldOverWarmP50: ratio(tc.firstDeltaAtMs.p50, tw.firstDeltaAtMs.p50),
+      warmOverHotP50: ratio(tw.firstDeltaAtMs.p50, tasks(f.tasksHot).firstDeltaAtMs.p50),
       overlappedByOtherBoot: {
         warm: f.tasksWarm.filter((x) => x.otherBoots > 0).length,
         cold: f.tasksCold.filter((x) => x.otherBoots > 0).length,
@@ -436,4 +441,26 @@ export function reportLatency(out: (s?: string) => void, l: Figures["latency"]):
   out("   bus publish = in-process EventBus emit, right after the event's transaction commits.");
   out("   both streams are read by this one process: values within a few ms of 0 (even < 0) are noise.");
   out();
+}
+
+/** 4h: tasks on a hot repository, each taking a warm workspace; against warm (a new repository) when given. */
+export function reportHot(out: (s?: string) => void, xs: TaskSample[], warmP50?: number): void {
+  const th = tasks(xs);
+  out(
+    table(`4h. Enqueue → agent running, hot repository (${xs.length} tasks, one at a time, one repo)`, [
+      ["hot: POST /tasks answered", th.submitMs],
+      ["hot: claimed (history `at`)", th.claimedAtMs],
+      ["hot: turn.started (`at`)", th.turnStartedAtMs],
+      ["hot: model asked (model's clock)", th.modelAskedAtMs],
+      ["hot: first text.delta (`at`)  <==", th.firstDeltaAtMs],
+      ["hot: first text.delta over SSE", th.firstDeltaSseMs],
+    ]),
+  );
+  out(
+    "   each task took a warm workspace made ahead (checked: cloned, handed over and set up by the project's running harness); pool.warmWorkspaces=1.",
+  );
+  if (warmP50 !== undefined)
+    out(
+      `   first delta p50: warm pool, new repository ${warmP50} ms vs hot repository ${th.firstDeltaAtMs.p50} ms (${ratio(warmP50, th.firstDeltaAtMs.p50)} ×)`,
+    );
 }

@@ -20,6 +20,7 @@
  * runtime), BENCH_RUNTIME_TURNS (3 streamed turns per runtime), BENCH_TIMEOUT_S (1200),
  * BENCH_ONLY=ui runs phase 6 alone, BENCH_ONLY=runtime runs phase 7 alone (~4 min on 2 cores),
  * BENCH_ONLY=claims runs phase 3 alone (database only, ~1 min), BENCH_ONLY=latency phase 2 alone,
+ * BENCH_ONLY=hot phase 4h alone (tasks on a hot repository, taking warm workspaces),
  * BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
  * progress on stderr.
  */
@@ -27,7 +28,7 @@ import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { type Scenario, startScriptedModel } from "@flotilla/scripted-model";
 import { createLogger, loadConfig, startEmbeddedPostgres } from "@flotilla/server";
-import { type Phase, Phases } from "./boot.ts";
+import { type Phase, Phases, poll } from "./boot.ts";
 import { runClaims } from "./claim.ts";
 import { type DensityResult, HANG_PROMPT, runDensity } from "./density.ts";
 import { runLatency, STREAM_PROMPT } from "./latency.ts";
@@ -36,13 +37,15 @@ import {
   type Figures,
   report,
   reportClaims,
+  reportHot,
   reportLatency,
   reportRuntime,
   result,
   runtimeResult,
+  tasks,
 } from "./report.ts";
 import { type RuntimeResult, runRuntimes } from "./runtime.ts";
-import { homesRoot, machine, removeHome, tempDir } from "./support.ts";
+import { homesRoot, machine, makeRepo, removeHome, tempDir } from "./support.ts";
 import { runTaskLatency } from "./tasks.ts";
 import { reportUi, runUi, type UiResult } from "./ui.ts";
 
@@ -76,7 +79,7 @@ const settings = {
 // but a machine busy with other work can stretch every harness start several times over.
 const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 1200);
 const ONLY = process.env.BENCH_ONLY;
-const ONLY_PHASES = ["ui", "runtime", "claims", "latency"];
+const ONLY_PHASES = ["ui", "runtime", "claims", "latency", "hot"];
 if (ONLY !== undefined && ONLY !== "" && !ONLY_PHASES.includes(ONLY))
   throw new Error(`BENCH_ONLY must be one of ${ONLY_PHASES.join(", ")}, got ${ONLY}`);
 const KEEP = process.env.BENCH_KEEP === "1";
@@ -145,7 +148,9 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   const ps = phases;
   /** Boots a control plane whose close is also one of the run's cleanups (it is idempotent). */
   const boot = async (...[name, pool, opts]: Parameters<Phases["boot"]>): Promise<Phase> => {
-    const p = await ps.boot(name, pool, { ...opts, harness: READY });
+    // No warm workspaces but in the phase that measures them: a checkout made ahead for every new
+    // repository a phase uses would compete with its samples for the cores.
+    const p = await ps.boot(name, { warmWorkspaces: 0, ...pool }, { ...opts, harness: READY });
     cleanups.push(() => p.close());
     return p;
   };
@@ -268,6 +273,58 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     reportLatency(out, await latencyPhase());
     return;
   }
+
+  /**
+   * 4h. Tasks on a hot repository: one repository, its project made hot by a first session (not
+   * measured), its harness left running (the default idle time), and a warm workspace made ahead
+   * (pool.warmWorkspaces=1) that each measured task takes; the next is waited for before each submit.
+   */
+  const hotPhase = () =>
+    phase("tasks-hot", { warm: 0, warmWorkspaces: 1, tickMs: 500 }, async (p) => {
+      const repo = makeRepo();
+      try {
+        progress(`4h. hot repository: heating ${repo}`);
+        const heat = await p.client.sessions.create({ repo, prompt: "hello from the bench (heat)" });
+        await poll(
+          async () => ((await p.client.sessions.get(heat.id)).status === "idle" ? true : undefined),
+          "the heating session to finish its turn",
+          120_000,
+          signal,
+        );
+        await p.client.sessions.delete(heat.id, { workspace: true });
+        const { db, warmWorkspaces } = p.server.services;
+        return await runTaskLatency({
+          client: p.client,
+          mode: "hot",
+          hot: {
+            repo,
+            ready: async () => {
+              // A pass that made one has also set its directory up by the time kick() returns.
+              await warmWorkspaces.kick();
+              const { rows } = await db.query<{ id: string }>(
+                "select id from workspaces where repo = $1 and warm_at is not null and deleted_at is null",
+                [repo],
+              );
+              return rows.length ? rows.map((r) => r.id) : undefined;
+            },
+          },
+          count: settings.tasks,
+          warm: 0,
+          signal,
+          modelAsked,
+          onSample: (i, x) =>
+            progress(`task hot ${i + 1}/${settings.tasks}: first delta at ${Math.round(x.firstDeltaAtMs)} ms`),
+        });
+      } finally {
+        removeHome(repo);
+      }
+    });
+  if (ONLY === "hot") {
+    const hot = await hotPhase();
+    reportHot(out, hot);
+    out(`BENCH_RESULT ${JSON.stringify({ machine: m, enqueueToRunningHot: tasks(hot) })}`);
+    return;
+  }
   if (ONLY === "claims") {
     const claims = await claimPhase();
     reportClaims(out, claims);
@@ -306,9 +363,10 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
           ),
       }),
     );
-  progress(`4. enqueue → running: ${settings.tasks} tasks warm, then ${settings.tasks} cold`);
+  progress(`4. enqueue → running: ${settings.tasks} tasks warm, then ${settings.tasks} cold, then hot`);
   const tasksWarm = await taskPhase("warm");
   const tasksCold = await taskPhase("cold");
+  const tasksHot = await hotPhase();
   loads.tasks = load();
 
   const densityPhase = (workspacesPerHarness: number): Promise<DensityResult> =>
@@ -339,6 +397,7 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     claims,
     tasksWarm,
     tasksCold,
+    tasksHot,
     densityShared,
     densitySplit,
   };

@@ -23,6 +23,8 @@ export interface TaskSample {
   /** Harnesses of other shards that started between submit and the first delta: the pool's
    * replacement for a warm harness just taken boots on the same cores as the measured turn. */
   otherBoots: number;
+  /** The session's workspace (hot: one made ahead, checked). */
+  workspaceId: string;
 }
 
 /**
@@ -31,13 +33,18 @@ export interface TaskSample {
  *         waits until that many are ready, so the task's project is given one of them.
  *   cold: pool.warm = 0; before each submit the bench waits until no harness is running, so the
  *         task's session must start one.
+ *   hot:  every task on one repository whose project is hot (its harness running, a warm workspace
+ *         made ahead); before each submit the bench waits until a warm workspace is ready.
  * Either way the previous task's harness is left to the pool to stop (pool.idleMs short), so no
  * harness boot or teardown competes with the measured one. Times are from sending POST /tasks, on
  * this machine's wall clock; event and history times are Postgres's clock on the same machine.
  */
 export async function runTaskLatency(opts: {
   client: FlotillaClient;
-  mode: "warm" | "cold";
+  mode: "warm" | "cold" | "hot";
+  /** hot: every task on this one repository (a hot project), each submitted once `ready` gives the
+   * ids of the warm workspaces made for it (undefined while none is ready). */
+  hot?: { repo: string; ready: () => Promise<string[] | undefined> };
   count: number;
   warm: number;
   signal: AbortSignal;
@@ -50,16 +57,22 @@ export async function runTaskLatency(opts: {
   const { client, signal } = opts;
   const out: TaskSample[] = [];
   for (let i = 0; i < opts.count; i++) {
-    await poll(
-      () => quiet(client, opts.warm),
-      opts.mode === "warm" ? `${opts.warm} warm harnesses, and nothing else running` : "no harness running",
-      120_000,
-      signal,
-    );
-    const repo = makeRepo();
+    const hot = opts.hot;
+    const warmIds = hot
+      ? await poll(hot.ready, "a warm workspace of the hot repository", 120_000, signal)
+      : await poll(
+          () => quiet(client, opts.warm),
+          opts.mode === "warm" ? `${opts.warm} warm harnesses, and nothing else running` : "no harness running",
+          120_000,
+          signal,
+        ).then(() => []);
+    const repo = hot?.repo ?? makeRepo();
     try {
       const label = opts.label ?? `bench-task-${opts.mode}`;
       const s = await once(client, repo, `${label}-${i + 1}`, opts.modelAsked, signal);
+      if (hot && !warmIds.includes(s.workspaceId))
+        throw new Error(`task ${i + 1} did not take a warm workspace (${warmIds.join(", ")} were ready)`);
+      if (hot && s.harnessStarted) throw new Error(`task ${i + 1} of a hot project started a harness`);
       if (opts.mode === "warm" && s.harnessStarted)
         throw new Error(`task ${i + 1} started a harness although ${opts.warm} warm ones were ready`);
       if (opts.mode === "cold" && !s.harnessStarted)
@@ -67,7 +80,7 @@ export async function runTaskLatency(opts: {
       out.push(s);
       opts.onSample(i, s);
     } finally {
-      rmSync(repo, { recursive: true, force: true });
+      if (!hot) rmSync(repo, { recursive: true, force: true });
     }
   }
   return out;
@@ -159,8 +172,10 @@ async function once(
     const at = Date.parse(h.startedAt) - wall0;
     return h.projectId !== task.projectId && at >= 0 && at <= firstDeltaAtMs!;
   }).length;
+  const { workspaceId } = await client.sessions.get(sessionId);
   await client.sessions.delete(sessionId, { workspace: true });
   return {
+    workspaceId,
     submitMs,
     claimedAtMs: claimed ? Date.parse(claimed.at) - wall0 : NaN,
     turnStartedAtMs,

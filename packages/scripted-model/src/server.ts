@@ -43,6 +43,9 @@ export interface StartOptions {
   port?: number;
   host?: string;
   logger?: (msg: string) => void;
+  /** Keep every request in `requests` (tests read them); off for a long-running server (the demo, the
+   * warm-up model), whose list would otherwise grow with every turn. Default true. */
+  record?: boolean;
 }
 
 interface ChatRequestBody {
@@ -222,7 +225,7 @@ export async function startScriptedModel(opts: StartOptions): Promise<ScriptedMo
       const sel = selectReply(scenario, messages);
       record = { ...base, kind: "agent", rule: sel.rule, step: sel.step, reply: sel.reply };
     }
-    requests.push(record);
+    if (opts.record !== false) requests.push(record);
     log(
       `chat ${record.kind} rule=${String(record.rule ?? "-")} step=${record.step ?? "-"} -> ${record.reply.kind}`,
     );

@@ -75,7 +75,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
 
     let demo: ScriptedModelServer | undefined;
     if (wantsDemo(config)) {
-      demo = await startScriptedModel({ scenario: demoScenario });
+      demo = await startScriptedModel({ scenario: demoScenario, record: false });
       cleanups.push(() => demo!.close());
       config.providers = {
         ...config.providers,
@@ -89,6 +89,18 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.warn(
         "no model provider configured: using the scripted demo model (set ANTHROPIC_API_KEY or add providers to config.yaml)",
       );
+    }
+
+    config.warmup = undefined;
+    if (config.pool.warmWorkspaces > 0) {
+      // Answers a warm workspace's throwaway first turn at once, on loopback: what a first prompt in
+      // a new directory spends before it asks the model is spent then, not by the session's prompt.
+      const warmup = await startScriptedModel({
+        scenario: { rules: [], default: [{ text: "ok" }] },
+        record: false,
+      });
+      cleanups.push(() => warmup.close());
+      config.warmup = { baseURL: warmup.url };
     }
 
     const tokens = new TokenService(db);

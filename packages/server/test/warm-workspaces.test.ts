@@ -44,7 +44,7 @@ const readyLogged = async (server: TestServer, workspaceId: string) => {
   const { readFileSync } = await import("node:fs");
   return readFileSync(server.logFile, "utf8")
     .split("\n")
-    .some((l) => l.includes('"warm workspace ready"') && l.includes(workspaceId));
+    .some((l) => l.includes('"warm workspace ready"') && l.includes(workspaceId) && l.includes('"warmedUp":true'));
 };
 
 describe("warm workspaces", () => {
@@ -67,6 +67,14 @@ describe("warm workspaces", () => {
     // On the shard whose harness serves the project: its directory is set up by that harness.
     expect(warm!.shard_id).toBe(first.shardId);
     expect(existsSync(join(warm!.path, "README.md"))).toBe(true);
+    // Its throwaway first turn went to the warm-up model, not to the session's provider, and left no
+    // session behind in the harness; the warm-up model is offered to no one.
+    const asked = t.model.requests.length;
+    expect(t.model.requests.every((r) => !JSON.stringify(r.messages).includes("warm-up"))).toBe(true);
+    const h = t.server.services.harnesses.forShard(warm!.shard_id)!;
+    const left = await h.client.session.list({ directory: warm!.path }, { throwOnError: true });
+    expect(left.data.map((x) => x.title)).not.toContain("flotilla warm-up");
+    expect((await t.client.models()).models.map((m) => m.provider)).not.toContain("flotilla-warmup");
     // A warm checkout is not a leftover.
     const gc = await t.client.gc();
     expect(gc.items.map((l) => l.id)).not.toContain(warm!.id);
@@ -87,6 +95,8 @@ describe("warm workspaces", () => {
       ])
     ).stdout.trim();
     expect(branch).toBe(`flotilla/${second.id}`);
+    // Its one model request was its own turn's.
+    expect(t.model.requests.length).toBe(asked + 2);
     const diff = await t.client.sessions.diff(second.id);
     expect(diff.files.map((f) => f.path)).toEqual(["hello.txt"]);
     expect((await warmOf(t, repo)).map((w) => w.id)).not.toContain(warm!.id);
@@ -173,6 +183,8 @@ describe("warm workspaces", () => {
       60_000,
       "the warm workspace removed",
     );
+    // The pass that took it out of reach also removes it from disk (kick() joins a running pass).
+    await t.server.services.warmWorkspaces.kick();
     expect(existsSync(warm!.path)).toBe(false);
     // Nothing is made again while it stays cold (a few passes of the pool).
     await t.server.services.warmWorkspaces.kick();

@@ -163,6 +163,9 @@ export interface Config {
   git: { autoCommit: AutoCommit; projects: Record<string, { autoCommit: AutoCommit }> };
   /** Links back to this server start here (default: its own listening address). */
   publicUrl: string | undefined;
+  /** The warm-up model (set at boot when warm workspaces are on): an instant scripted reply that a
+   * warm workspace's throwaway first turn is sent to, never offered to sessions. */
+  warmup?: { baseURL: string };
   /** Provider keys found in the environment, passed to harnesses only. */
   providerEnv: Record<string, string>;
   demo: "auto" | "on" | "off";

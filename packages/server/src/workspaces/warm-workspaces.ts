@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { newId } from "@flotilla/contracts";
-import { defaultModel } from "../agents/opencode/config.ts";
-import { prewarm } from "../agents/opencode/warm.ts";
+import { defaultModel, WARMUP_MODEL } from "../agents/opencode/config.ts";
+import { prewarm, warmUpTurn } from "../agents/opencode/warm.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager } from "../harnesses/manager.ts";
 import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
@@ -235,8 +235,22 @@ export class WarmWorkspaces {
     const h = this.harnesses.forShard(shard!.id);
     const model = defaultModel(this.config);
     if (h && model) await prewarm(h.client, placed.path, model, 30_000);
+    // Then a throwaway first turn there, on the instant warm-up model (see warmUpTurn).
+    let warmedUp = false;
+    if (h && this.config.warmup)
+      warmedUp = await warmUpTurn(h.client, placed.path, WARMUP_MODEL, 60_000).catch((err: unknown) => {
+        this.log.warn({ err, workspace: ws.id }, "warm workspace: warm-up turn failed");
+        return false;
+      });
     this.log.info(
-      { project: p.id, workspace: ws.id, shard: shard!.id, setUp: Boolean(h && model), ms: Date.now() - t0 },
+      {
+        project: p.id,
+        workspace: ws.id,
+        shard: shard!.id,
+        setUp: Boolean(h && model),
+        warmedUp,
+        ms: Date.now() - t0,
+      },
       "warm workspace ready",
     );
   }

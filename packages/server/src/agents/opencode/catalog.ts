@@ -1,7 +1,7 @@
 import type { Catalog } from "@flotilla/contracts";
 import type { Config } from "../../config/config.ts";
 import type { HarnessManager } from "../../harnesses/manager.ts";
-import { defaultModel } from "./config.ts";
+import { defaultModel, WARMUP_PROVIDER } from "./config.ts";
 
 /** How long `GET /models` waits for a harness before answering with the last list it knows. */
 const ASK_MS = 2000;
@@ -48,14 +48,16 @@ export class ModelCatalog {
       ).providers;
       this.last = {
         default: defaultModel(this.config) ?? null,
-        models: providers.flatMap((p) =>
-          Object.values(p.models).map((m) => ({
-            id: `${p.id}/${m.id}`,
-            provider: p.id,
-            name: m.name,
-            demo: p.id === this.demoProvider,
-          })),
-        ),
+        models: providers
+          .filter((p) => p.id !== WARMUP_PROVIDER)
+          .flatMap((p) =>
+            Object.values(p.models).map((m) => ({
+              id: `${p.id}/${m.id}`,
+              provider: p.id,
+              name: m.name,
+              demo: p.id === this.demoProvider,
+            })),
+          ),
       };
       return this.last;
     } catch {

@@ -63,8 +63,13 @@ const KEY_PROVIDERS: Record<string, string> = {
   AZURE_API_KEY: "azure",
 };
 
+/** The provider and model of a warm workspace's throwaway first turn (config.warmup); hidden from `GET /models`. */
+export const WARMUP_PROVIDER = "flotilla-warmup";
+export const WARMUP_MODEL = `${WARMUP_PROVIDER}/warmup`;
+
 export function enabledProviders(config: Config): string[] {
   const ids = new Set(Object.keys(config.providers));
+  if (config.warmup) ids.add(WARMUP_PROVIDER);
   for (const k of Object.keys(config.providerEnv)) {
     const p = KEY_PROVIDERS[k];
     if (p) ids.add(p);
@@ -98,6 +103,13 @@ export function opencodeConfig(config: Config): Record<string, unknown> {
       ),
     };
   }
+  if (config.warmup)
+    provider[WARMUP_PROVIDER] = {
+      npm: "@ai-sdk/openai-compatible",
+      name: "Flotilla warm-up (not offered to sessions)",
+      options: { baseURL: config.warmup.baseURL, apiKey: "unused" },
+      models: { warmup: { name: "warm-up", tool_call: true } },
+    };
   return {
     ...(model ? { model, small_model: model } : {}),
     enabled_providers: enabledProviders(config),
@@ -137,5 +149,8 @@ export function opencodeServerEnv(shard: { dir: string }, password: string): Rec
 
 /** The model endpoints a harness must reach: what a sandbox's `allowlist` network policy lets out. */
 export function modelEndpoints(config: Config): string[] {
-  return Object.values(config.providers).map((p) => p.baseURL);
+  return [
+    ...Object.values(config.providers).map((p) => p.baseURL),
+    ...(config.warmup ? [config.warmup.baseURL] : []),
+  ];
 }

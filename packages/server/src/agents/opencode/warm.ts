@@ -37,3 +37,51 @@ export async function prewarm(
   await Promise.race([all, enough]);
   clearTimeout(timer);
 }
+
+/**
+ * A throwaway first turn in a directory, on the warm-up model (an instant scripted reply on
+ * loopback), then its session deleted. Prewarm's set-up does not cover all of a first prompt's
+ * wait: inside the first turn OpenCode still builds per-directory state (measured ~1–1.5 s, and
+ * several times that on a loaded machine) that only a completed turn leaves built. Spent here, on a
+ * warm workspace no session has yet, it is off the next session's path. The turn may use no tool
+ * (every permission denied) and its reply is one word. False, with the reason logged by the caller,
+ * when it did not complete: the workspace is still good, only colder.
+ */
+export async function warmUpTurn(
+  client: OpencodeClient,
+  directory: string,
+  model: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  const slash = model.indexOf("/");
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), timeoutMs);
+  let sessionID: string | undefined;
+  try {
+    const s = await client.session.create(
+      {
+        directory,
+        title: "flotilla warm-up",
+        permission: [{ permission: "*", pattern: "*", action: "deny" }],
+      },
+      { throwOnError: true, signal: ac.signal },
+    );
+    sessionID = s.data.id;
+    await client.session.prompt(
+      {
+        sessionID,
+        directory,
+        model: { providerID: model.slice(0, slash), modelID: model.slice(slash + 1) },
+        parts: [{ type: "text", text: "warm-up: reply ok" }],
+      },
+      { throwOnError: true, signal: ac.signal },
+    );
+    return true;
+  } finally {
+    clearTimeout(timer);
+    if (sessionID)
+      await client.session.delete({ sessionID, directory }).catch(() => {
+        // A warm-up session left behind is one more entry in the shard's OpenCode database, no more.
+      });
+  }
+}
