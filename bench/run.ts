@@ -313,7 +313,9 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
           signal,
           modelAsked,
           onSample: (i, x) =>
-            progress(`task hot ${i + 1}/${settings.tasks}: first delta at ${Math.round(x.firstDeltaAtMs)} ms`),
+            progress(
+              `task hot ${i + 1}/${settings.tasks}: first delta at ${Math.round(x.firstDeltaAtMs)} ms`,
+            ),
         });
       } finally {
         removeHome(repo);

@@ -62,7 +62,9 @@ export async function runTaskLatency(opts: {
       ? await poll(hot.ready, "a warm workspace of the hot repository", 120_000, signal)
       : await poll(
           () => quiet(client, opts.warm),
-          opts.mode === "warm" ? `${opts.warm} warm harnesses, and nothing else running` : "no harness running",
+          opts.mode === "warm"
+            ? `${opts.warm} warm harnesses, and nothing else running`
+            : "no harness running",
           120_000,
           signal,
         ).then(() => []);

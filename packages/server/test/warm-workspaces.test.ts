@@ -44,7 +44,9 @@ const readyLogged = async (server: TestServer, workspaceId: string) => {
   const { readFileSync } = await import("node:fs");
   return readFileSync(server.logFile, "utf8")
     .split("\n")
-    .some((l) => l.includes('"warm workspace ready"') && l.includes(workspaceId) && l.includes('"warmedUp":true'));
+    .some(
+      (l) => l.includes('"warm workspace ready"') && l.includes(workspaceId) && l.includes('"warmedUp":true'),
+    );
 };
 
 describe("warm workspaces", () => {
