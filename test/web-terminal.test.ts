@@ -101,15 +101,13 @@ describe.skipIf(!haveChromium)("the terminal tab in real browsers", () => {
     await page.keyboard.type(line);
     await page.keyboard.press("Enter");
   };
+  // The shell's echo crosses the PTY, the server and the page: the default poll (30 s, scaled).
   const showsLines = (page: Page, ...want: string[]) =>
     expect
-      .poll(
-        async () => {
-          const have = await rows(page);
-          return want.filter((l) => !have.includes(l));
-        },
-        { timeout: 20_000 },
-      )
+      .poll(async () => {
+        const have = await rows(page);
+        return want.filter((l) => !have.includes(l));
+      })
       .toEqual([]);
   const role = (page: Page) => page.getByTestId("terminal-role");
 
