@@ -385,7 +385,7 @@ export class SessionService {
       permission,
       prompt: body.prompt,
     };
-    if (repo.kind === "worktree" && this.warm) {
+    if (repo.kind === "worktree" && this.warm?.enabled) {
       // A checkout made ahead for this project at this commit, if one is ready: no clone, no hand-over,
       // and its directory already set up by the harness.
       const baseRef = body.baseRef ?? "HEAD";

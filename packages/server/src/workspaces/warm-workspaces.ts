@@ -55,6 +55,8 @@ export class WarmWorkspaces {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** Cuts a pass's waits on the harness short at shutdown. */
+  private readonly abort = new AbortController();
 
   constructor(
     private readonly db: Db,
@@ -77,8 +79,14 @@ export class WarmWorkspaces {
     return this.running;
   }
 
+  /** Whether sessions may take warm workspaces here (pool.warmWorkspaces > 0). */
+  get enabled(): boolean {
+    return this.config.pool.warmWorkspaces > 0;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    this.abort.abort();
     clearInterval(this.timer);
     await this.running;
   }
@@ -234,14 +242,17 @@ export class WarmWorkspaces {
     // on the first prompt, as for any workspace; the clone and its hand-over are saved either way).
     const h = this.harnesses.forShard(shard!.id);
     const model = defaultModel(this.config);
-    if (h && model) await prewarm(h.client, placed.path, model, 30_000);
+    const signal = this.abort.signal;
+    if (h && model) await prewarm(h.client, placed.path, model, 30_000, signal);
     // Then a throwaway first turn there, on the instant warm-up model (see warmUpTurn).
     let warmedUp = false;
-    if (h && this.config.warmup)
-      warmedUp = await warmUpTurn(h.client, placed.path, WARMUP_MODEL, 60_000).catch((err: unknown) => {
-        this.log.warn({ err, workspace: ws.id }, "warm workspace: warm-up turn failed");
-        return false;
-      });
+    if (h && this.config.warmup && !signal.aborted)
+      warmedUp = await warmUpTurn(h.client, placed.path, WARMUP_MODEL, 60_000, signal).catch(
+        (err: unknown) => {
+          this.log.warn({ err, workspace: ws.id }, "warm workspace: warm-up turn failed");
+          return false;
+        },
+      );
     this.log.info(
       {
         project: p.id,

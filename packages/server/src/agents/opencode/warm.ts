@@ -16,12 +16,14 @@ export async function prewarm(
   directory: string,
   model: string,
   waitMs = 5000,
+  signal?: AbortSignal,
 ): Promise<void> {
   const slash = model.indexOf("/");
   const q = { directory };
   let timer: NodeJS.Timeout | undefined;
   const enough = new Promise<void>((res) => {
     timer = setTimeout(res, waitMs);
+    signal?.addEventListener("abort", () => res(), { once: true });
   });
   const all = Promise.allSettled([
     client.tool.list({ ...q, provider: model.slice(0, slash), model: model.slice(slash + 1) }),
@@ -52,10 +54,12 @@ export async function warmUpTurn(
   directory: string,
   model: string,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   const slash = model.indexOf("/");
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), timeoutMs);
+  signal?.addEventListener("abort", () => ac.abort(), { once: true });
   let sessionID: string | undefined;
   try {
     const s = await client.session.create(
