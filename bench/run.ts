@@ -28,7 +28,7 @@ import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { type Scenario, startScriptedModel } from "@flotilla/scripted-model";
 import { createLogger, loadConfig, startEmbeddedPostgres } from "@flotilla/server";
-import { type Phase, Phases, poll } from "./boot.ts";
+import { LIVE, type Phase, Phases, poll } from "./boot.ts";
 import { runClaims } from "./claim.ts";
 import { type DensityResult, HANG_PROMPT, runDensity } from "./density.ts";
 import { runLatency, STREAM_PROMPT } from "./latency.ts";
@@ -276,14 +276,16 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
 
   /**
    * 4h. Tasks on a hot repository: one repository, its project made hot by a first session (not
-   * measured), its harness left running (the default idle time), and a warm workspace made ahead
-   * (pool.warmWorkspaces=1) that each measured task takes; the next is waited for before each submit.
+   * measured), its harness left running (the default idle time). With pool.warmWorkspaces=1 each
+   * measured task takes a warm workspace made ahead (the next is waited for before each submit);
+   * the baseline, in the same run, is the same with warmWorkspaces=0 (a clone per task, set up by
+   * its first prompt).
    */
-  const hotPhase = () =>
-    phase("tasks-hot", { warm: 0, warmWorkspaces: 1, tickMs: 500 }, async (p) => {
+  const hotPhase = (warmWorkspaces: 0 | 1) =>
+    phase(`tasks-hot-${warmWorkspaces}`, { warm: 0, warmWorkspaces, tickMs: 500 }, async (p) => {
       const repo = makeRepo();
       try {
-        progress(`4h. hot repository: heating ${repo}`);
+        progress(`4h. hot repository, warmWorkspaces=${warmWorkspaces}: heating ${repo}`);
         const heat = await p.client.sessions.create({ repo, prompt: "hello from the bench (heat)" });
         await poll(
           async () => ((await p.client.sessions.get(heat.id)).status === "idle" ? true : undefined),
@@ -292,15 +294,21 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
           signal,
         );
         await p.client.sessions.delete(heat.id, { workspace: true });
-        const { db, warmWorkspaces } = p.server.services;
+        const { db } = p.server.services;
+        const warm = p.server.services.warmWorkspaces;
         return await runTaskLatency({
           client: p.client,
           mode: "hot",
           hot: {
             repo,
+            takesWarm: warmWorkspaces > 0,
             ready: async () => {
-              // A pass that made one has also set its directory up by the time kick() returns.
-              await warmWorkspaces.kick();
+              // The project's harness up and nothing starting; with warm workspaces, one ready (a
+              // pass that made one has also set it up by the time kick() returns).
+              const hs = (await p.client.harnesses()).filter((h) => LIVE.includes(h.state));
+              if (hs.length !== 1 || hs[0]!.state !== "ready") return undefined;
+              if (warmWorkspaces === 0) return [];
+              await warm.kick();
               const { rows } = await db.query<{ id: string }>(
                 "select id from workspaces where repo = $1 and warm_at is not null and deleted_at is null",
                 [repo],
@@ -312,19 +320,23 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
           warm: 0,
           signal,
           modelAsked,
+          label: `bench-task-hot${warmWorkspaces}`,
           onSample: (i, x) =>
             progress(
-              `task hot ${i + 1}/${settings.tasks}: first delta at ${Math.round(x.firstDeltaAtMs)} ms`,
+              `task hot (warmWorkspaces=${warmWorkspaces}) ${i + 1}/${settings.tasks}: first delta at ${Math.round(x.firstDeltaAtMs)} ms`,
             ),
         });
       } finally {
         removeHome(repo);
       }
     });
+  const hotPhases = async () => ({ cloned: await hotPhase(0), warm: await hotPhase(1) });
   if (ONLY === "hot") {
-    const hot = await hotPhase();
+    const hot = await hotPhases();
     reportHot(out, hot);
-    out(`BENCH_RESULT ${JSON.stringify({ machine: m, enqueueToRunningHot: tasks(hot) })}`);
+    out(
+      `BENCH_RESULT ${JSON.stringify({ machine: m, enqueueToRunningHot: { cloned: tasks(hot.cloned), warm: tasks(hot.warm) } })}`,
+    );
     return;
   }
   if (ONLY === "claims") {
@@ -368,7 +380,7 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   progress(`4. enqueue → running: ${settings.tasks} tasks warm, then ${settings.tasks} cold, then hot`);
   const tasksWarm = await taskPhase("warm");
   const tasksCold = await taskPhase("cold");
-  const tasksHot = await hotPhase();
+  const tasksHot = await hotPhases();
   loads.tasks = load();
 
   const densityPhase = (workspacesPerHarness: number): Promise<DensityResult> =>

@@ -44,7 +44,7 @@ export async function runTaskLatency(opts: {
   mode: "warm" | "cold" | "hot";
   /** hot: every task on this one repository (a hot project), each submitted once `ready` gives the
    * ids of the warm workspaces made for it (undefined while none is ready). */
-  hot?: { repo: string; ready: () => Promise<string[] | undefined> };
+  hot?: { repo: string; takesWarm: boolean; ready: () => Promise<string[] | undefined> };
   count: number;
   warm: number;
   signal: AbortSignal;
@@ -72,7 +72,7 @@ export async function runTaskLatency(opts: {
     try {
       const label = opts.label ?? `bench-task-${opts.mode}`;
       const s = await once(client, repo, `${label}-${i + 1}`, opts.modelAsked, signal);
-      if (hot && !warmIds.includes(s.workspaceId))
+      if (hot?.takesWarm && !warmIds.includes(s.workspaceId))
         throw new Error(`task ${i + 1} did not take a warm workspace (${warmIds.join(", ")} were ready)`);
       if (hot && s.harnessStarted) throw new Error(`task ${i + 1} of a hot project started a harness`);
       if (opts.mode === "warm" && s.harnessStarted)

@@ -54,7 +54,7 @@ describe("flotilla server reset", () => {
   it("refuses while a server runs on the home, and while a killed server's Postgres still does, saying which pid", async () => {
     mkdirSync(home, { recursive: true, mode: 0o700 });
     // No warm harness: nothing but the control plane and its Postgres run.
-    writeFileSync(join(home, "config.yaml"), "pool:\n  warm: 0\n");
+    writeFileSync(join(home, "config.yaml"), "pool:\n  warm: 0\n  warmWorkspaces: 0\n");
     const server = await startServer();
     const pg = postgres.at(-1)!;
     const cluster = realpathSync(join(home, "postgres"));

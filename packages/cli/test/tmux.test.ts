@@ -91,7 +91,7 @@ describe("flotilla server's log", () => {
   // No harness starts: no warm pool, no session.
   async function serverHome() {
     const home = tempDir("logs");
-    writeFileSync(join(home, "config.yaml"), "pool: { warm: 0 }\n");
+    writeFileSync(join(home, "config.yaml"), "pool: { warm: 0, warmWorkspaces: 0 }\n");
     return { home, db: await createTestDb(), port: await freePort() };
   }
 

@@ -59,7 +59,7 @@ async function startPlane(runtime: "sandbox" | "local"): Promise<Plane> {
       "permission: allow",
       'demo: "off"',
       `runtime: ${runtime}`,
-      "pool: { warm: 0 }",
+      "pool: { warm: 0, warmWorkspaces: 0 }",
       "providers:",
       "  scripted:",
       `    baseURL: ${model.url}`,

@@ -78,6 +78,8 @@ beforeAll(async () => {
       `    baseURL: ${model.url}`,
       "    models:",
       "      scripted-1: { name: Scripted }",
+      // No checkouts made ahead: their set-up and warm-up turns would run on the harness this test kills.
+      "pool: { warmWorkspaces: 0 }",
     ].join("\n"),
   );
   await boot();

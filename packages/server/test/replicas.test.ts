@@ -41,7 +41,7 @@ function configFor(home: string): void {
       "permission: allow",
       'demo: "off"',
       "scheduler: { maxConcurrent: 4, perProject: 4, perToken: 4, leaseMs: 3000 }",
-      "pool: { warm: 0 }",
+      "pool: { warm: 0, warmWorkspaces: 0 }",
       "providers:",
       "  scripted:",
       `    baseURL: ${model.url}`,
