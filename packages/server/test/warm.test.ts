@@ -1,4 +1,5 @@
 import type { OpencodeClient } from "@opencode-ai/sdk/v2";
+import { getEventListeners } from "node:events";
 import { describe, expect, it } from "vitest";
 import { prewarm } from "../src/agents/opencode/warm.ts";
 
@@ -47,5 +48,16 @@ describe("prewarm", () => {
     const silent = fakeClient(() => new Promise(() => {}));
     await expect(prewarm(silent.client, "/w", "p/m", 50)).resolves.toBeUndefined();
     expect(silent.calls).toHaveLength(9);
+  });
+
+  it("stops waiting when its caller's signal aborts, and leaves no listener on that long-lived signal", async () => {
+    const ac = new AbortController();
+    const { client } = fakeClient(async () => ({ data: {} }));
+    for (let i = 0; i < 20; i++) await prewarm(client, "/w", "p/m", 5000, ac.signal);
+    expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
+    const silent = fakeClient(() => new Promise(() => {}));
+    const waiting = prewarm(silent.client, "/w", "p/m", 600_000, ac.signal);
+    ac.abort();
+    await expect(waiting).resolves.toBeUndefined();
   });
 });

@@ -21,9 +21,11 @@ export async function prewarm(
   const slash = model.indexOf("/");
   const q = { directory };
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const enough = new Promise<void>((res) => {
     timer = setTimeout(res, waitMs);
-    signal?.addEventListener("abort", () => res(), { once: true });
+    onAbort = () => res();
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
   const all = Promise.allSettled([
     client.tool.list({ ...q, provider: model.slice(0, slash), model: model.slice(slash + 1) }),
@@ -38,6 +40,8 @@ export async function prewarm(
   ]);
   await Promise.race([all, enough]);
   clearTimeout(timer);
+  // The signal outlives this call (it is the caller's for its whole life): leave no listener on it.
+  if (onAbort) signal?.removeEventListener("abort", onAbort);
 }
 
 /**
@@ -59,7 +63,8 @@ export async function warmUpTurn(
   const slash = model.indexOf("/");
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), timeoutMs);
-  signal?.addEventListener("abort", () => ac.abort(), { once: true });
+  const onAbort = () => ac.abort();
+  signal?.addEventListener("abort", onAbort, { once: true });
   let sessionID: string | undefined;
   try {
     const s = await client.session.create(
@@ -83,6 +88,7 @@ export async function warmUpTurn(
     return true;
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
     if (sessionID)
       await client.session.delete({ sessionID, directory }).catch(() => {
         // A warm-up session left behind is one more entry in the shard's OpenCode database, no more.
