@@ -1,5 +1,5 @@
-import type { OpencodeClient } from "@opencode-ai/sdk/v2";
 import { getEventListeners } from "node:events";
+import type { OpencodeClient } from "@opencode-ai/sdk/v2";
 import { describe, expect, it } from "vitest";
 import { prewarm } from "../src/agents/opencode/warm.ts";
 
