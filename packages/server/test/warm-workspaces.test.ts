@@ -112,6 +112,17 @@ describe("warm workspaces", () => {
       "the next warm workspace",
     );
     expect(next.id).not.toBe(warm!.id);
+
+    // Turned off, the next start removes what was left warm (nothing would claim it any more).
+    t.server.services.config.pool.warmWorkspaces = 0;
+    await t.restart();
+    await waitFor(
+      async () => ((await warmOf(t!, repo)).length === 0 ? true : undefined),
+      60_000,
+      "the warm workspace removed after a restart with warm workspaces off",
+    );
+    await t.server.services.warmWorkspaces.kick();
+    expect(existsSync(next.path)).toBe(false);
   });
 
   it("when the base moves, a session takes the new HEAD and the stale checkout is replaced", async () => {

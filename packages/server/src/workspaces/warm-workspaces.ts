@@ -66,7 +66,12 @@ export class WarmWorkspaces {
   ) {}
 
   start(): void {
-    if (this.config.pool.warmWorkspaces === 0) return;
+    // Turned off (or down): one pass still removes what an earlier run with them on left warm,
+    // which nothing would claim any more and `flotilla gc` does not list.
+    if (this.config.pool.warmWorkspaces === 0) {
+      void this.kick();
+      return;
+    }
     this.timer = setInterval(() => void this.kick(), this.config.pool.tickMs);
   }
 
@@ -193,7 +198,7 @@ export class WarmWorkspaces {
       if (why) await this.discard(w, why);
       else fresh.set(w.project_id, (fresh.get(w.project_id) ?? 0) + 1);
     }
-    if (this.stopped) return;
+    if (this.stopped || target === 0) return;
     const starting = await this.db.query(
       `select 1 from sessions s join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id
        where sh.replica = $1 and s.deleted_at is null and s.status in ${STARTING_SQL} limit 1`,
