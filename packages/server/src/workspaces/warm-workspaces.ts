@@ -162,11 +162,11 @@ export class WarmWorkspaces {
     const target = this.config.pool.warmWorkspaces;
     const replica = this.config.replicaId;
     const hot = await this.db.query<{ id: string; org_id: string; repo: string }>(
-      `select p.id, p.org_id, p.repo from projects p
-       where exists (select 1 from sessions s join workspaces w on w.id = s.workspace_id
-                     join shards sh on sh.id = w.shard_id
-                     where s.project_id = p.id and sh.replica = $1
-                       and s.created_at > now() - make_interval(secs => $2::float8 / 1000))`,
+      // From the recent sessions (sessions_created), not from every project: this runs every tick.
+      `select distinct p.id, p.org_id, p.repo
+       from sessions s join projects p on p.id = s.project_id
+         join workspaces w on w.id = s.workspace_id join shards sh on sh.id = w.shard_id
+       where s.created_at > now() - make_interval(secs => $2::float8 / 1000) and sh.replica = $1`,
       [replica, this.config.pool.hotMs],
     );
     const heads = new Map<string, string>();

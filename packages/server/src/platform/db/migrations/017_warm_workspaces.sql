@@ -4,3 +4,5 @@
 -- while one waits for a session (it has none) and cleared in the transaction that gives it one.
 alter table workspaces add column warm_at timestamptz;
 create index workspaces_warm on workspaces (project_id, base_commit) where warm_at is not null and deleted_at is null;
+-- Which projects are hot (a session in the last pool.hotMs) is asked every pool tick.
+create index sessions_created on sessions (created_at);
