@@ -119,7 +119,7 @@ export class Scheduler {
     await this.listen.query("listen flotilla_tasks");
     await this.listen.query("listen flotilla_task_cancel");
     const lease = this.config.scheduler.leaseMs;
-    this.timers.push(setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(lease / 3))));
+    this.timers.push(setInterval(() => void this.renewLeases(), Math.max(250, Math.floor(lease / 3))));
     this.timers.push(setInterval(() => void this.reclaim(), Math.max(250, Math.floor(lease / 2))));
     this.timers.push(setInterval(() => this.kick(), this.config.scheduler.pollMs));
     this.loop = this.claimLoop();
@@ -421,7 +421,8 @@ export class Scheduler {
   }
 
   /** Renews this replica's leases; an attempt whose lease is gone is abandoned here. */
-  private async heartbeat(): Promise<void> {
+  /** The heartbeat: renews the leases of the attempts this process runs, and notices lost ones and cancels. */
+  async renewLeases(): Promise<void> {
     if (this.running.size === 0) return;
     try {
       // Only attempts this process is running: the replica's name outlives a crash, and the
@@ -435,7 +436,12 @@ export class Scheduler {
         [this.replica, this.config.scheduler.leaseMs, mine.map((r) => r.taskId), mine.map((r) => r.n)],
       );
       const held = new Set(rows.map((x) => `${x.task_id}#${x.n}`));
-      for (const r of this.running.values()) {
+      // Only the attempts this renewal asked for: one claimed while it was in flight was not in its
+      // list (and its fresh lease needs no renewal yet). Judged by `this.running` instead, such an
+      // attempt was taken for lost and aborted before its prompt ran; its lease then lapsed into a
+      // LeaseExpired retry.
+      for (const r of mine) {
+        if (this.running.get(r.taskId) !== r) continue;
         if (!held.has(`${r.taskId}#${r.n}`) && !r.abort.signal.aborted) {
           r.reason = "lease-lost";
           r.abort.abort();
