@@ -116,6 +116,9 @@ describe.skipIf(!haveChromium)("the terminal tab in real browsers", () => {
 
   it("shares one shell: a driver types, a viewer watches read-only, control moves, and the CLI sees the same", async () => {
     a = await open(t.token, { wired: true });
+    // A comes first: it holds the lease before B's page opens (opened together, B's socket can
+    // reach the server first, A's going through the test's wire).
+    await expect.poll(() => role(a.page).textContent()).toBe("Driving");
     b = await open(bobToken);
     const both = {
       page: a.page,
