@@ -16,7 +16,8 @@ export type IdPrefix =
   | "tsk"
   | "msg"
   | "whk"
-  | "dlv";
+  | "dlv"
+  | "gwc";
 
 let lastTime = 0;
 let lastRand = new Uint8Array(10);

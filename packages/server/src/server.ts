@@ -8,6 +8,8 @@ import { createApp } from "./api/app.ts";
 import type { Services } from "./api/context.ts";
 import { attachTerminalSocket } from "./api/sockets/terminal.ts";
 import type { Config } from "./config/config.ts";
+import { ModelGateway } from "./gateway/gateway.ts";
+import { UNFRONTED_ENV } from "./gateway/upstreams.ts";
 import { HarnessManager } from "./harnesses/manager.ts";
 import { HarnessPool } from "./harnesses/pool.ts";
 import { DEFAULT_ORG, TokenService } from "./identity/tokens.ts";
@@ -51,6 +53,15 @@ function wantsDemo(config: Config): boolean {
     Object.keys(config.providerEnv).length === 0 &&
     !config.defaultModel
   );
+}
+
+const hostForUrl = (h: string) => (h.includes(":") ? `[${h}]` : h);
+
+function closeServer(server: ReturnType<typeof serve>): Promise<void> {
+  return new Promise<void>((res) => {
+    (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+    server.close(() => res());
+  });
 }
 
 /** Boots the control plane: database, migrations, recovery of the previous run, then HTTP. */
@@ -102,6 +113,30 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       cleanups.push(() => warmup.close());
       config.warmup = { baseURL: warmup.url };
     }
+
+    // The model gateway listens before any harness starts or is adopted: each is configured with its
+    // address. A port of its own, so a sandbox's allowlist can let out the gateway and not the API.
+    const gateway = new ModelGateway(db, config, log.child({ component: "gateway" }));
+    const gatewayPort = config.gateway.port ?? (config.port ? config.port + 1 : 0);
+    const gatewayServer = await new Promise<ReturnType<typeof serve>>((res, rej) => {
+      const s = serve({ fetch: gateway.app.fetch, hostname: config.gateway.host, port: gatewayPort }, () =>
+        res(s),
+      );
+      s.once("error", (e) =>
+        rej(
+          new Error(
+            `the model gateway cannot listen on ${config.gateway.host}:${gatewayPort}: ${e.message} (set gateway.port)`,
+          ),
+        ),
+      );
+    });
+    cleanups.push(() => closeServer(gatewayServer));
+    config.gateway.url = `http://${hostForUrl(config.gateway.host)}:${(gatewayServer.address() as AddressInfo).port}`;
+    for (const k of Object.keys(config.providerEnv).filter((k) => UNFRONTED_ENV.test(k)))
+      log.warn(
+        { variable: k },
+        "this provider cannot be fronted by the model gateway: its variable reaches harnesses",
+      );
 
     const tokens = new TokenService(db);
     await tokens.ensureDefaultOrg();
@@ -223,13 +258,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       s.once("error", rej);
     });
     const port = (server.address() as AddressInfo).port;
-    cleanups.push(
-      () =>
-        new Promise<void>((res) => {
-          (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-          server.close(() => res());
-        }),
-    );
+    cleanups.push(() => closeServer(server));
     // Pushed after the HTTP server's cleanup, so it runs first: shells killed, lease events stored
     // while the database is still there, and upgraded sockets (which server.close ignores) closed.
     const terminals = new TerminalService(
@@ -246,7 +275,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       await terminals.stop();
     });
     ready = true;
-    const base = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+    const base = `http://${hostForUrl(config.host)}:${port}`;
     log.info({ url: base, org: DEFAULT_ORG }, "flotilla listening");
     let closing: Promise<void> | undefined;
     return {

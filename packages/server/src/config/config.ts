@@ -10,7 +10,19 @@ export const RUNTIMES = ["sandbox", "local"] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
 export const NETWORK_POLICIES = ["none", "allowlist", "open"] as const;
 
-const ProviderModel = z.object({ name: z.string().optional(), toolCall: z.boolean().default(true) });
+const ProviderModel = z.object({
+  name: z.string().optional(),
+  toolCall: z.boolean().default(true),
+  /** Price in USD per million tokens: the model gateway charges each call by it. */
+  cost: z
+    .object({
+      input: z.number().min(0),
+      output: z.number().min(0),
+      cacheRead: z.number().min(0).optional(),
+    })
+    .strict()
+    .optional(),
+});
 
 /** An extra OpenAI-compatible provider (vLLM, Ollama, LM Studio, a gateway, the scripted model). */
 export const ProviderConfig = z
@@ -135,6 +147,14 @@ export const FileConfig = z
       .optional(),
     /** The address people reach this server at, for links back to it (pull requests, comments). */
     publicUrl: z.url().optional(),
+    /** The model gateway harnesses call models through (a listener of its own, on loopback). */
+    gateway: z
+      .object({
+        host: z.string().optional(),
+        port: z.number().int().min(0).max(65535).optional(),
+      })
+      .strict()
+      .optional(),
     harness: z
       .object({
         readyTimeoutMs: z.number().int().positive().optional(),
@@ -166,8 +186,12 @@ export interface Config {
   /** The warm-up model (set at boot when warm workspaces are on): an instant scripted reply that a
    * warm workspace's throwaway first turn is sent to, never offered to sessions. */
   warmup?: { baseURL: string };
-  /** Provider keys found in the environment, passed to harnesses only. */
+  /** Provider keys found in the environment: the model gateway's, never a harness's (but for the
+   * providers the gateway cannot front, see gateway/upstreams.ts). */
   providerEnv: Record<string, string>;
+  /** The model gateway's listener. `port` 0: the API port + 1 when that is fixed, else any free
+   * port. `url` is set at boot, once it listens: what harnesses are configured to call. */
+  gateway: { host: string; port: number | undefined; url?: string };
   demo: "auto" | "on" | "off";
   /** The default runtime of new shards (a session or task may ask for another, as its role allows). */
   runtime: RuntimeName;
@@ -395,6 +419,7 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     permission: file.permission ?? "ask",
     providers: file.providers ?? {},
     providerEnv,
+    gateway: { host: file.gateway?.host ?? "127.0.0.1", port: file.gateway?.port },
     forges: Object.entries(file.forges ?? {}).map(([name, f]) => resolveForge(name, f, env)),
     git: {
       autoCommit: file.git?.autoCommit ?? "off",

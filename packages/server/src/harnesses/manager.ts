@@ -3,10 +3,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaError, type Harness, newId } from "@flotilla/contracts";
 import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
-import { modelEndpoints, opencodeConfig, opencodeServerEnv } from "../agents/opencode/config.ts";
+import {
+  modelEndpoints,
+  opencodeConfig,
+  opencodeServerEnv,
+  unfrontedProviderEnv,
+} from "../agents/opencode/config.ts";
 import { basicAuth, healthy } from "../agents/opencode/health.ts";
 import { HarnessStream } from "../agents/opencode/stream.ts";
 import type { Config } from "../config/config.ts";
+import { newGatewayToken } from "../gateway/gateway.ts";
 import { backoffMs } from "../platform/backoff.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -280,16 +286,19 @@ export class HarnessManager {
     const id = newId("hrn");
     const runDir = join(this.config.home, "harnesses", id);
     const password = randomBytes(24).toString("base64url");
+    // The harness's key to the model gateway: good while it lives, for the sessions it serves.
+    const gateway = newGatewayToken();
     await this.db.query(
-      "insert into harnesses (id, shard_id, driver, state, run_dir, replica) values ($1, $2, $3, 'starting', $4, $5)",
-      [id, ws.id, ws.runtime, runDir, this.config.replicaId],
+      `insert into harnesses (id, shard_id, driver, state, run_dir, replica, gateway_token_hash)
+       values ($1, $2, $3, 'starting', $4, $5, $6)`,
+      [id, ws.id, ws.runtime, runDir, this.config.replicaId, gateway.hash],
     );
     await this.events.onState({ id, shardId: ws.id }, "starting");
     const log = this.log.child({ harness: id, shard: ws.id });
     const env: Record<string, string> = {
       ...opencodeServerEnv(ws, password),
-      ...this.config.providerEnv,
-      OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(this.config)),
+      ...unfrontedProviderEnv(this.config),
+      OPENCODE_CONFIG_CONTENT: JSON.stringify(opencodeConfig(this.config, gateway.token)),
     };
     let started: Awaited<ReturnType<RuntimeDriver["start"]>>;
     const t0 = Date.now();

@@ -1,5 +1,6 @@
 import type { PermissionPolicy } from "@flotilla/contracts";
 import type { Config } from "../../config/config.ts";
+import { BUNDLED, UNFRONTED_ENV } from "../../gateway/upstreams.ts";
 import { agentStateEnv } from "../../runtime/shard-layout.ts";
 
 type Action = "allow" | "ask" | "deny";
@@ -48,17 +49,9 @@ export function toRuleset(
   return rules;
 }
 
-// Which bundled OpenCode provider each well-known key switches on.
-const KEY_PROVIDERS: Record<string, string> = {
-  ANTHROPIC_API_KEY: "anthropic",
-  OPENAI_API_KEY: "openai",
-  OPENROUTER_API_KEY: "openrouter",
-  GOOGLE_GENERATIVE_AI_API_KEY: "google",
-  GEMINI_API_KEY: "google",
-  GROQ_API_KEY: "groq",
-  MISTRAL_API_KEY: "mistral",
-  DEEPSEEK_API_KEY: "deepseek",
-  XAI_API_KEY: "xai",
+// Providers the gateway cannot front (see gateway/upstreams.ts): switched on by their variables,
+// which go to the harness.
+const UNFRONTED_PROVIDERS: Record<string, string> = {
   AWS_ACCESS_KEY_ID: "amazon-bedrock",
   AZURE_API_KEY: "azure",
 };
@@ -71,7 +64,7 @@ export function enabledProviders(config: Config): string[] {
   const ids = new Set(Object.keys(config.providers));
   if (config.warmup) ids.add(WARMUP_PROVIDER);
   for (const k of Object.keys(config.providerEnv)) {
-    const p = KEY_PROVIDERS[k];
+    const p = BUNDLED[k]?.provider ?? UNFRONTED_PROVIDERS[k];
     if (p) ids.add(p);
   }
   return [...ids];
@@ -88,16 +81,23 @@ export function defaultModel(config: Config): string | undefined {
 
 /**
  * The whole OpenCode config, passed as OPENCODE_CONFIG_CONTENT. Only providers we chose are enabled
- * so no request leaves for a provider nobody configured; keys are referenced as {env:VAR}, never inlined.
+ * so no request leaves for a provider nobody configured. Every provider the gateway fronts is
+ * pointed at the model gateway with the harness's gateway token as its key: no provider key is in
+ * a harness's config or environment.
  */
-export function opencodeConfig(config: Config): Record<string, unknown> {
+export function opencodeConfig(config: Config, gatewayToken: string): Record<string, unknown> {
   const model = defaultModel(config);
+  const gateway = config.gateway.url;
+  if (!gateway) throw new Error("the model gateway is not listening yet");
+  const via = (id: string) => ({ baseURL: `${gateway}/gateway/${id}`, apiKey: gatewayToken });
   const provider: Record<string, unknown> = {};
+  for (const [k, b] of Object.entries(BUNDLED))
+    if (config.providerEnv[k]) provider[b.provider] = { options: via(b.provider) };
   for (const [id, p] of Object.entries(config.providers)) {
     provider[id] = {
       npm: "@ai-sdk/openai-compatible",
       name: p.name ?? id,
-      options: { baseURL: p.baseURL, apiKey: p.apiKeyEnv ? `{env:${p.apiKeyEnv}}` : "unused" },
+      options: via(id),
       models: Object.fromEntries(
         Object.entries(p.models).map(([mid, m]) => [mid, { name: m.name ?? mid, tool_call: m.toolCall }]),
       ),
@@ -147,10 +147,16 @@ export function opencodeServerEnv(shard: { dir: string }, password: string): Rec
   };
 }
 
-/** The model endpoints a harness must reach: what a sandbox's `allowlist` network policy lets out. */
+/** The endpoints a harness must reach: what a sandbox's `allowlist` network policy lets out. The
+ * model gateway (every provider it fronts is behind it) and the warm-up model. */
 export function modelEndpoints(config: Config): string[] {
   return [
-    ...Object.values(config.providers).map((p) => p.baseURL),
+    ...(config.gateway.url ? [config.gateway.url] : []),
     ...(config.warmup ? [config.warmup.baseURL] : []),
   ];
+}
+
+/** The provider variables a harness still gets: only those of providers the gateway cannot front. */
+export function unfrontedProviderEnv(config: Config): Record<string, string> {
+  return Object.fromEntries(Object.entries(config.providerEnv).filter(([k]) => UNFRONTED_ENV.test(k)));
 }

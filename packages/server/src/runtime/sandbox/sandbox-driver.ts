@@ -11,6 +11,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
+import type { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { freePort } from "../../platform/db/embedded.ts";
 import type { Logger } from "../../platform/logger.ts";
@@ -187,11 +188,18 @@ export class SandboxDriver implements RuntimeDriver {
       }),
       ["sh", "-c", inner.join("\n")],
     );
+    // Options (mounts, environment) through the pipe; the command (from the first `--`) stays on
+    // bwrap's own command line, where it must be. It holds nothing secret.
+    const cut = args.indexOf("--");
+    const options = args.slice(0, cut);
+    const command = args.slice(cut);
     // The launcher: host-side bridges and the sandbox in one process group (stop kills the group),
-    // the bridges stopped when the sandbox ends.
+    // the bridges stopped when the sandbox ends. bwrap reads its arguments from a pipe (fd 3), not
+    // its command line: they hold the harness's environment (its password, its gateway token), and
+    // a command line is anyone's to read in `ps`.
     const launcher = [
-      ...outer.map((l, i) => `${l}\nb${i}=$!`),
-      `${[this.tools.bwrap, ...args].map(shq).join(" ")}`,
+      ...outer.map((l, i) => `${l.replace(/ &$/, " 3<&- &")}\nb${i}=$!`),
+      `${[this.tools.bwrap, "--args", "3", ...command].map(shq).join(" ")}`,
       "rc=$?",
       outer.length ? `kill ${outer.map((_, i) => `$b${i}`).join(" ")} 2>/dev/null` : ":",
       "exit $rc",
@@ -200,9 +208,13 @@ export class SandboxDriver implements RuntimeDriver {
       cwd: "/",
       env: { PATH: "/usr/bin:/bin" },
       detached: true,
-      stdio: ["ignore", logFd, logFd],
+      stdio: ["ignore", logFd, logFd, "pipe"],
     });
     closeSync(logFd);
+    const argPipe = child.stdio[3] as Writable;
+    // A launcher that died at once closes the pipe (EPIPE): its start fails below, with its log.
+    argPipe.on("error", () => {});
+    argPipe.end(Buffer.from(options.map((a) => `${a}\0`).join("")));
     const pid = child.pid ?? null;
     const url = `http://127.0.0.1:${hostPort}`;
     const record: HarnessRecord & { endpoint: string } = {

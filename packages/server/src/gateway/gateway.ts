@@ -1,0 +1,277 @@
+import { createHash, randomBytes } from "node:crypto";
+import { newId } from "@flotilla/contracts";
+import { Hono } from "hono";
+import type { Config } from "../config/config.ts";
+import type { Db } from "../platform/db/pool.ts";
+import type { Logger } from "../platform/logger.ts";
+import { type Upstream, upstreams } from "./upstreams.ts";
+import { UsageMeter } from "./usage.ts";
+
+/** A harness's gateway credential: shown to the harness once, kept here only as this hash. */
+export function newGatewayToken(): { token: string; hash: string } {
+  const token = `fgw_${randomBytes(24).toString("base64url")}`;
+  return { token, hash: hashToken(token) };
+}
+
+const hashToken = (t: string) => createHash("sha256").update(t).digest("hex");
+
+/** Who is calling: a live harness, on behalf of one session it serves. */
+interface Caller {
+  harnessId: string;
+  sessionId: string;
+  projectId: string;
+  taskId: string | null;
+}
+
+// Hop-by-hop headers, the caller's credentials, and sizes the gateway recomputes: never forwarded.
+const DROP_REQUEST = new Set([
+  "host",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "content-length",
+  "authorization",
+  "x-api-key",
+  "x-goog-api-key",
+  "accept-encoding",
+]);
+const DROP_RESPONSE = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "content-length",
+  "content-encoding",
+]);
+
+/** An error in the shape OpenAI-style clients read (`error.message`), with our code beside it. */
+function refuse(status: number, code: string, message: string): Response {
+  return Response.json({ error: { code, type: code, message, retriable: status >= 500 } }, { status });
+}
+
+/**
+ * The model gateway: every model call a harness makes comes here, with the harness's gateway token
+ * in place of a key. The gateway checks the token (a live harness's), binds the call to the session
+ * it is for (OpenCode names its session in `x-session-affinity`; that session must be on the
+ * harness's shard and not deleted), swaps in the real key, and streams the provider's answer back
+ * as it arrives while counting its tokens; each call is recorded in `gateway_calls`.
+ *
+ * Written by hand rather than with a gateway library: it is a pass-through of a few provider paths
+ * whose only logic is ours (who may call, for which session, what it cost); Portkey's gateway brings
+ * its own routing, config and key handling, which would sit beside ours rather than replace it.
+ */
+export class ModelGateway {
+  private readonly upstreams: Map<string, Upstream>;
+  readonly app = new Hono();
+
+  constructor(
+    private readonly db: Db,
+    config: Config,
+    private readonly log: Logger,
+  ) {
+    this.upstreams = upstreams(config);
+    this.app.all("/gateway/:provider/*", (c) => this.handle(c.req.raw, c.req.param("provider")));
+    this.app.notFound(() => refuse(404, "not_found", "not a gateway route"));
+    this.app.onError((err) => {
+      this.log.error({ err }, "gateway error");
+      return refuse(500, "internal", "the model gateway failed");
+    });
+  }
+
+  /** Ids of the providers harnesses reach through the gateway. */
+  providers(): string[] {
+    return [...this.upstreams.keys()];
+  }
+
+  private credential(req: Request, url: URL): string | undefined {
+    const auth = req.headers.get("authorization");
+    if (auth?.toLowerCase().startsWith("bearer ")) return auth.slice(7).trim();
+    return (
+      req.headers.get("x-api-key") ??
+      req.headers.get("x-goog-api-key") ??
+      url.searchParams.get("key") ??
+      undefined
+    );
+  }
+
+  private async caller(token: string, opencodeSession: string | null): Promise<Caller | string> {
+    const { rows } = await this.db.query(
+      `select h.id as harness_id, s.id as session_id, s.project_id,
+              (select t.id from tasks t where t.session_id = s.id order by t.id desc limit 1) as task_id
+         from harnesses h
+         left join sessions s on s.opencode_id = $2 and s.deleted_at is null
+              and s.workspace_id in (select w.id from workspaces w where w.shard_id = h.shard_id)
+        where h.gateway_token_hash = $1 and h.state in ('starting', 'ready')`,
+      [hashToken(token), opencodeSession ?? ""],
+    );
+    const r = rows[0];
+    if (!r) return "the gateway token is not a live harness's";
+    if (!r.session_id) return "the call names no session this harness serves";
+    return { harnessId: r.harness_id, sessionId: r.session_id, projectId: r.project_id, taskId: r.task_id };
+  }
+
+  private async handle(req: Request, providerId: string): Promise<Response> {
+    const t0 = performance.now();
+    const url = new URL(req.url);
+    const token = this.credential(req, url);
+    if (!token) return refuse(401, "unauthorized", "no gateway token");
+    const who = await this.caller(
+      token,
+      req.headers.get("x-session-affinity") ?? req.headers.get("x-session-id"),
+    );
+    if (typeof who === "string") return refuse(401, "unauthorized", who);
+    const up = this.upstreams.get(providerId);
+    if (!up) return refuse(404, "not_found", `the gateway fronts no provider '${providerId}'`);
+
+    const rest = url.pathname.slice(`/gateway/${providerId}`.length);
+    const search = new URLSearchParams(url.search);
+    search.delete("key");
+    const target = `${up.baseURL}${rest}${search.size ? `?${search}` : ""}`;
+    let body: Uint8Array<ArrayBuffer> | undefined;
+    let model: string | undefined;
+    let stream = rest.includes(":streamGenerateContent");
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      body = new Uint8Array(await req.arrayBuffer());
+      if ((req.headers.get("content-type") ?? "").includes("json") && body.length) {
+        try {
+          const doc = JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
+          if (typeof doc.model === "string") model = doc.model;
+          stream ||= doc.stream === true;
+          // A chat-completions stream reports usage only when asked: ask, so every call is counted.
+          if (doc.stream === true && rest.endsWith("/chat/completions")) {
+            const opts = (doc.stream_options ?? {}) as Record<string, unknown>;
+            if (opts.include_usage !== true) {
+              doc.stream_options = { ...opts, include_usage: true };
+              body = new TextEncoder().encode(JSON.stringify(doc));
+            }
+          }
+        } catch {
+          // Not JSON after all: forwarded as it came, the provider answers it.
+        }
+      }
+    }
+    if (model && up.models && !up.models.has(model))
+      return refuse(403, "forbidden", `model '${model}' is not offered by provider '${providerId}'`);
+
+    const headers = new Headers();
+    req.headers.forEach((v, k) => {
+      if (!DROP_REQUEST.has(k)) headers.set(k, v);
+    });
+    if (up.key) {
+      if (up.keyStyle === "bearer") headers.set("authorization", `Bearer ${up.key}`);
+      else headers.set(up.keyStyle, up.key);
+    }
+    const record = (status: number, usage: UsageMeter | null, firstByteMs: number | null, error?: string) =>
+      this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, error);
+
+    let res: Response;
+    try {
+      res = await fetch(target, {
+        method: req.method,
+        headers,
+        body,
+        signal: req.signal,
+        redirect: "manual",
+      });
+    } catch (e) {
+      const aborted = req.signal.aborted;
+      void record(aborted ? 499 : 502, null, null, aborted ? "caller went away" : "provider unreachable");
+      this.log.warn({ provider: providerId, err: (e as Error).message }, "gateway: provider unreachable");
+      return refuse(502, "harness_error", `provider '${providerId}' could not be reached`);
+    }
+    const outHeaders = new Headers();
+    res.headers.forEach((v, k) => {
+      if (!DROP_RESPONSE.has(k)) outHeaders.set(k, v);
+    });
+    if (!res.body) {
+      void record(res.status, null, performance.now() - t0);
+      return new Response(null, { status: res.status, headers: outHeaders });
+    }
+    const meter = new UsageMeter((res.headers.get("content-type") ?? "").includes("text/event-stream"));
+    const reader = res.body.getReader();
+    let firstByte: number | null = null;
+    let done = false;
+    const finish = (error?: string) => {
+      if (done) return;
+      done = true;
+      void record(res.status, meter, firstByte, error);
+    };
+    // Each chunk goes on as it comes: pull-based, so nothing is read ahead of the harness.
+    const out = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        try {
+          const { done: end, value } = await reader.read();
+          if (end) {
+            ctl.close();
+            finish();
+            return;
+          }
+          firstByte ??= performance.now() - t0;
+          meter.feed(value);
+          ctl.enqueue(value);
+        } catch (e) {
+          ctl.error(e);
+          finish("stream broke");
+        }
+      },
+      cancel(reason) {
+        finish("caller went away");
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(out, { status: res.status, headers: outHeaders });
+  }
+
+  private async record(
+    who: Caller,
+    up: Upstream,
+    model: string | undefined,
+    path: string,
+    status: number,
+    stream: boolean,
+    meter: UsageMeter | null,
+    firstByteMs: number | null,
+    latencyMs: number,
+    error?: string,
+  ): Promise<void> {
+    const u = meter?.end() ?? { inputTokens: 0, outputTokens: 0, cachedTokens: 0 };
+    const price = model ? up.cost[model] : undefined;
+    const cost = price
+      ? ((u.inputTokens - u.cachedTokens) * price.input +
+          u.cachedTokens * (price.cacheRead ?? price.input) +
+          u.outputTokens * price.output) /
+        1e6
+      : 0;
+    try {
+      await this.db.query(
+        `insert into gateway_calls (id, session_id, task_id, project_id, harness_id, provider, model, path,
+           status, stream, input_tokens, output_tokens, cached_tokens, cost_usd, first_byte_ms, latency_ms, error)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+        [
+          newId("gwc"),
+          who.sessionId,
+          who.taskId,
+          who.projectId,
+          who.harnessId,
+          up.id,
+          model ?? null,
+          path,
+          status,
+          stream,
+          u.inputTokens,
+          u.outputTokens,
+          u.cachedTokens,
+          cost,
+          firstByteMs === null ? null : Math.round(firstByteMs),
+          Math.round(latencyMs),
+          error ?? null,
+        ],
+      );
+    } catch (err) {
+      this.log.error({ err }, "gateway: a call could not be recorded");
+    }
+    this.log.debug(
+      { session: who.sessionId, provider: up.id, model, status, tokens: u, ms: Math.round(latencyMs) },
+      "gateway call",
+    );
+  }
+}

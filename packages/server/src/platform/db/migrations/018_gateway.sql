@@ -1,0 +1,29 @@
+-- The model gateway: harnesses call models through the control plane with a gateway token of
+-- their own (only its hash is kept), never with a provider key. The token works while its harness
+-- is starting or ready, and only for the sessions that harness serves.
+alter table harnesses add column gateway_token_hash text;
+create unique index harnesses_gateway_token on harnesses (gateway_token_hash) where gateway_token_hash is not null;
+
+-- One row per model call through the gateway: what was asked, what it cost, how long it took.
+create table gateway_calls (
+  id text primary key,
+  session_id text references sessions(id),
+  task_id text,
+  project_id text,
+  harness_id text not null,
+  provider text not null,
+  model text,
+  path text not null,
+  status integer not null,
+  stream boolean not null,
+  input_tokens bigint not null default 0,
+  output_tokens bigint not null default 0,
+  cached_tokens bigint not null default 0,
+  cost_usd double precision not null default 0,
+  first_byte_ms integer,
+  latency_ms integer not null,
+  error text,
+  started_at timestamptz not null default now()
+);
+create index gateway_calls_session on gateway_calls (session_id, started_at);
+create index gateway_calls_project on gateway_calls (project_id, started_at);
