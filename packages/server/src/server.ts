@@ -8,7 +8,7 @@ import { createApp } from "./api/app.ts";
 import type { Services } from "./api/context.ts";
 import { attachTerminalSocket } from "./api/sockets/terminal.ts";
 import type { Config } from "./config/config.ts";
-import { ModelGateway } from "./gateway/gateway.ts";
+import { GatewaySupervisor } from "./gateway/supervisor.ts";
 import { UNFRONTED_ENV } from "./gateway/upstreams.ts";
 import { HarnessManager } from "./harnesses/manager.ts";
 import { HarnessPool } from "./harnesses/pool.ts";
@@ -114,24 +114,12 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       config.warmup = { baseURL: warmup.url };
     }
 
-    // The model gateway listens before any harness starts or is adopted: each is configured with its
-    // address. A port of its own, so a sandbox's allowlist can let out the gateway and not the API.
-    const gateway = new ModelGateway(db, config, log.child({ component: "gateway" }));
-    const gatewayPort = config.gateway.port ?? (config.port ? config.port + 1 : 0);
-    const gatewayServer = await new Promise<ReturnType<typeof serve>>((res, rej) => {
-      const s = serve({ fetch: gateway.app.fetch, hostname: config.gateway.host, port: gatewayPort }, () =>
-        res(s),
-      );
-      s.once("error", (e) =>
-        rej(
-          new Error(
-            `the model gateway cannot listen on ${config.gateway.host}:${gatewayPort}: ${e.message} (set gateway.port)`,
-          ),
-        ),
-      );
-    });
-    cleanups.push(() => closeServer(gatewayServer));
-    config.gateway.url = `http://${hostForUrl(config.gateway.host)}:${(gatewayServer.address() as AddressInfo).port}`;
+    // The model gateway runs before any harness starts or is adopted: each is configured with its
+    // address. A process of its own (a control-plane crash does not cut a model answer mid-stream)
+    // on a port of its own (a sandbox's allowlist lets out the gateway and not the API).
+    const gateway = new GatewaySupervisor(db, config, url, log.child({ component: "gateway" }));
+    config.gateway.url = await gateway.start();
+    cleanups.push(() => gateway.stop());
     for (const k of Object.keys(config.providerEnv).filter((k) => UNFRONTED_ENV.test(k)))
       log.warn(
         { variable: k },

@@ -99,10 +99,12 @@ afterAll(async () => {
       p.child.kill("SIGTERM");
       await gone;
     }
-    // Whatever a failed test left behind: harnesses are their own process groups.
+    // Whatever a failed test left behind: harnesses and the model gateway are their own process groups.
     const c = new pg.Client({ connectionString: p.db });
     await c.connect();
-    for (const r of (await c.query("select pid from harnesses where pid is not null")).rows) {
+    for (const r of (
+      await c.query("select pid from harnesses where pid is not null union select pid from gateways")
+    ).rows) {
       if (r.pid > 1)
         try {
           process.kill(-r.pid, "SIGKILL");

@@ -91,11 +91,14 @@ afterAll(async () => {
     child.kill("SIGTERM");
     await gone;
   }
-  // Whatever the server did not stop (a failed test), stop here: harnesses are their own process groups.
+  // Whatever the server did not stop (a failed test), stop here: harnesses and the model gateway are
+  // their own process groups.
   const hs = (await import("pg")).default;
   const c = new hs.Client({ connectionString: db });
   await c.connect();
-  for (const r of (await c.query("select pid from harnesses where pid is not null")).rows) {
+  for (const r of (
+    await c.query("select pid from harnesses where pid is not null union select pid from gateways")
+  ).rows) {
     try {
       process.kill(-r.pid, "SIGKILL");
     } catch {}

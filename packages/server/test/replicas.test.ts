@@ -95,11 +95,13 @@ afterAll(async () => {
       await gone;
     }
   }
-  // A killed replica's harnesses outlive it (their own process groups): stop them here.
+  // A killed replica's harnesses and model gateway outlive it (their own process groups): stop them here.
   const c = new pg.Client({ connectionString: db });
   await c.connect();
   for (const r of (
-    await c.query("select pid from harnesses where pid is not null and state in ('starting', 'ready')")
+    await c.query(
+      "select pid from harnesses where pid is not null and state in ('starting', 'ready') union select pid from gateways",
+    )
   ).rows) {
     try {
       process.kill(-r.pid, "SIGKILL");

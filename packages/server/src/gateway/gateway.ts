@@ -1,10 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { newId } from "@flotilla/contracts";
 import { Hono } from "hono";
-import type { Config } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
-import { type Upstream, upstreams } from "./upstreams.ts";
+import type { Upstream } from "./upstreams.ts";
 import { UsageMeter } from "./usage.ts";
 
 /** A harness's gateway credential: shown to the harness once, kept here only as this hash. */
@@ -60,15 +59,24 @@ function refuse(status: number, code: string, message: string): Response {
  * its own routing, config and key handling, which would sit beside ours rather than replace it.
  */
 export class ModelGateway {
-  private readonly upstreams: Map<string, Upstream>;
   readonly app = new Hono();
+  private lastPing = Date.now();
 
   constructor(
     private readonly db: Db,
-    config: Config,
+    private readonly upstreams: Map<string, Upstream>,
     private readonly log: Logger,
+    control: { secret: string; fingerprint: string },
   ) {
-    this.upstreams = upstreams(config);
+    // The control plane's own calls: is this the gateway it started (its fingerprint), and a ping
+    // that says it is still there (a gateway nobody pings for a while exits; see main.ts).
+    this.app.get("/_gateway/healthz", () => Response.json({ ok: true, fingerprint: control.fingerprint }));
+    this.app.post("/_gateway/ping", (c) => {
+      if (c.req.header("x-flotilla-control") !== control.secret)
+        return refuse(401, "unauthorized", "not the control plane");
+      this.lastPing = Date.now();
+      return c.body(null, 204);
+    });
     this.app.all("/gateway/:provider/*", (c) => this.handle(c.req.raw, c.req.param("provider")));
     this.app.notFound(() => refuse(404, "not_found", "not a gateway route"));
     this.app.onError((err) => {
@@ -77,9 +85,9 @@ export class ModelGateway {
     });
   }
 
-  /** Ids of the providers harnesses reach through the gateway. */
-  providers(): string[] {
-    return [...this.upstreams.keys()];
+  /** How long since the control plane last said it is there. */
+  sincePing(): number {
+    return Date.now() - this.lastPing;
   }
 
   private credential(req: Request, url: URL): string | undefined {
@@ -190,10 +198,10 @@ export class ModelGateway {
     const reader = res.body.getReader();
     let firstByte: number | null = null;
     let done = false;
-    const finish = (error?: string) => {
+    const finish = async (error?: string) => {
       if (done) return;
       done = true;
-      void record(res.status, meter, firstByte, error);
+      await record(res.status, meter, firstByte, error);
     };
     // Each chunk goes on as it comes: pull-based, so nothing is read ahead of the harness.
     const out = new ReadableStream<Uint8Array>({
@@ -201,8 +209,9 @@ export class ModelGateway {
         try {
           const { done: end, value } = await reader.read();
           if (end) {
+            // On record before the harness sees the end: its next call is judged with this one counted.
+            await finish();
             ctl.close();
-            finish();
             return;
           }
           firstByte ??= performance.now() - t0;
@@ -210,11 +219,11 @@ export class ModelGateway {
           ctl.enqueue(value);
         } catch (e) {
           ctl.error(e);
-          finish("stream broke");
+          void finish("stream broke");
         }
       },
       cancel(reason) {
-        finish("caller went away");
+        void finish("caller went away");
         return reader.cancel(reason);
       },
     });

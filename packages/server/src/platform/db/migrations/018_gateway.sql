@@ -27,3 +27,15 @@ create table gateway_calls (
 );
 create index gateway_calls_session on gateway_calls (session_id, started_at);
 create index gateway_calls_project on gateway_calls (project_id, started_at);
+
+-- The gateway process each replica runs beside it (it outlives a crash of the control plane, which
+-- adopts it again if it was started with the same settings).
+create table gateways (
+  replica text primary key,
+  pid integer not null,
+  pid_start text,
+  url text not null,
+  fingerprint text not null,
+  control_secret text not null,
+  started_at timestamptz not null default now()
+);

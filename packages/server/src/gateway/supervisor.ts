@@ -1,0 +1,217 @@
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { pathToFileURL } from "node:url";
+import type { Config } from "../config/config.ts";
+import type { Db } from "../platform/db/pool.ts";
+import type { Logger } from "../platform/logger.ts";
+import { processStart, sameProcess, stopGroup } from "../runtime/process.ts";
+import { upstreams } from "./upstreams.ts";
+
+/** What the gateway process is told on stdin (main.ts). */
+export interface GatewaySettings {
+  databaseUrl: string;
+  host: string;
+  port: number;
+  upstreams: {
+    id: string;
+    baseURL: string;
+    key: string | undefined;
+    keyStyle: "bearer" | "x-api-key" | "x-goog-api-key";
+    models?: string[];
+    cost: Record<string, { input: number; output: number; cacheRead?: number }>;
+  }[];
+  controlSecret: string;
+  fingerprint: string;
+  orphanMs: number;
+  logLevel: string;
+  logFile: string;
+}
+
+const PING_MS = 5_000;
+/** Long enough for a control plane to be restarted and adopt its gateway. */
+const ORPHAN_MS = 120_000;
+
+const hostForUrl = (h: string) => (h.includes(":") ? `[${h}]` : h);
+
+/**
+ * Runs the model gateway beside the control plane, as a process of its own in its own process
+ * group (main.ts), and adopts the one an earlier run of this replica left if it is the same
+ * gateway: alive, answering, and started with the same settings (a fingerprint of its providers,
+ * keys and database, so a changed key starts a new one). Its pid and address are in `gateways`.
+ */
+export class GatewaySupervisor {
+  private pid: number | null = null;
+  private pidStart: string | null = null;
+  private url: string | undefined;
+  private secret = "";
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly config: Config,
+    private readonly databaseUrl: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts or adopts the gateway; returns its address (what harnesses are configured with). */
+  async start(): Promise<string> {
+    const ups = [...upstreams(this.config).values()].map((u) => ({
+      ...u,
+      models: u.models ? [...u.models] : undefined,
+    }));
+    const wantedPort = this.config.gateway.port ?? (this.config.port ? this.config.port + 1 : 0);
+    const fingerprint = createHash("sha256")
+      .update(JSON.stringify({ ups, db: this.databaseUrl, host: this.config.gateway.host, wantedPort }))
+      .digest("hex");
+    const { rows } = await this.db.query("select * from gateways where replica = $1", [
+      this.config.replicaId,
+    ]);
+    const old = rows[0];
+    if (old && sameProcess(old.pid, old.pid_start)) {
+      if (old.fingerprint === fingerprint && (await this.answers(old.url, fingerprint))) {
+        this.adopt(old.pid, old.pid_start, old.url, old.control_secret);
+        this.log.info({ url: old.url, pid: old.pid }, "model gateway adopted");
+        return old.url;
+      }
+      this.log.info({ pid: old.pid }, "stopping the model gateway of an earlier run (its settings changed)");
+      await stopGroup(old.pid, old.pid_start, 5_000);
+    }
+    let started: { pid: number; url: string; secret: string };
+    try {
+      started = await this.spawn(ups, fingerprint, wantedPort);
+    } catch (e) {
+      // The usual port taken by something else: any free one (harnesses adopted from an earlier
+      // run cannot reach it; set gateway.port to pin it).
+      if (this.config.gateway.port !== undefined || !wantedPort) throw e;
+      this.log.warn(
+        { port: wantedPort, err: (e as Error).message },
+        "the model gateway's usual port is taken",
+      );
+      started = await this.spawn(ups, fingerprint, 0);
+    }
+    const pidStart = processStart(started.pid);
+    await this.db.query(
+      `insert into gateways (replica, pid, pid_start, url, fingerprint, control_secret)
+       values ($1, $2, $3, $4, $5, $6)
+       on conflict (replica) do update set pid = $2, pid_start = $3, url = $4, fingerprint = $5,
+         control_secret = $6, started_at = now()`,
+      [this.config.replicaId, started.pid, pidStart, started.url, fingerprint, started.secret],
+    );
+    this.adopt(started.pid, pidStart, started.url, started.secret);
+    this.log.info({ url: started.url, pid: started.pid }, "model gateway started");
+    return started.url;
+  }
+
+  private adopt(pid: number, pidStart: string | null, url: string, secret: string): void {
+    this.pid = pid;
+    this.pidStart = pidStart;
+    this.url = url;
+    this.secret = secret;
+    this.timer = setInterval(() => void this.ping(), PING_MS);
+    this.timer.unref();
+    void this.ping();
+  }
+
+  private async ping(): Promise<void> {
+    if (!this.url) return;
+    try {
+      await fetch(`${this.url}/_gateway/ping`, {
+        method: "POST",
+        headers: { "x-flotilla-control": this.secret },
+        signal: AbortSignal.timeout(2_000),
+      });
+    } catch (e) {
+      if (this.pid && !sameProcess(this.pid, this.pidStart))
+        this.log.error(
+          { err: (e as Error).message },
+          "the model gateway is gone: model calls fail until a restart",
+        );
+    }
+  }
+
+  private async answers(url: string, fingerprint: string): Promise<boolean> {
+    try {
+      const res = await fetch(`${url}/_gateway/healthz`, { signal: AbortSignal.timeout(2_000) });
+      return res.ok && ((await res.json()) as { fingerprint?: string }).fingerprint === fingerprint;
+    } catch {
+      return false;
+    }
+  }
+
+  private async spawn(
+    ups: GatewaySettings["upstreams"],
+    fingerprint: string,
+    port: number,
+  ): Promise<{ pid: number; url: string; secret: string }> {
+    const secret = randomBytes(24).toString("base64url");
+    const runDir = join(this.config.home, "run");
+    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    const logFile = join(this.config.home, "gateway.log");
+    const settings: GatewaySettings = {
+      databaseUrl: this.databaseUrl,
+      host: this.config.gateway.host,
+      port,
+      upstreams: ups,
+      controlSecret: secret,
+      fingerprint,
+      orphanMs: ORPHAN_MS,
+      logLevel: this.config.logLevel,
+      logFile,
+    };
+    // The sources run through tsx's loader, as the control plane's do (no build step).
+    const tsx = pathToFileURL(
+      join(dirname(createRequire(import.meta.url).resolve("tsx/package.json")), "dist/loader.mjs"),
+    );
+    const errFd = openSync(logFile, "a", 0o600);
+    const child = spawn(process.execPath, ["--import", tsx.href, join(import.meta.dirname, "main.ts")], {
+      cwd: "/",
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      detached: true,
+      stdio: ["pipe", errFd, errFd, "pipe"],
+    });
+    closeSync(errFd);
+    const stdin = child.stdin as Writable;
+    stdin.on("error", () => {});
+    stdin.end(JSON.stringify(settings));
+    const ready = child.stdio[3] as Readable;
+    const line = await new Promise<string>((resolve, reject) => {
+      let buf = "";
+      const timer = setTimeout(() => fail(new Error("the model gateway did not start in 60 s")), 60_000);
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        child.kill("SIGKILL");
+        reject(e);
+      };
+      ready.on("data", (d) => {
+        buf += d.toString();
+        if (buf.includes("\n")) {
+          clearTimeout(timer);
+          resolve(buf.split("\n")[0]!);
+        }
+      });
+      child.once("exit", (code) =>
+        fail(new Error(`the model gateway exited (${code}) before it listened: see ${logFile}`)),
+      );
+    });
+    ready.destroy();
+    child.removeAllListeners("exit");
+    child.unref();
+    const { port: bound } = JSON.parse(line) as { port: number };
+    return { pid: child.pid!, url: `http://${hostForUrl(this.config.gateway.host)}:${bound}`, secret };
+  }
+
+  /** The control plane shuts down on purpose: its harnesses stop, and the gateway with them. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    if (!this.pid) return;
+    await stopGroup(this.pid, this.pidStart, 5_000);
+    await this.db
+      .query("delete from gateways where replica = $1 and pid = $2", [this.config.replicaId, this.pid])
+      .catch(() => {});
+    this.pid = null;
+  }
+}

@@ -1,0 +1,228 @@
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { SessionEvent } from "@flotilla/client";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  collectUntil,
+  MODEL,
+  makeRepo,
+  startTestServer,
+  type TestServer,
+  untilTurnFinished,
+  waitFor,
+} from "../../../test/support.ts";
+import { wrap } from "./escape-probe.ts";
+
+/**
+ * The model gateway (issue "Model gateway, secrets, budgets and metrics", must-show 1): a canary
+ * provider key drives a real session through the gateway on the sandbox runtime, and afterwards is
+ * found nowhere but where the provider received it: not in the session's events, the API's answers,
+ * the log, any process's environment or command line on this machine, any file under the control
+ * plane's home (harness state and workspaces included), or any row of the database. The agent,
+ * looking for it, finds only its harness's gateway token, which works for the sessions that harness
+ * serves and for nothing once the session is deleted or the harness stops.
+ */
+
+const CANARY = `sk-canary-${randomBytes(12).toString("hex")}`;
+const PRICE = { input: 3, output: 15 };
+
+// What a curious agent does (base64-wrapped, as the escape probe is, so OpenCode's path rules do
+// not stop it before it runs): its environment, every process's it can see, its files. It searches
+// for the canary's prefix, never the canary itself (which would put the value in the transcript).
+const PROBE = [
+  "echo ENV-START; env; echo ENV-END",
+  "echo PROC; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c sk-canary- || true",
+  'echo FILES; grep -rl sk-canary- "$HOME" /tmp "$PWD" 2>/dev/null | head -5 || true',
+  "echo PROBE-DONE",
+].join("\n");
+
+let t: TestServer;
+let db: pg.Client;
+
+beforeAll(async () => {
+  t = await startTestServer({
+    scenario: {
+      rules: [
+        {
+          match: "^look for keys",
+          steps: [
+            { tool: "bash", args: { command: wrap(PROBE), description: "look for keys" } },
+            { text: "done" },
+          ],
+        },
+      ],
+      default: [{ text: "ok" }],
+    },
+    config: { runtime: "sandbox", providerEnv: { SCRIPTED_KEY: CANARY } },
+  });
+  // The scripted provider now needs the canary as its key, and has a price.
+  t.server.services.config.providers.scripted!.apiKeyEnv = "SCRIPTED_KEY";
+  db = new pg.Client({ connectionString: t.db });
+  await db.connect();
+}, 120_000);
+
+afterAll(async () => {
+  await db?.end();
+  await t?.close();
+});
+
+/** Every file under `dir` whose bytes hold `needle` (sockets and the like skipped). */
+function filesHolding(dir: string, needle: string): string[] {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      let st: ReturnType<typeof statSync>;
+      try {
+        st = statSync(p);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory()) walk(p);
+      else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p);
+    }
+  };
+  walk(dir);
+  return found;
+}
+
+/** Which processes on this machine hold `needle` in their environment or command line. */
+function processesHolding(needle: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    for (const f of ["environ", "cmdline"]) {
+      try {
+        if (readFileSync(`/proc/${pid}/${f}`).includes(needle)) found.push(`${pid}/${f}`);
+      } catch {
+        // Gone, or a kernel thread.
+      }
+    }
+  }
+  return found;
+}
+
+async function callGateway(token: string, opencodeSession: string): Promise<Response> {
+  return fetch(`${t.server.services.config.gateway.url}/gateway/scripted/chat/completions`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      "x-session-affinity": opencodeSession,
+    },
+    body: JSON.stringify({ model: "scripted-1", messages: [{ role: "user", content: "hi" }] }),
+  });
+}
+
+describe("model gateway", () => {
+  it("a canary provider key drives a sandboxed session through the gateway and is found nowhere else; the agent holds only a gateway token that dies with its session and harness", {
+    timeout: 300_000,
+  }, async () => {
+    const pricedModels = t.server.services.config.providers.scripted!.models;
+    pricedModels["scripted-1"] = { ...pricedModels["scripted-1"]!, cost: PRICE };
+    // Upstreams are read when the gateway starts: restart so the key and the price take effect.
+    await t.restart();
+
+    const repo = makeRepo();
+    const s = await t.client.sessions.create({ repo, prompt: "look for keys", model: MODEL });
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
+    const fin = events.find((e) => e.type === "turn.finished");
+    expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("success");
+
+    // The key reached the provider, put there by the gateway.
+    const agentCalls = t.model.requests.filter((r) => r.kind === "agent");
+    expect(agentCalls.length).toBeGreaterThanOrEqual(2);
+    for (const r of agentCalls) expect(r.apiKey).toBe(CANARY);
+
+    // What the agent saw: its harness's gateway token, and no key.
+    const tool = events.findLast(
+      (e): e is Extract<SessionEvent, { type: "tool.updated" }> =>
+        e.type === "tool.updated" && e.data.tool === "bash" && e.data.status === "completed",
+    );
+    const output = tool?.data.output ?? "";
+    expect(output).toContain("PROBE-DONE");
+    expect(output).not.toContain(CANARY);
+    expect(output).toMatch(/^PROC\n0$/m);
+    expect(output).toMatch(/^FILES\nPROBE-DONE/m);
+    const gatewayToken = output.match(/fgw_[A-Za-z0-9_-]+/)?.[0];
+    expect(gatewayToken, output).toBeDefined();
+
+    // Nowhere else: the events, the API's answers, the log, processes, files, the database.
+    const api = JSON.stringify([
+      await t.client.sessions.get(s.id),
+      await t.client.sessions.list(),
+      await t.client.harnesses(),
+      await t.client.models(),
+      await (await fetch(`${t.url}/overview`, { headers: { authorization: `Bearer ${t.token}` } })).text(),
+    ]);
+    expect(JSON.stringify(events)).not.toContain(CANARY);
+    expect(api).not.toContain(CANARY);
+    expect(readFileSync(t.logFile, "utf8")).not.toContain(CANARY);
+    expect(processesHolding(CANARY)).toEqual([]);
+    expect(filesHolding(t.home, CANARY)).toEqual([]);
+    // Neither `ps` nor any command line shows the harness's token or its password.
+    const ps = execFileSync("ps", ["-eo", "args"], { encoding: "utf8" });
+    expect(ps).not.toContain(gatewayToken);
+    const { rows: hs } = await db.query(
+      "select run_dir from harnesses where state = 'ready' and gateway_token_hash is not null",
+    );
+    expect(hs.length).toBe(1);
+    expect(ps).not.toContain(readFileSync(join(hs[0].run_dir, "password"), "utf8"));
+    const { rows: tables } = await db.query(
+      "select tablename from pg_tables where schemaname = 'public' order by tablename",
+    );
+    for (const { tablename } of tables) {
+      const { rows } = await db.query(
+        `select count(*)::int as n from "${tablename}" x where x::text like $1`,
+        [`%${CANARY}%`],
+      );
+      expect(rows[0].n, `table ${tablename}`).toBe(0);
+    }
+
+    // Every call is on record, for this session, counted and priced.
+    // (Recorded as each answer ends, which can trail the turn's end by a moment.)
+    const calls = await waitFor(
+      async () => {
+        const { rows } = await db.query(
+          "select * from gateway_calls where session_id = $1 order by started_at",
+          [s.id],
+        );
+        return rows.length >= agentCalls.length && rows;
+      },
+      10_000,
+      "the session's gateway calls on record",
+    );
+    expect(calls.length).toBe(agentCalls.length);
+    for (const c of calls) {
+      expect(c).toMatchObject({ provider: "scripted", model: "scripted-1", status: 200, stream: true });
+      expect(Number(c.input_tokens)).toBeGreaterThan(0);
+      expect(Number(c.output_tokens)).toBeGreaterThan(0);
+      expect(c.cost_usd).toBeCloseTo(
+        (Number(c.input_tokens) * PRICE.input + Number(c.output_tokens) * PRICE.output) / 1e6,
+        12,
+      );
+      expect(c.first_byte_ms).not.toBeNull();
+    }
+
+    // The token is good only for the sessions its harness serves...
+    const { rows: ids } = await db.query("select opencode_id from sessions where id = $1", [s.id]);
+    const own = ids[0].opencode_id as string;
+    expect((await callGateway(gatewayToken!, own)).status).toBe(200);
+    const stranger = await callGateway(gatewayToken!, "ses_not_one_of_ours");
+    expect(stranger.status).toBe(401);
+    expect(JSON.stringify(await stranger.json())).toMatch(/names no session this harness serves/);
+    expect((await callGateway("fgw_forged", own)).status).toBe(401);
+    // ...while the session lives: deleted, it is refused.
+    const other = await t.client.sessions.create({ repo, prompt: "hello", model: MODEL });
+    await collectUntil(t.client, other.id, untilTurnFinished(), { timeoutMs: 120_000 });
+    await t.client.sessions.delete(s.id);
+    expect((await callGateway(gatewayToken!, own)).status).toBe(401);
+    // The other session (same repository, same harness) still works, until the harness stops.
+    const { rows: otherIds } = await db.query("select opencode_id from sessions where id = $1", [other.id]);
+    expect((await callGateway(gatewayToken!, otherIds[0].opencode_id)).status).toBe(200);
+    await t.server.services.harnesses.stopAll("test: the harness stops");
+    expect((await callGateway(gatewayToken!, otherIds[0].opencode_id)).status).toBe(401);
+  });
+});
