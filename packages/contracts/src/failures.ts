@@ -21,6 +21,8 @@ export const FAILURES = {
     about: "the model did not produce the structured output asked for",
   },
   MessageAbortedError: { retriable: false, about: "the turn was aborted" },
+  // The model gateway, before a call reaches the provider.
+  BudgetExceeded: { retriable: false, about: "a budget was reached: the model gateway refused the call" },
   AgentError: {
     retriable: false,
     about: "the agent failed without a kind; its message says what it reported",

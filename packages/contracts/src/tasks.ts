@@ -77,6 +77,13 @@ export const CreateTaskBody = z
     pr: TaskPullRequest.optional().openapi({
       description: "On success, push the session's branch and open a pull request on the repository's forge",
     }),
+    maxCostUsd: z.number().positive().max(1_000_000).optional().openapi({
+      description:
+        "Hard budget in USD over every attempt: the model gateway refuses a call that could cost more (the turn fails `BudgetExceeded`)",
+    }),
+    maxTokens: z.number().int().positive().max(1_000_000_000).optional().openapi({
+      description: "Hard budget of model tokens (input + output) over every attempt, enforced the same way",
+    }),
   })
   .strict()
   .openapi("CreateTask");
@@ -139,6 +146,8 @@ export const Task = z
     webhook: z.string().nullable(),
     commit: z.boolean(),
     pr: TaskPullRequest.nullable(),
+    maxCostUsd: z.number().nullable(),
+    maxTokens: z.number().int().nullable(),
     projectId: z.string(),
     sessionId: z.string().nullable().openapi({ description: "The latest attempt's session" }),
     result: TaskResult.nullable(),

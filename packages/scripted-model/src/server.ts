@@ -49,6 +49,8 @@ export interface StartOptions {
 }
 
 interface ChatRequestBody {
+  max_tokens?: number;
+  max_completion_tokens?: number;
   model?: string;
   stream?: boolean;
   messages?: ChatMessage[];
@@ -94,7 +96,9 @@ export async function startScriptedModel(opts: StartOptions): Promise<ScriptedMo
   let seq = 0;
   const nextId = (kind: string) => `${kind}_${idPrefix}_${++seq}`;
 
-  async function streamReply(res: ServerResponse, reply: Reply, promptTokens: number) {
+  /** `maxTokens`: the request's output limit, honoured as a provider does (a text answer is cut
+   * there, finish_reason "length"). */
+  async function streamReply(res: ServerResponse, reply: Reply, promptTokens: number, maxTokens?: number) {
     const id = nextId("chatcmpl");
     const created = Math.floor(Date.now() / 1000);
     let closed = false;
@@ -120,12 +124,17 @@ export async function startScriptedModel(opts: StartOptions): Promise<ScriptedMo
     send({ delta: { role: "assistant", content: "" }, finish_reason: null });
 
     let completion = "";
+    let cut = false;
     if (reply.kind === "text" || reply.kind === "hang") {
       const text = reply.text ?? "";
       const delay = reply.kind === "text" ? (reply.chunkDelayMs ?? 0) : 0;
       const pieces = textChunks(text);
       for (const [i, piece] of pieces.entries()) {
         if (closed) return;
+        if (maxTokens !== undefined && tokens(completion + piece) > maxTokens) {
+          cut = true;
+          break;
+        }
         if (delay > 0 && i > 0) await sleep(delay);
         send({ delta: { content: piece }, finish_reason: null });
         completion += piece;
@@ -153,7 +162,7 @@ export async function startScriptedModel(opts: StartOptions): Promise<ScriptedMo
     if (closed) return;
     const completionTokens = tokens(completion);
     send(
-      { delta: {}, finish_reason: reply.kind === "tools" ? "tool_calls" : "stop" },
+      { delta: {}, finish_reason: cut ? "length" : reply.kind === "tools" ? "tool_calls" : "stop" },
       {
         usage: {
           prompt_tokens: promptTokens,
@@ -207,8 +216,10 @@ export async function startScriptedModel(opts: StartOptions): Promise<ScriptedMo
 
   async function handleChat(req: IncomingMessage, res: ServerResponse) {
     let body: ChatRequestBody;
+    let raw: string;
     try {
-      body = JSON.parse(await readBody(req)) as ChatRequestBody;
+      raw = await readBody(req);
+      body = JSON.parse(raw) as ChatRequestBody;
     } catch {
       sendJson(res, 400, { error: { message: "invalid JSON body", type: "invalid_request_error" } });
       return;
@@ -237,8 +248,10 @@ export async function startScriptedModel(opts: StartOptions): Promise<ScriptedMo
       });
       return;
     }
-    const promptTokens = tokens(JSON.stringify(messages));
-    if (stream) await streamReply(res, reply, promptTokens);
+    // As a provider counts: everything sent (system prompt and tool definitions too).
+    const promptTokens = tokens(raw);
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+    if (stream) await streamReply(res, reply, promptTokens, maxTokens);
     else await jsonReply(res, reply, promptTokens);
   }
 

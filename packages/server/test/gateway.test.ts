@@ -47,6 +47,15 @@ beforeAll(async () => {
     scenario: {
       rules: [
         {
+          match: "^spend",
+          steps: [1, 2, 3, 4, 5]
+            .map((n) => ({
+              tool: "bash",
+              args: { command: `echo step ${n}`, description: `step ${n}` },
+            }))
+            .concat([{ text: "all steps done" } as never]),
+        },
+        {
           match: "^look for keys",
           steps: [
             { tool: "bash", args: { command: wrap(PROBE), description: "look for keys" } },
@@ -58,8 +67,12 @@ beforeAll(async () => {
     },
     config: { runtime: "sandbox", providerEnv: { SCRIPTED_KEY: CANARY } },
   });
-  // The scripted provider now needs the canary as its key, and has a price.
-  t.server.services.config.providers.scripted!.apiKeyEnv = "SCRIPTED_KEY";
+  // The scripted provider now needs the canary as its key, and has a price. Upstreams are read
+  // when the gateway starts: restart so both take effect.
+  const scripted = t.server.services.config.providers.scripted!;
+  scripted.apiKeyEnv = "SCRIPTED_KEY";
+  scripted.models["scripted-1"] = { ...scripted.models["scripted-1"]!, cost: PRICE };
+  await t.restart();
   db = new pg.Client({ connectionString: t.db });
   await db.connect();
 }, 120_000);
@@ -120,11 +133,6 @@ describe("model gateway", () => {
   it("a canary provider key drives a sandboxed session through the gateway and is found nowhere else; the agent holds only a gateway token that dies with its session and harness", {
     timeout: 300_000,
   }, async () => {
-    const pricedModels = t.server.services.config.providers.scripted!.models;
-    pricedModels["scripted-1"] = { ...pricedModels["scripted-1"]!, cost: PRICE };
-    // Upstreams are read when the gateway starts: restart so the key and the price take effect.
-    await t.restart();
-
     const repo = makeRepo();
     const s = await t.client.sessions.create({ repo, prompt: "look for keys", model: MODEL });
     const events = await collectUntil(t.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
@@ -224,5 +232,66 @@ describe("model gateway", () => {
     expect((await callGateway(gatewayToken!, otherIds[0].opencode_id)).status).toBe(200);
     await t.server.services.harnesses.stopAll("test: the harness stops");
     expect((await callGateway(gatewayToken!, otherIds[0].opencode_id)).status).toBe(401);
+  });
+
+  it("a task's $0.01 budget: the gateway refuses the call that would pass it, the task fails BudgetExceeded naming the budget, nothing is charged past it", {
+    timeout: 300_000,
+  }, async () => {
+    // Priced so that $0.01 buys about two and a half of this task's calls: what one call's input
+    // costs is measured off the calls recorded so far (each counts the request's bytes / 4).
+    const { rows: sized } = await db.query(
+      // (Agent calls only: the direct calls above sent a few bytes.)
+      "select min(input_tokens)::float8 as input from gateway_calls where status = 200 and input_tokens > 500",
+    );
+    const perToken = 0.01 / (2.5 * sized[0].input);
+    const scripted = t.server.services.config.providers.scripted!;
+    scripted.models["scripted-1"] = {
+      ...scripted.models["scripted-1"]!,
+      cost: { input: perToken * 1e6, output: perToken * 1e6 },
+    };
+    await t.restart();
+
+    const { task } = await t.client.tasks.submit({
+      repo: makeRepo(),
+      prompt: "spend a little",
+      maxCostUsd: 0.01,
+    });
+    expect(task.maxCostUsd).toBe(0.01);
+    const done = await waitFor(
+      async () => {
+        const x = await t.client.tasks.get(task.id);
+        return ["failed", "succeeded", "canceled"].includes(x.state) && x;
+      },
+      240_000,
+      "the task's end",
+    );
+    expect(done.state).toBe("failed");
+    expect(done.error?.name).toBe("BudgetExceeded");
+    expect(done.error?.retriable).toBe(false);
+    expect(done.error?.message).toMatch(/maxCostUsd \$0\.01 reached/);
+    expect(done.attempts).toBe(1);
+    // The turn's own end says the same, in the session's events.
+    const events = await collectUntil(t.client, done.sessionId!, (e) => e.type === "turn.finished");
+    const fin = events.find((e) => e.type === "turn.finished");
+    expect(fin?.type === "turn.finished" && fin.data.error?.name).toBe("BudgetExceeded");
+
+    const { rows: calls } = await db.query(
+      "select status, cost_usd, error from gateway_calls where task_id = $1 order by started_at",
+      [task.id],
+    );
+    const charged = calls.filter((c) => c.status === 200);
+    const refused = calls.filter((c) => c.status === 402);
+    expect(charged.length).toBeGreaterThanOrEqual(1);
+    expect(refused.length).toBe(1);
+    expect(refused[0].error).toMatch(/^budget_exceeded: task budget maxCostUsd/);
+    expect(calls.at(-1).status).toBe(402);
+    const total = charged.reduce((sum, c) => sum + c.cost_usd, 0);
+    expect(total).toBeGreaterThan(0.005);
+    expect(total).toBeLessThanOrEqual(0.01);
+    // No call reached the provider after the refusal: the scenario stopped where the gateway did.
+    const stepsRun = t.model.requests.filter(
+      (r) => r.rule !== undefined && r.messages.some((m) => JSON.stringify(m).includes("spend a little")),
+    );
+    expect(stepsRun.length).toBe(charged.length);
   });
 });

@@ -6,6 +6,9 @@ import type { Logger } from "../platform/logger.ts";
 import type { Upstream } from "./upstreams.ts";
 import { UsageMeter } from "./usage.ts";
 
+/** Set on a refusal for budget: the failure's name for whoever reads the agent's error. */
+export const BUDGET_HEADER = "x-flotilla-error";
+
 /** A harness's gateway credential: shown to the harness once, kept here only as this hash. */
 export function newGatewayToken(): { token: string; hash: string } {
   const token = `fgw_${randomBytes(24).toString("base64url")}`;
@@ -20,6 +23,12 @@ interface Caller {
   sessionId: string;
   projectId: string;
   taskId: string | null;
+  budget: {
+    maxCostUsd: number | null;
+    maxTokens: number | null;
+    spentUsd: number;
+    spentTokens: number;
+  } | null;
 }
 
 // Hop-by-hop headers, the caller's credentials, and sizes the gateway recomputes: never forwarded.
@@ -102,19 +111,73 @@ export class ModelGateway {
   }
 
   private async caller(token: string, opencodeSession: string | null): Promise<Caller | string> {
+    // The task is the session's (its latest attempt's session); its spend counts every attempt.
     const { rows } = await this.db.query(
       `select h.id as harness_id, s.id as session_id, s.project_id,
-              (select t.id from tasks t where t.session_id = s.id order by t.id desc limit 1) as task_id
+              t.id as task_id, t.max_cost_usd, t.max_tokens, spent.cost, spent.tokens
          from harnesses h
          left join sessions s on s.opencode_id = $2 and s.deleted_at is null
               and s.workspace_id in (select w.id from workspaces w where w.shard_id = h.shard_id)
+         left join lateral (select t.id, t.max_cost_usd, t.max_tokens from tasks t
+                             where t.session_id = s.id order by t.id desc limit 1) t on true
+         left join lateral (select coalesce(sum(g.cost_usd), 0)::float8 as cost,
+                                   coalesce(sum(g.input_tokens + g.output_tokens), 0)::float8 as tokens
+                              from gateway_calls g
+                             where g.task_id = t.id and (t.max_cost_usd is not null or t.max_tokens is not null)) spent on true
         where h.gateway_token_hash = $1 and h.state in ('starting', 'ready')`,
       [hashToken(token), opencodeSession ?? ""],
     );
     const r = rows[0];
     if (!r) return "the gateway token is not a live harness's";
     if (!r.session_id) return "the call names no session this harness serves";
-    return { harnessId: r.harness_id, sessionId: r.session_id, projectId: r.project_id, taskId: r.task_id };
+    return {
+      harnessId: r.harness_id,
+      sessionId: r.session_id,
+      projectId: r.project_id,
+      taskId: r.task_id,
+      budget:
+        r.max_cost_usd !== null || r.max_tokens !== null
+          ? {
+              maxCostUsd: r.max_cost_usd,
+              maxTokens: r.max_tokens === null ? null : Number(r.max_tokens),
+              spentUsd: r.cost ?? 0,
+              spentTokens: r.tokens ?? 0,
+            }
+          : null,
+    };
+  }
+
+  /**
+   * A task's hard budgets, judged before the call: refused when even its input would go past one;
+   * otherwise its output is capped (the request's output limit) at what is left, so a provider
+   * that honours the limit cannot charge past the budget. The input is estimated at 4 bytes of the
+   * request per token (what is sent, tool definitions and system prompt included).
+   */
+  private judge(
+    b: NonNullable<Caller["budget"]>,
+    price: Upstream["cost"][string] | undefined,
+    requestBytes: number,
+  ): { refuse: string } | { maxOutput: number | undefined } {
+    const input = Math.ceil(requestBytes / 4);
+    let maxOutput: number | undefined;
+    if (b.maxCostUsd !== null && price) {
+      const left = b.maxCostUsd - b.spentUsd;
+      const room = Math.floor(((left - (input * price.input) / 1e6) * 1e6) / price.output);
+      if (room < 1)
+        return {
+          refuse: `task budget maxCostUsd $${b.maxCostUsd} reached: $${b.spentUsd.toFixed(6)} spent, and this call's ~${input} input tokens leave no room for an answer`,
+        };
+      maxOutput = room;
+    }
+    if (b.maxTokens !== null) {
+      const room = b.maxTokens - b.spentTokens - input;
+      if (room < 1)
+        return {
+          refuse: `task budget maxTokens ${b.maxTokens} reached: ${b.spentTokens} spent, and this call's ~${input} input tokens leave no room for an answer`,
+        };
+      maxOutput = Math.min(maxOutput ?? room, room);
+    }
+    return { maxOutput };
   }
 
   private async handle(req: Request, providerId: string): Promise<Response> {
@@ -135,30 +198,66 @@ export class ModelGateway {
     search.delete("key");
     const target = `${up.baseURL}${rest}${search.size ? `?${search}` : ""}`;
     let body: Uint8Array<ArrayBuffer> | undefined;
+    let doc: Record<string, unknown> | undefined;
     let model: string | undefined;
     let stream = rest.includes(":streamGenerateContent");
     if (req.method !== "GET" && req.method !== "HEAD") {
       body = new Uint8Array(await req.arrayBuffer());
       if ((req.headers.get("content-type") ?? "").includes("json") && body.length) {
         try {
-          const doc = JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
-          if (typeof doc.model === "string") model = doc.model;
-          stream ||= doc.stream === true;
-          // A chat-completions stream reports usage only when asked: ask, so every call is counted.
-          if (doc.stream === true && rest.endsWith("/chat/completions")) {
-            const opts = (doc.stream_options ?? {}) as Record<string, unknown>;
-            if (opts.include_usage !== true) {
-              doc.stream_options = { ...opts, include_usage: true };
-              body = new TextEncoder().encode(JSON.stringify(doc));
-            }
-          }
+          doc = JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
         } catch {
           // Not JSON after all: forwarded as it came, the provider answers it.
         }
       }
     }
+    let edited = false;
+    if (doc) {
+      if (typeof doc.model === "string") model = doc.model;
+      stream ||= doc.stream === true;
+      // A chat-completions stream reports usage only when asked: ask, so every call is counted.
+      if (doc.stream === true && rest.endsWith("/chat/completions")) {
+        const opts = (doc.stream_options ?? {}) as Record<string, unknown>;
+        if (opts.include_usage !== true) {
+          doc.stream_options = { ...opts, include_usage: true };
+          edited = true;
+        }
+      }
+    }
     if (model && up.models && !up.models.has(model))
       return refuse(403, "forbidden", `model '${model}' is not offered by provider '${providerId}'`);
+    const record = (status: number, usage: UsageMeter | null, firstByteMs: number | null, error?: string) =>
+      this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, error);
+
+    if (who.budget) {
+      const verdict = this.judge(who.budget, model ? up.cost[model] : undefined, body?.length ?? 0);
+      if ("refuse" in verdict) {
+        await record(402, null, null, `budget_exceeded: ${verdict.refuse}`);
+        this.log.info(
+          { session: who.sessionId, task: who.taskId, why: verdict.refuse },
+          "gateway: budget refused a call",
+        );
+        // 402: not a status OpenCode retries. The header names the failure for Flotilla's reading
+        // of the turn's error (agents/opencode/translate.ts).
+        const res = refuse(402, "budget_exceeded", verdict.refuse);
+        res.headers.set(BUDGET_HEADER, "budget_exceeded");
+        return res;
+      }
+      if (verdict.maxOutput !== undefined && doc) {
+        const key =
+          "max_completion_tokens" in doc
+            ? "max_completion_tokens"
+            : "max_output_tokens" in doc
+              ? "max_output_tokens"
+              : "max_tokens";
+        const asked = typeof doc[key] === "number" ? (doc[key] as number) : Infinity;
+        if (verdict.maxOutput < asked) {
+          doc[key] = verdict.maxOutput;
+          edited = true;
+        }
+      }
+    }
+    if (edited && doc) body = new TextEncoder().encode(JSON.stringify(doc));
 
     const headers = new Headers();
     req.headers.forEach((v, k) => {
@@ -168,9 +267,6 @@ export class ModelGateway {
       if (up.keyStyle === "bearer") headers.set("authorization", `Bearer ${up.key}`);
       else headers.set(up.keyStyle, up.key);
     }
-    const record = (status: number, usage: UsageMeter | null, firstByteMs: number | null, error?: string) =>
-      this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, error);
-
     let res: Response;
     try {
       res = await fetch(target, {

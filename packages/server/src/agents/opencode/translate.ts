@@ -1,4 +1,5 @@
 import { type ErrorInfo, type EventBody, FAILURES, type FailureName, failure } from "@flotilla/contracts";
+import { BUDGET_HEADER } from "../../gateway/gateway.ts";
 
 // Shapes we read from OpenCode's events and messages (see @opencode-ai/sdk/v2 types). Only the
 // fields we use; everything else passes by.
@@ -75,6 +76,12 @@ export function failureOf(e: OcError | undefined, trace?: (stack: string) => voi
   const message = (at < 0 ? raw : lines.slice(0, at).join("\n")).trim();
   if (at >= 0) trace?.(lines.slice(at).join("\n"));
   const name = e?.name as FailureName | undefined;
+  // The model gateway's refusal for a budget: named by the header it set, which OpenCode passes on.
+  const headers = Object.fromEntries(
+    Object.entries(e?.data?.responseHeaders ?? {}).map(([k, v]) => [k.toLowerCase(), v]),
+  );
+  if (name === "APIError" && headers[BUDGET_HEADER] === "budget_exceeded")
+    return failure("BudgetExceeded", message || FAILURES.BudgetExceeded.about, { detail: "HTTP 402" });
   if (name && OPENCODE_KINDS.has(name)) {
     const status = e?.data?.statusCode;
     return failure(name, message || FAILURES[name].about, {

@@ -39,3 +39,8 @@ create table gateways (
   control_secret text not null,
   started_at timestamptz not null default now()
 );
+
+-- A task's hard budgets, over all its attempts: checked by the gateway before each model call.
+alter table tasks add column max_cost_usd double precision;
+alter table tasks add column max_tokens bigint;
+create index gateway_calls_task on gateway_calls (task_id) where task_id is not null;
