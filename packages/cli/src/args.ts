@@ -32,6 +32,14 @@ export const intIn =
     return n;
   };
 
+/** A budget in USD: a positive amount, "$" allowed ("0.50", "$2"). */
+export function usd(v: string): number {
+  const n = Number(v.trim().replace(/^\$/, ""));
+  if (!Number.isFinite(n) || n <= 0)
+    throw new InvalidArgumentError("expected a positive amount in USD, e.g. 0.50");
+  return n;
+}
+
 export function label(v: string): [string, string] {
   const i = v.indexOf("=");
   if (i <= 0) throw new InvalidArgumentError("expected key=value");

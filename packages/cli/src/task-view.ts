@@ -112,6 +112,12 @@ export function showLines(t: Task, s: Style, diff?: Diff, width = 100): string[]
     ["priority", String(t.priority)],
     ["timeout", duration(t.timeoutMs)],
     ["attempts", `${t.attempts} of ${t.maxAttempts}`],
+    [
+      "budget",
+      [t.maxCostUsd !== null ? `$${t.maxCostUsd}` : "", t.maxTokens !== null ? `${t.maxTokens} tokens` : ""]
+        .filter(Boolean)
+        .join(", ") || null,
+    ],
     ["labels", labels.join(", ") || null],
     ["key", t.idempotencyKey],
     ["verify", t.verify],

@@ -1,6 +1,6 @@
 import { type CreateTaskBody, type PermissionPolicy, TaskState } from "@flotilla/contracts";
 import { type Command, Option } from "commander";
-import { collectLabel, durationMs, intIn, labelFilter, repoArg } from "./args.ts";
+import { collectLabel, durationMs, intIn, labelFilter, repoArg, usd } from "./args.ts";
 import { action, connect } from "./connection.ts";
 import { plural } from "./format.ts";
 import { positiveInt } from "./sessions.ts";
@@ -18,6 +18,8 @@ interface SubmitOptions {
   priority?: number;
   timeout?: number;
   maxAttempts?: number;
+  maxCost?: number;
+  maxTokens?: number;
   label?: Record<string, string>;
   key?: string;
   verify?: string;
@@ -56,6 +58,8 @@ export function taskBody(prompt: string, f: SubmitOptions): CreateTaskBody {
     ...(f.priority !== undefined ? { priority: f.priority } : {}),
     ...(f.timeout !== undefined ? { timeoutMs: f.timeout } : {}),
     ...(f.maxAttempts !== undefined ? { maxAttempts: f.maxAttempts } : {}),
+    ...(f.maxCost !== undefined ? { maxCostUsd: f.maxCost } : {}),
+    ...(f.maxTokens !== undefined ? { maxTokens: f.maxTokens } : {}),
     ...(f.label ? { labels: f.label } : {}),
     ...(f.key ? { idempotencyKey: f.key } : {}),
     ...(f.verify ? { verify: f.verify } : {}),
@@ -86,6 +90,12 @@ export function registerTasks(program: Command): void {
     .option("--priority <n>", "-100 to 100; higher runs first (default 0)", intIn(-100, 100))
     .option("--timeout <duration>", "per attempt: 90s, 30m, 1h or milliseconds (default 1h)", durationMs)
     .option("--max-attempts <n>", "attempts before the task is dead (1-20, default 3)", intIn(1, 20))
+    .option("--max-cost <usd>", "hard budget over every attempt: model calls past it are refused", usd)
+    .option(
+      "--max-tokens <n>",
+      "hard budget of model tokens (input + output) over every attempt",
+      intIn(1, 1e9),
+    )
     .option("--label <key=value>", "a label (repeat for more)", collectLabel)
     .option("--key <idempotency-key>", "submitting the same key again returns the first task")
     .option("--verify <command>", "shell command run in the workspace after the turn; exit 0 = success")

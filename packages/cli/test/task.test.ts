@@ -134,6 +134,8 @@ describe("idempotency, options, cancel, retry", () => {
   it("the same --key twice: one task; the second submit says `already submitted` with the same id", async () => {
     const args = ["task", "submit", "say hi", "--repo", repo, "--key", `k-${Date.now()}`];
     const opts = ["--priority", "-5", "--timeout", "90s", "--max-attempts", "2", "--label", "team=cli"];
+    // Budgets far above what "say hi" spends: the task still succeeds.
+    opts.push("--max-cost", "$5", "--max-tokens", "10000000");
     const first = await runCli([...args, ...opts, "--label", "run=1", ...conn]);
     expect(first.code, first.stderr).toBe(0);
     const id = first.stdout.trim();
@@ -151,8 +153,14 @@ describe("idempotency, options, cancel, retry", () => {
       priority: -5,
       timeoutMs: 90_000,
       maxAttempts: 2,
+      maxCostUsd: 5,
+      maxTokens: 10_000_000,
       labels: { team: "cli", run: "1" },
     });
+    expect((await runCli(["task", "show", id, ...conn])).stdout).toMatch(/budget +\$5, 10000000 tokens/);
+    const bad = await runCli(["task", "submit", "say hi", "--repo", repo, "--max-cost", "-1", ...conn]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--max-cost.*expected a positive amount in USD/);
     const labelled = JSON.parse(
       (await runCli(["task", "ls", "--label", "team=cli", "--json", ...conn])).stdout,
     );

@@ -40,6 +40,7 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
   const [priority, setPriority] = useState("0");
   const [timeoutMin, setTimeoutMin] = useState("60");
   const [maxAttempts, setMaxAttempts] = useState("3");
+  const [maxCostUsd, setMaxCostUsd] = useState("");
   const [verify, setVerify] = useState("");
   const [labels, setLabels] = useState("");
   const [baseRef, setBaseRef] = useState("");
@@ -86,6 +87,7 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
     "priority",
     "timeoutMs",
     "maxAttempts",
+    "maxCostUsd",
     "verify",
     "labels",
     ...ADVANCED,
@@ -110,6 +112,7 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
       permission,
       priority: num(priority),
       maxAttempts: num(maxAttempts),
+      ...(num(maxCostUsd) !== undefined ? { maxCostUsd: num(maxCostUsd) } : {}),
       timeoutMs: minutes === undefined ? undefined : Math.round(minutes * 60_000),
       labels: parsed,
       ...(model ? { model } : {}),
@@ -236,6 +239,25 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
             step={1}
             value={maxAttempts}
             onChange={(e) => setMaxAttempts(e.target.value)}
+            className={inputClass}
+          />
+        </Field>
+        <Field
+          id={idOf("maxCostUsd")}
+          label="Budget (USD)"
+          error={errorFor("maxCostUsd")}
+          hint="over every attempt; model calls past it are refused"
+        >
+          <input
+            {...text("maxCostUsd", "hint")}
+            name="maxCostUsd"
+            type="number"
+            inputMode="decimal"
+            min={0}
+            step="any"
+            placeholder="no limit"
+            value={maxCostUsd}
+            onChange={(e) => setMaxCostUsd(e.target.value)}
             className={inputClass}
           />
         </Field>
