@@ -17,6 +17,7 @@ import { WebSessionService } from "./identity/web-sessions.ts";
 import { ForgeCommands } from "./integrations/forge-commands.ts";
 import { Forges } from "./integrations/forges/forge.ts";
 import { WebhookService } from "./integrations/webhooks.ts";
+import { Metrics, scrapeToken } from "./metrics/prometheus.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./platform/db/embedded.ts";
 import { migrate } from "./platform/db/migrate.ts";
 import { createPool } from "./platform/db/pool.ts";
@@ -238,6 +239,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       events,
       demoProvider: demo ? DEMO_PROVIDER : undefined,
       models: new ModelCatalog(config, harnesses, demo ? DEMO_PROVIDER : undefined),
+      metrics: new Metrics(db),
+      metricsToken: scrapeToken(config.home, config.metricsToken),
       isReady: () => ready,
     };
     const app = createApp(services);

@@ -8,6 +8,7 @@ import { authenticate, isPublicAuthRoute } from "./middleware/auth.ts";
 import { activityRoutes } from "./routes/activity.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { landRoutes } from "./routes/land.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { overviewRoutes } from "./routes/overview.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { systemRoutes } from "./routes/system.ts";
@@ -17,7 +18,8 @@ import { tokenRoutes } from "./routes/tokens.ts";
 import { webhookRoutes } from "./routes/webhooks.ts";
 import { webUi } from "./web-ui.ts";
 
-const PUBLIC = new Set(["/healthz", "/readyz", "/openapi.json"]);
+// `/metrics` takes its own scrape token (metricsRoutes).
+const PUBLIC = new Set(["/healthz", "/readyz", "/openapi.json", "/metrics"]);
 const FORGE_HOOK = /^\/forges\/[^/]+\/webhook$/;
 
 export function createApp(s: Services): OpenAPIHono<Env> {
@@ -36,6 +38,10 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   app.use("*", async (c, next) => {
     const t0 = performance.now();
     await next();
+    // By the route's pattern (`/sessions/:id`), never the path: ids would make a series each.
+    const route = c.res.status === 404 && c.req.routePath === "*" ? "(none)" : c.req.routePath;
+    s.metrics.httpRequests.inc({ method: c.req.method, route, status: c.res.status });
+    s.metrics.httpSeconds.observe({ method: c.req.method, route }, (performance.now() - t0) / 1000);
     s.log.debug(
       {
         method: c.req.method,
@@ -79,6 +85,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   terminalRoutes(app, s);
   overviewRoutes(app, s);
   activityRoutes(app, s);
+  metricsRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>

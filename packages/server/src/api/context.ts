@@ -6,6 +6,7 @@ import type { TokenService } from "../identity/tokens.ts";
 import type { ForgeCommands } from "../integrations/forge-commands.ts";
 import type { Forges } from "../integrations/forges/forge.ts";
 import type { WebhookService } from "../integrations/webhooks.ts";
+import type { Metrics } from "../metrics/prometheus.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { EventLog } from "../platform/events/log.ts";
@@ -36,6 +37,9 @@ export interface Services {
   events: EventLog;
   demoProvider: string | undefined;
   models: ModelCatalog;
+  /** Prometheus metrics, and the token that scrapes them. */
+  metrics: Metrics;
+  metricsToken: string;
   isReady(): boolean;
 }
 

@@ -192,6 +192,9 @@ export interface Config {
   /** The model gateway's listener. `port` 0: the API port + 1 when that is fixed, else any free
    * port. `url` is set at boot, once it listens: what harnesses are configured to call. */
   gateway: { host: string; port: number | undefined; url?: string };
+  /** The token Prometheus scrapes `/metrics` with (FLOTILLA_METRICS_TOKEN; else made at first boot
+   * in $FLOTILLA_HOME/metrics.token). */
+  metricsToken: string | undefined;
   demo: "auto" | "on" | "off";
   /** The default runtime of new shards (a session or task may ask for another, as its role allows). */
   runtime: RuntimeName;
@@ -420,6 +423,7 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     providers: file.providers ?? {},
     providerEnv,
     gateway: { host: file.gateway?.host ?? "127.0.0.1", port: file.gateway?.port },
+    metricsToken: env.FLOTILLA_METRICS_TOKEN,
     forges: Object.entries(file.forges ?? {}).map(([name, f]) => resolveForge(name, f, env)),
     git: {
       autoCommit: file.git?.autoCommit ?? "off",

@@ -1,0 +1,217 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Db } from "../platform/db/pool.ts";
+
+type Labels = Record<string, string | number>;
+
+/**
+ * A counter whose value is read from the database at each scrape (the gateway's calls are recorded
+ * there by its own process, and by every replica's): the total so far, so it only grows, and
+ * `rate()` works on it as on any counter. Every replica reports the same totals; query one.
+ */
+function dbCounter(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  read: () => Promise<{ labels: Labels; value: number }[]>,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    async collect() {
+      const rows = await read();
+      this.reset();
+      for (const r of rows) if (r.value > 0) this.inc(r.labels, r.value);
+    },
+  });
+}
+
+function dbGauge(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  read: () => Promise<{ labels: Labels; value: number }[]>,
+): void {
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    async collect() {
+      const rows = await read();
+      this.reset();
+      for (const r of rows) this.set(r.labels, r.value);
+    },
+  });
+}
+
+/**
+ * Flotilla's Prometheus metrics (prom-client): the process's own, HTTP requests by route and
+ * status (counted here as they are served), and the platform's state read from Postgres at each
+ * scrape: sessions, the queue, harnesses, gateway calls, tokens, cost and budget refusals, webhook
+ * deliveries.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests: Counter;
+  readonly httpSeconds: Histogram;
+
+  constructor(db: Db) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: "flotilla_" });
+    this.httpRequests = new Counter({
+      name: "flotilla_http_requests_total",
+      help: "HTTP requests served, by method, route and status",
+      labelNames: ["method", "route", "status"],
+      registers: [r],
+    });
+    this.httpSeconds = new Histogram({
+      name: "flotilla_http_request_duration_seconds",
+      help: "HTTP request duration (to the response's headers; a stream counts until it starts)",
+      labelNames: ["method", "route"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [r],
+    });
+    const q = async (sql: string) => (await db.query(sql)).rows;
+    dbGauge(r, "flotilla_sessions", "Sessions by status (deleted ones left out)", ["status"], async () =>
+      (
+        await q("select status, count(*)::int as n from sessions where deleted_at is null group by status")
+      ).map((x) => ({ labels: { status: x.status }, value: x.n })),
+    );
+    dbGauge(r, "flotilla_tasks", "Tasks by state", ["state"], async () =>
+      (await q("select state, count(*)::int as n from tasks group by state")).map((x) => ({
+        labels: { state: x.state },
+        value: x.n,
+      })),
+    );
+    dbGauge(
+      r,
+      "flotilla_queue_oldest_seconds",
+      "How long the oldest task that could run now has waited",
+      [],
+      async () =>
+        (
+          await q(
+            "select coalesce(extract(epoch from now() - min(available_at)), 0)::float8 as s from tasks where state = 'queued' and available_at <= now()",
+          )
+        ).map((x) => ({ labels: {}, value: x.s })),
+    );
+    dbGauge(r, "flotilla_harnesses", "Harnesses by runtime and state", ["runtime", "state"], async () =>
+      (
+        await q(
+          "select driver, state, count(*)::int as n from harnesses where state in ('starting', 'ready', 'stopping') group by driver, state",
+        )
+      ).map((x) => ({ labels: { runtime: x.driver, state: x.state }, value: x.n })),
+    );
+    dbGauge(
+      r,
+      "flotilla_harness_rss_bytes",
+      "Memory of the live harnesses, by runtime (last sample)",
+      ["runtime"],
+      async () =>
+        (
+          await q(
+            "select driver, coalesce(sum(rss_bytes), 0)::float8 as b from harnesses where state in ('starting', 'ready') group by driver",
+          )
+        ).map((x) => ({ labels: { runtime: x.driver }, value: x.b })),
+    );
+    dbGauge(r, "flotilla_webhook_deliveries", "Webhook deliveries by status", ["status"], async () =>
+      (await q("select status, count(*)::int as n from webhook_deliveries group by status")).map((x) => ({
+        labels: { status: x.status },
+        value: x.n,
+      })),
+    );
+    const calls = () =>
+      q(`select coalesce(project_id, '') as project, provider, coalesce(model, '') as model, status,
+                count(*)::float8 as n, sum(input_tokens)::float8 as input, sum(output_tokens)::float8 as output,
+                sum(cached_tokens)::float8 as cached, sum(cost_usd)::float8 as cost,
+                sum(latency_ms)::float8 / 1000 as seconds
+           from gateway_calls group by 1, 2, 3, 4`);
+    dbCounter(
+      r,
+      "flotilla_gateway_calls_total",
+      "Model calls through the gateway, by project, provider, model and HTTP status",
+      ["project", "provider", "model", "status"],
+      async () =>
+        (await calls()).map((x) => ({
+          labels: { project: x.project, provider: x.provider, model: x.model, status: x.status },
+          value: x.n,
+        })),
+    );
+    dbCounter(
+      r,
+      "flotilla_gateway_tokens_total",
+      "Model tokens through the gateway, by project, model and kind (input, output, cached)",
+      ["project", "model", "kind"],
+      async () =>
+        (await calls()).flatMap((x) =>
+          (["input", "output", "cached"] as const).map((kind) => ({
+            labels: { project: x.project, model: `${x.provider}/${x.model}`, kind },
+            value: x[kind],
+          })),
+        ),
+    );
+    dbCounter(
+      r,
+      "flotilla_gateway_cost_usd_total",
+      "What the gateway's calls cost (the model's price from config), by project and model",
+      ["project", "model"],
+      async () =>
+        (await calls()).map((x) => ({
+          labels: { project: x.project, model: `${x.provider}/${x.model}` },
+          value: x.cost,
+        })),
+    );
+    dbCounter(
+      r,
+      "flotilla_gateway_call_seconds_total",
+      "Time spent in model calls through the gateway (divide by calls for the mean)",
+      ["project", "model"],
+      async () =>
+        (await calls()).map((x) => ({
+          labels: { project: x.project, model: `${x.provider}/${x.model}` },
+          value: x.seconds,
+        })),
+    );
+    dbCounter(
+      r,
+      "flotilla_gateway_budget_refusals_total",
+      "Model calls the gateway refused because a budget was reached, by project",
+      ["project"],
+      async () =>
+        (
+          await q(
+            "select coalesce(project_id, '') as project, count(*)::float8 as n from gateway_calls where status = 402 group by 1",
+          )
+        ).map((x) => ({ labels: { project: x.project }, value: x.n })),
+    );
+  }
+
+  async scrape(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}
+
+/**
+ * The scrape token: FLOTILLA_METRICS_TOKEN, else `<home>/metrics.token`, made (0600) at first boot.
+ * Only `/metrics` takes it; it opens nothing else.
+ */
+export function scrapeToken(home: string, fromEnv: string | undefined): string {
+  if (fromEnv) return fromEnv;
+  const file = join(home, "metrics.token");
+  if (!existsSync(file))
+    writeFileSync(file, `fls_${randomBytes(24).toString("base64url")}\n`, { mode: 0o600 });
+  return readFileSync(file, "utf8").trim();
+}
+
+export function sameToken(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
