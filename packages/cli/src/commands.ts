@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { registerAttach } from "./attach.ts";
 import { registerLand } from "./land.ts";
-import { registerOverview } from "./overview.ts";
+import { registerOverview, registerUsage } from "./overview.ts";
 import { registerPermissions } from "./permissions.ts";
 import { registerRun } from "./run.ts";
 import { registerSessions } from "./sessions.ts";
@@ -37,6 +37,7 @@ export function registerCommands(program: Command): void {
   registerTokens(program);
   registerSystem(program);
   registerOverview(program);
+  registerUsage(program);
   program.addHelpText("after", HELP);
   // `flotilla logs … | head` closes the pipe early: that is the reader being done, not a crash.
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {

@@ -1,4 +1,6 @@
-import type { Command } from "commander";
+import { USAGE_GROUPS, type UsageRow } from "@flotilla/contracts";
+import { type Command, InvalidArgumentError } from "commander";
+import { durationMs } from "./args.ts";
 import { action, connect } from "./connection.ts";
 import { age, count, money, table, truncate } from "./format.ts";
 import { styleFor } from "./style.ts";
@@ -49,5 +51,76 @@ export function registerOverview(program: Command): void {
         }
         return 0;
       }),
+    );
+}
+
+/** `--since 7d` (a duration back from now: days, or what `durationMs` reads) or an ISO time. */
+function sinceArg(v: string): string {
+  const days = /^(\d+(?:\.\d+)?)d$/.exec(v.trim());
+  if (days) return new Date(Date.now() - Number(days[1]) * 86_400_000).toISOString();
+  if (/^\d{4}-\d\d-\d\d/.test(v.trim())) {
+    const t = Date.parse(v);
+    if (Number.isNaN(t)) throw new InvalidArgumentError("expected an ISO time, e.g. 2026-12-01T00:00:00Z");
+    return new Date(t).toISOString();
+  }
+  return new Date(Date.now() - durationMs(v)).toISOString();
+}
+
+function byArg(v: string): string {
+  const parts = v.split(",").map((p) => p.trim());
+  for (const p of parts)
+    if (!(USAGE_GROUPS as readonly string[]).includes(p))
+      throw new InvalidArgumentError(`expected a comma list of ${USAGE_GROUPS.join(", ")}`);
+  return parts.join(",");
+}
+
+/** `flotilla usage`: what model calls through the gateway used and cost, grouped. */
+export function registerUsage(program: Command): void {
+  program
+    .command("usage")
+    .description("Model usage and spend through the gateway, grouped by project, model, day, session or task")
+    .option("--by <groups>", `comma list of ${USAGE_GROUPS.join(", ")} (default project)`, byArg)
+    .option(
+      "--since <when>",
+      "from: a duration back (90m, 24h, 7d) or an ISO time (default 30 days)",
+      sinceArg,
+    )
+    .option("--until <when>", "to, not included: a duration back or an ISO time (default now)", sinceArg)
+    .option("--csv", "print CSV (a header row, then one row per group)")
+    .option("--json", "print the report as JSON")
+    .action(
+      action(
+        async (
+          flags: { by?: string; since?: string; until?: string; csv?: boolean; json?: boolean },
+          cmd: Command,
+        ) => {
+          const { client } = connect(cmd);
+          const q = { by: flags.by, since: flags.since, until: flags.until };
+          if (flags.csv) return void process.stdout.write(await client.usageCsv(q));
+          const r = await client.usage(q);
+          if (flags.json) return void print(JSON.stringify(r, null, 2));
+          const s = styleFor(process.stdout);
+          const cells = (x: UsageRow) => [
+            count(x.calls),
+            x.refused ? s.red(count(x.refused)) : "0",
+            count(x.inputTokens),
+            count(x.outputTokens),
+            count(x.cachedTokens),
+            money(x.costUsd),
+          ];
+          print(
+            table(
+              [...r.by.map((b) => b.toUpperCase()), "CALLS", "REFUSED", "INPUT", "OUTPUT", "CACHED", "COST"],
+              [
+                ...r.items.map((x) => [...r.by.map((b) => String(x[b] ?? "-")), ...cells(x)]),
+                [...r.by.map((_, i) => (i === 0 ? s.bold("total") : "")), ...cells(r.total)],
+              ],
+              s,
+            ),
+          );
+          print(s.dim(`from ${r.since} to ${r.until}`));
+          return 0;
+        },
+      ),
     );
 }

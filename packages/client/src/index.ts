@@ -38,12 +38,18 @@ import type {
   TerminalMode,
   TerminalServerFrame,
   TokenInfo,
+  UsageQuery,
+  UsageReport,
   Webhook,
   WebhookSecret,
   WebSession,
 } from "@flotilla/contracts";
 import { FlotillaError } from "@flotilla/contracts/light";
 import { createParser } from "eventsource-parser";
+
+/** A query's set fields, as strings. */
+const defined = (q: Record<string, unknown>): Record<string, string> =>
+  Object.fromEntries(Object.entries(q).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)]])));
 
 export type {
   ActivityNotice,
@@ -166,6 +172,36 @@ export class FlotillaClient {
   harnesses = () => this.request<{ items: Harness[] }>("GET", "/harnesses").then((r) => r.items);
   /** The caller's organisation at a glance: sessions, tasks, harnesses, today's usage, recent failures. */
   overview = () => this.request<Overview>("GET", "/overview");
+  /** What model calls through the gateway used and cost, grouped (`by: "project,model"`). */
+  usage = (q: Omit<UsageQuery, "format"> = {}) =>
+    this.request<UsageReport>("GET", `/usage?${new URLSearchParams(defined(q))}`);
+  /** The same as CSV: a header row, then one row per group. */
+  usageCsv = async (q: Omit<UsageQuery, "format"> = {}): Promise<string> => {
+    const res = await this.fetch(
+      `${this.baseUrl}/usage?${new URLSearchParams({ ...defined(q), format: "csv" })}`,
+      {
+        headers: this.headers({ accept: "text/csv" }),
+        ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+      },
+    ).catch((e: Error) => {
+      throw new FlotillaError("unreachable", `cannot reach Flotilla at ${this.baseUrl}: ${e.message}`, {
+        cause: e,
+      });
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      const b = (() => {
+        try {
+          return JSON.parse(text) as ErrorBody;
+        } catch {
+          return undefined;
+        }
+      })();
+      if (b?.error?.code) throw FlotillaError.fromBody(res.status, b, res.headers.get("retry-after"));
+      throw new FlotillaError("internal", `HTTP ${res.status}: ${text.slice(0, 200)}`);
+    }
+    return text;
+  };
 
   /** Checkouts and branches no live session owns: listed, or removed with `{ remove: true }` (admin). */
   gc = (opts: { remove?: boolean } = {}) =>

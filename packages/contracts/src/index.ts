@@ -9,4 +9,5 @@ export { ERROR_CODES, type ErrorBodyShape, EVENT_TYPES, sseEventName } from "./l
 export * from "./tasks.ts";
 export * from "./terminal.ts";
 export { emptyTranscript, fold, messagesOf, type Transcript } from "./transcript.ts";
+export * from "./usage.ts";
 export * from "./webhooks.ts";

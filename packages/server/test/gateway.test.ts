@@ -14,6 +14,7 @@ import {
   untilTurnFinished,
   waitFor,
 } from "../../../test/support.ts";
+import { runCli } from "../../cli/test/cli.ts";
 import { wrap } from "./escape-probe.ts";
 
 /**
@@ -293,5 +294,54 @@ describe("model gateway", () => {
       (r) => r.rule !== undefined && r.messages.some((m) => JSON.stringify(m).includes("spend a little")),
     );
     expect(stepsRun.length).toBe(charged.length);
+  });
+
+  it("GET /usage and `flotilla usage` group the gateway's calls (JSON, CSV, a table); a bad grouping is a 400 naming the field", {
+    timeout: 120_000,
+  }, async () => {
+    const { rows } = await db.query(
+      `select g.project_id, g.provider || '/' || g.model as model, count(*) filter (where status <> 402)::int as calls,
+              count(*) filter (where status = 402)::int as refused, sum(output_tokens)::float8 as output,
+              sum(cost_usd)::float8 as cost
+         from gateway_calls g group by 1, 2 order by 1, 2`,
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    const report = await t.client.usage({ by: "project,model" });
+    expect(report.by).toEqual(["project", "model"]);
+    expect(report.items.map((r) => [r.project, r.model, r.calls, r.refused, r.outputTokens])).toEqual(
+      rows.map((r) => [r.project_id, r.model, r.calls, r.refused, r.output]),
+    );
+    expect(report.total.costUsd).toBeCloseTo(
+      rows.reduce((sum, r) => sum + r.cost, 0),
+      12,
+    );
+    // A window that ends before any call: nothing.
+    expect((await t.client.usage({ until: "2020-01-01T00:00:00Z" })).items).toEqual([]);
+
+    const csv = (await t.client.usageCsv({ by: "project" })).trim().split("\n");
+    expect(csv[0]).toBe("project,calls,refused,inputTokens,outputTokens,cachedTokens,costUsd");
+    expect(csv.length).toBe(1 + new Set(rows.map((r) => r.project_id)).size);
+
+    const bad = await fetch(`${t.url}/usage?by=project,colour`, {
+      headers: { authorization: `Bearer ${t.token}` },
+    });
+    expect(bad.status).toBe(400);
+    const body = await bad.json();
+    expect(body.error.code).toBe("invalid_request");
+    expect(body.error.field).toBe("by");
+
+    const conn = ["--server", t.url, "--token", t.token];
+    const table = await runCli(["usage", "--by", "model", "--since", "1d", ...conn]);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^MODEL +CALLS +REFUSED +INPUT +OUTPUT +CACHED +COST/m);
+    expect(table.stdout).toMatch(/^scripted\/scripted-1 +\d+ +1 /m);
+    expect(table.stdout).toMatch(/^total /m);
+    const cliCsv = await runCli(["usage", "--csv", ...conn]);
+    expect(cliCsv.stdout.split("\n")[0]).toBe(
+      "project,calls,refused,inputTokens,outputTokens,cachedTokens,costUsd",
+    );
+    const wrong = await runCli(["usage", "--by", "colour", ...conn]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/--by.*expected a comma list of project, model, day, session, task/);
   });
 });

@@ -15,6 +15,7 @@ import { systemRoutes } from "./routes/system.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { terminalRoutes } from "./routes/terminal.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
+import { usageRoutes } from "./routes/usage.ts";
 import { webhookRoutes } from "./routes/webhooks.ts";
 import { webUi } from "./web-ui.ts";
 
@@ -86,6 +87,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   overviewRoutes(app, s);
   activityRoutes(app, s);
   metricsRoutes(app, s);
+  usageRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>
