@@ -155,6 +155,7 @@ export function result(
   extra: {
     ui: unknown;
     runtime: ReturnType<typeof runtimeResult>;
+    gateway: unknown;
     controlPlaneRssBytes: number;
     durationS: number;
     serverLogProblems: number;

@@ -21,6 +21,7 @@
  * BENCH_ONLY=ui runs phase 6 alone, BENCH_ONLY=runtime runs phase 7 alone (~4 min on 2 cores),
  * BENCH_ONLY=claims runs phase 3 alone (database only, ~1 min), BENCH_ONLY=latency phase 2 alone,
  * BENCH_ONLY=hot phase 4h alone (tasks on a hot repository, taking warm workspaces),
+ * BENCH_ONLY=gateway phase 8 alone (the model gateway's cost per call and per chunk; BENCH_GATEWAY_CALLS, 20),
  * BENCH_KEEP=1 keeps temp dirs. Report on stdout, ending with one `BENCH_RESULT {json}` line;
  * progress on stderr.
  */
@@ -31,7 +32,9 @@ import { createLogger, loadConfig, startEmbeddedPostgres } from "@flotilla/serve
 import { LIVE, type Phase, Phases, poll } from "./boot.ts";
 import { runClaims } from "./claim.ts";
 import { type DensityResult, HANG_PROMPT, runDensity } from "./density.ts";
+import { type GatewayResult, reportGateway, runGateway } from "./gateway.ts";
 import { runLatency, STREAM_PROMPT } from "./latency.ts";
+import { startModelTap } from "./model-tap.ts";
 import { runProvisioning } from "./provision.ts";
 import {
   type Figures,
@@ -45,7 +48,7 @@ import {
   tasks,
 } from "./report.ts";
 import { type RuntimeResult, runRuntimes } from "./runtime.ts";
-import { homesRoot, machine, makeRepo, removeHome, tempDir } from "./support.ts";
+import { homesRoot, machine, makeRepo, removeHome, stats, tempDir } from "./support.ts";
 import { runTaskLatency } from "./tasks.ts";
 import { reportUi, runUi, type UiResult } from "./ui.ts";
 
@@ -70,6 +73,7 @@ const settings = {
   runtimeSessions: intEnv("BENCH_RUNTIME_SESSIONS", 5),
   runtimeTasks: intEnv("BENCH_RUNTIME_TASKS", 3),
   runtimeTurns: intEnv("BENCH_RUNTIME_TURNS", 3),
+  gatewayCalls: intEnv("BENCH_GATEWAY_CALLS", 20),
   words: 200,
   chunkDelayMs: 20,
   warm: 2,
@@ -79,7 +83,7 @@ const settings = {
 // but a machine busy with other work can stretch every harness start several times over.
 const TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 1200);
 const ONLY = process.env.BENCH_ONLY;
-const ONLY_PHASES = ["ui", "runtime", "claims", "latency", "hot"];
+const ONLY_PHASES = ["ui", "runtime", "claims", "latency", "hot", "gateway"];
 if (ONLY !== undefined && ONLY !== "" && !ONLY_PHASES.includes(ONLY))
   throw new Error(`BENCH_ONLY must be one of ${ONLY_PHASES.join(", ")}, got ${ONLY}`);
 const KEEP = process.env.BENCH_KEEP === "1";
@@ -230,6 +234,42 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
         load: { start: loadStart, end: loadEnd },
       })}`,
     );
+    return;
+  }
+
+  /** 8. The model gateway: the same completion straight from the model and through the gateway. */
+  const gatewayPhase = async (): Promise<GatewayResult> => {
+    progress(
+      `8. gateway: ${settings.gatewayCalls} calls straight to the model, ${settings.gatewayCalls} through the gateway`,
+    );
+    const tap = await startModelTap(model.url, STREAM_PROMPT);
+    cleanups.push(() => tap.close());
+    const p = await boot("gateway", { ...HEALTH, warm: 0 }, { modelUrl: tap.url });
+    try {
+      return await runGateway({
+        client: p.client,
+        server: p.server,
+        tap,
+        marker: STREAM_PROMPT,
+        calls: settings.gatewayCalls,
+        signal,
+        progress,
+      });
+    } finally {
+      await p.close();
+      await tap.close();
+    }
+  };
+  const gatewaySummary = (g: GatewayResult) => ({
+    ttftDirectP50: stats(g.direct.map((c) => c.ttftMs)).p50,
+    ttftGatewayP50: stats(g.gateway.map((c) => c.ttftMs)).p50,
+    chunkDirect: stats(g.direct.flatMap((c) => c.hopMs)),
+    chunkGateway: stats(g.gateway.flatMap((c) => c.hopMs)),
+  });
+  if (ONLY === "gateway") {
+    const g = await gatewayPhase();
+    reportGateway(out, g);
+    out(`BENCH_RESULT ${JSON.stringify({ machine: m, gateway: gatewaySummary(g) })}`);
     return;
   }
 
@@ -405,6 +445,9 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   const runtime = await runtimePhase();
   loads.runtime = load();
 
+  const gateway = await gatewayPhase();
+  loads.gateway = load();
+
   const figures: Figures = {
     provisioning,
     latency,
@@ -420,6 +463,8 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
   reportUi(out, ui, "6");
   out();
   reportRuntime(out, runtime);
+  out();
+  reportGateway(out, gateway);
 
   const problems = ps.problems();
   const controlPlaneRssBytes = process.memoryUsage().rss;
@@ -444,6 +489,7 @@ async function main(signal: AbortSignal, cleanups: (() => unknown)[]): Promise<v
     {
       ui,
       runtime: runtimeResult(runtime),
+      gateway: gatewaySummary(gateway),
       controlPlaneRssBytes,
       durationS: Math.round((Date.now() - started) / 100) / 10,
       serverLogProblems: problems.length,
