@@ -15,6 +15,7 @@ import {
   waitFor,
 } from "../../../test/support.ts";
 import { runCli } from "../../cli/test/cli.ts";
+import { newGatewayToken } from "../src/gateway/gateway.ts";
 import { wrap } from "./escape-probe.ts";
 
 /**
@@ -343,5 +344,54 @@ describe("model gateway", () => {
     const wrong = await runCli(["usage", "--by", "colour", ...conn]);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toMatch(/--by.*expected a comma list of project, model, day, session, task/);
+  });
+
+  it("limits: past a project's requests per minute the gateway answers 429 with Retry-After; past its daily spend it refuses, naming projectDailyUsd", {
+    timeout: 300_000,
+  }, async () => {
+    const config = t.server.services.config;
+    config.gateway.limits = { projectRpm: 2 };
+    await t.restart();
+    const repo = makeRepo();
+    const s = await t.client.sessions.create({ repo, prompt: "hello", model: MODEL });
+    await collectUntil(t.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
+    // The turn made one call; call as its harness does (with a token of this test's, set on it).
+    const { rows } = await db.query(
+      `select s.opencode_id, h.id as harness from sessions s join workspaces w on w.id = s.workspace_id
+         join harnesses h on h.shard_id = w.shard_id and h.state = 'ready' where s.id = $1`,
+      [s.id],
+    );
+    const token = newGatewayToken();
+    await db.query("update harnesses set gateway_token_hash = $2 where id = $1", [
+      rows[0].harness,
+      token.hash,
+    ]);
+    expect((await callGateway(token.token, rows[0].opencode_id)).status).toBe(200);
+    const limited = await callGateway(token.token, rows[0].opencode_id);
+    expect(limited.status).toBe(429);
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect((await limited.json()).error).toMatchObject({
+      code: "rate_limited",
+      message: "rate limit projectRpm 2/min reached",
+    });
+    const { rows: recorded } = await db.query(
+      "select status, error from gateway_calls where session_id = $1 order by started_at",
+      [s.id],
+    );
+    expect(recorded.map((r) => r.status)).toEqual([200, 200, 429]);
+
+    // Its spend today is more than this: the next turn's first call is refused.
+    config.gateway.limits = { projectDailyUsd: 1e-9 };
+    await t.restart();
+    await t.client.sessions.send(s.id, { text: "hello again" });
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(2), { timeoutMs: 180_000 });
+    const fin = events.filter((e) => e.type === "turn.finished").at(-1);
+    expect(fin?.type === "turn.finished" && fin.data.error?.name).toBe("BudgetExceeded");
+    expect(fin?.type === "turn.finished" && fin.data.error?.message).toMatch(
+      /project budget projectDailyUsd \$1e-9 reached for today/,
+    );
+    config.gateway.limits = {};
   });
 });

@@ -152,6 +152,16 @@ export const FileConfig = z
       .object({
         host: z.string().optional(),
         port: z.number().int().min(0).max(65535).optional(),
+        /** Enforced by the gateway before each call: requests per minute (429 + Retry-After, which
+         * OpenCode waits out) and a project's spend per UTC day (refused like a task budget). */
+        limits: z
+          .object({
+            projectRpm: z.number().int().positive().optional(),
+            tokenRpm: z.number().int().positive().optional(),
+            projectDailyUsd: z.number().positive().optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -167,6 +177,13 @@ export const FileConfig = z
   })
   .strict();
 export type FileConfig = z.infer<typeof FileConfig>;
+
+/** What the model gateway enforces besides a task's own budgets (absent: no limit). */
+export interface GatewayLimits {
+  projectRpm?: number;
+  tokenRpm?: number;
+  projectDailyUsd?: number;
+}
 
 export interface Config {
   home: string;
@@ -191,7 +208,7 @@ export interface Config {
   providerEnv: Record<string, string>;
   /** The model gateway's listener. `port` 0: the API port + 1 when that is fixed, else any free
    * port. `url` is set at boot, once it listens: what harnesses are configured to call. */
-  gateway: { host: string; port: number | undefined; url?: string };
+  gateway: { host: string; port: number | undefined; url?: string; limits: GatewayLimits };
   /** The token Prometheus scrapes `/metrics` with (FLOTILLA_METRICS_TOKEN; else made at first boot
    * in $FLOTILLA_HOME/metrics.token). */
   metricsToken: string | undefined;
@@ -422,7 +439,11 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     permission: file.permission ?? "ask",
     providers: file.providers ?? {},
     providerEnv,
-    gateway: { host: file.gateway?.host ?? "127.0.0.1", port: file.gateway?.port },
+    gateway: {
+      host: file.gateway?.host ?? "127.0.0.1",
+      port: file.gateway?.port,
+      limits: file.gateway?.limits ?? {},
+    },
     metricsToken: env.FLOTILLA_METRICS_TOKEN,
     forges: Object.entries(file.forges ?? {}).map(([name, f]) => resolveForge(name, f, env)),
     git: {

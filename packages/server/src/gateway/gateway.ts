@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { newId } from "@flotilla/contracts";
 import { Hono } from "hono";
+import type { GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Upstream } from "./upstreams.ts";
@@ -23,6 +24,10 @@ interface Caller {
   sessionId: string;
   projectId: string;
   taskId: string | null;
+  /** The API token that submitted the session's task (a session made directly has none on record). */
+  apiTokenId: string | null;
+  /** What the project's calls cost today (UTC), when a daily limit is set. */
+  projectToday: number | null;
   budget: {
     maxCostUsd: number | null;
     maxTokens: number | null;
@@ -76,6 +81,7 @@ export class ModelGateway {
     private readonly upstreams: Map<string, Upstream>,
     private readonly log: Logger,
     control: { secret: string; fingerprint: string },
+    private readonly limits: GatewayLimits = {},
   ) {
     // The control plane's own calls: is this the gateway it started (its fingerprint), and a ping
     // that says it is still there (a gateway nobody pings for a while exits; see main.ts).
@@ -114,18 +120,22 @@ export class ModelGateway {
     // The task is the session's (its latest attempt's session); its spend counts every attempt.
     const { rows } = await this.db.query(
       `select h.id as harness_id, s.id as session_id, s.project_id,
-              t.id as task_id, t.max_cost_usd, t.max_tokens, spent.cost, spent.tokens
+              t.id as task_id, t.token_id, t.max_cost_usd, t.max_tokens, spent.cost, spent.tokens,
+              case when $3 then (select coalesce(sum(g.cost_usd), 0)::float8 from gateway_calls g
+                                  where g.project_id = s.project_id
+                                    and g.started_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
+              end as project_today
          from harnesses h
          left join sessions s on s.opencode_id = $2 and s.deleted_at is null
               and s.workspace_id in (select w.id from workspaces w where w.shard_id = h.shard_id)
-         left join lateral (select t.id, t.max_cost_usd, t.max_tokens from tasks t
+         left join lateral (select t.id, t.token_id, t.max_cost_usd, t.max_tokens from tasks t
                              where t.session_id = s.id order by t.id desc limit 1) t on true
          left join lateral (select coalesce(sum(g.cost_usd), 0)::float8 as cost,
                                    coalesce(sum(g.input_tokens + g.output_tokens), 0)::float8 as tokens
                               from gateway_calls g
                              where g.task_id = t.id and (t.max_cost_usd is not null or t.max_tokens is not null)) spent on true
         where h.gateway_token_hash = $1 and h.state in ('starting', 'ready')`,
-      [hashToken(token), opencodeSession ?? ""],
+      [hashToken(token), opencodeSession ?? "", this.limits.projectDailyUsd !== undefined],
     );
     const r = rows[0];
     if (!r) return "the gateway token is not a live harness's";
@@ -135,6 +145,8 @@ export class ModelGateway {
       sessionId: r.session_id,
       projectId: r.project_id,
       taskId: r.task_id,
+      apiTokenId: r.token_id,
+      projectToday: r.project_today,
       budget:
         r.max_cost_usd !== null || r.max_tokens !== null
           ? {
@@ -145,6 +157,31 @@ export class ModelGateway {
             }
           : null,
     };
+  }
+
+  // Calls in the last minute, by `project:<id>` and `token:<id>`: this gateway's own count (each
+  // replica runs its own gateway, so a limit holds per replica).
+  private readonly recent = new Map<string, number[]>();
+
+  /** Requests per minute: refused with how long until the oldest call in the window leaves it. */
+  private rateLimited(who: Caller): { message: string; retryAfterS: number } | null {
+    const now = Date.now();
+    const checks: [string, number | undefined, string][] = [
+      [`project:${who.projectId}`, this.limits.projectRpm, "projectRpm"],
+      [`token:${who.apiTokenId}`, who.apiTokenId ? this.limits.tokenRpm : undefined, "tokenRpm"],
+    ];
+    for (const [key, rpm, name] of checks) {
+      if (rpm === undefined) continue;
+      const times = (this.recent.get(key) ?? []).filter((t) => t > now - 60_000);
+      this.recent.set(key, times);
+      if (times.length >= rpm)
+        return {
+          message: `rate limit ${name} ${rpm}/min reached`,
+          retryAfterS: Math.max(1, Math.ceil((times[0]! + 60_000 - now) / 1000)),
+        };
+    }
+    for (const [key, rpm] of checks) if (rpm !== undefined) this.recent.get(key)!.push(now);
+    return null;
   }
 
   /**
@@ -229,6 +266,21 @@ export class ModelGateway {
     const record = (status: number, usage: UsageMeter | null, firstByteMs: number | null, error?: string) =>
       this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, error);
 
+    const limited = this.rateLimited(who);
+    if (limited) {
+      await record(429, null, null, `rate_limited: ${limited.message}`);
+      const res = refuse(429, "rate_limited", limited.message);
+      res.headers.set("retry-after", String(limited.retryAfterS));
+      return res;
+    }
+    const daily = this.limits.projectDailyUsd;
+    if (daily !== undefined && who.projectToday !== null && who.projectToday >= daily) {
+      const why = `project budget projectDailyUsd $${daily} reached for today (UTC): $${who.projectToday.toFixed(6)} spent`;
+      await record(402, null, null, `budget_exceeded: ${why}`);
+      const res = refuse(402, "budget_exceeded", why);
+      res.headers.set(BUDGET_HEADER, "budget_exceeded");
+      return res;
+    }
     if (who.budget) {
       const verdict = this.judge(who.budget, model ? up.cost[model] : undefined, body?.length ?? 0);
       if ("refuse" in verdict) {

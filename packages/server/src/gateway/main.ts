@@ -29,10 +29,13 @@ const db = createPool(settings.databaseUrl, 8);
 const upstreams = new Map<string, Upstream>(
   settings.upstreams.map((u) => [u.id, { ...u, models: u.models ? new Set(u.models) : undefined }]),
 );
-const gateway = new ModelGateway(db, upstreams, log, {
-  secret: settings.controlSecret,
-  fingerprint: settings.fingerprint,
-});
+const gateway = new ModelGateway(
+  db,
+  upstreams,
+  log,
+  { secret: settings.controlSecret, fingerprint: settings.fingerprint },
+  settings.limits,
+);
 const server = serve({ fetch: gateway.app.fetch, hostname: settings.host, port: settings.port });
 server.once("error", (e) => {
   log.error({ err: e }, "the model gateway cannot listen");

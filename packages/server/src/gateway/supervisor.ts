@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { pathToFileURL } from "node:url";
-import type { Config } from "../config/config.ts";
+import type { Config, GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
 import { processStart, sameProcess, stopGroup } from "../runtime/process.ts";
@@ -24,6 +24,7 @@ export interface GatewaySettings {
     models?: string[];
     cost: Record<string, { input: number; output: number; cacheRead?: number }>;
   }[];
+  limits: GatewayLimits;
   controlSecret: string;
   fingerprint: string;
   orphanMs: number;
@@ -65,7 +66,15 @@ export class GatewaySupervisor {
     }));
     const wantedPort = this.config.gateway.port ?? (this.config.port ? this.config.port + 1 : 0);
     const fingerprint = createHash("sha256")
-      .update(JSON.stringify({ ups, db: this.databaseUrl, host: this.config.gateway.host, wantedPort }))
+      .update(
+        JSON.stringify({
+          ups,
+          db: this.databaseUrl,
+          host: this.config.gateway.host,
+          wantedPort,
+          limits: this.config.gateway.limits,
+        }),
+      )
       .digest("hex");
     const { rows } = await this.db.query("select * from gateways where replica = $1", [
       this.config.replicaId,
@@ -156,6 +165,7 @@ export class GatewaySupervisor {
       host: this.config.gateway.host,
       port,
       upstreams: ups,
+      limits: this.config.gateway.limits,
       controlSecret: secret,
       fingerprint,
       orphanMs: ORPHAN_MS,
