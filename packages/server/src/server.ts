@@ -24,6 +24,7 @@ import { createPool } from "./platform/db/pool.ts";
 import { EventBus } from "./platform/events/bus.ts";
 import { EventLog } from "./platform/events/log.ts";
 import type { Logger } from "./platform/logger.ts";
+import { registerSecret } from "./platform/redact.ts";
 import { runtimeDrivers } from "./runtime/registry.ts";
 import { SessionIngest } from "./sessions/ingest.ts";
 import { SessionService } from "./sessions/sessions.ts";
@@ -56,6 +57,11 @@ function wantsDemo(config: Config): boolean {
   );
 }
 
+const registered = (secret: string) => {
+  registerSecret(secret);
+  return secret;
+};
+
 const hostForUrl = (h: string) => (h.includes(":") ? `[${h}]` : h);
 
 function closeServer(server: ReturnType<typeof serve>): Promise<void> {
@@ -73,6 +79,11 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       await fn().catch((err) => log.error({ err }, "shutdown step failed"));
   };
   try {
+    // Every secret this process holds is known to the redaction of logs and events from here on.
+    for (const v of Object.values(config.providerEnv)) registerSecret(v);
+    for (const f of config.forges)
+      for (const v of [f.token, f.webhookSecret, f.app?.privateKey]) registerSecret(v);
+    registerSecret(config.metricsToken);
     // First: a runtime that cannot run (bubblewrap missing) stops the boot before anything starts.
     const drivers = runtimeDrivers(config, log);
     let url = config.databaseUrl;
@@ -240,7 +251,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       demoProvider: demo ? DEMO_PROVIDER : undefined,
       models: new ModelCatalog(config, harnesses, demo ? DEMO_PROVIDER : undefined),
       metrics: new Metrics(db),
-      metricsToken: scrapeToken(config.home, config.metricsToken),
+      metricsToken: registered(scrapeToken(config.home, config.metricsToken)),
       isReady: () => ready,
     };
     const app = createApp(services);

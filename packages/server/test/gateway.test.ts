@@ -58,6 +58,13 @@ beforeAll(async () => {
             .concat([{ text: "all steps done" } as never]),
         },
         {
+          match: "^read the notes",
+          steps: [
+            { tool: "bash", args: { command: "cat notes.txt", description: "read" } },
+            { text: "read" },
+          ],
+        },
+        {
           match: "^look for keys",
           steps: [
             { tool: "bash", args: { command: wrap(PROBE), description: "look for keys" } },
@@ -393,5 +400,27 @@ describe("model gateway", () => {
       /project budget projectDailyUsd \$1e-9 reached for today/,
     );
     config.gateway.limits = {};
+    await t.restart();
+  });
+
+  it("a provider key an agent finds in a repository is redacted from the session's events and the log", {
+    timeout: 300_000,
+  }, async () => {
+    const s = await t.client.sessions.create({
+      repo: makeRepo({ "notes.txt": `the key is ${CANARY} (do not share)\n` }),
+      prompt: "read the notes",
+      model: MODEL,
+    });
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
+    const tool = events.findLast(
+      (e): e is Extract<SessionEvent, { type: "tool.updated" }> =>
+        e.type === "tool.updated" && e.data.tool === "bash" && e.data.status === "completed",
+    );
+    expect(tool?.data.output).toContain("the key is [redacted] (do not share)");
+    // Stored that way (what a later reader or a resumed stream gets), and never logged.
+    const stored = await collectUntil(t.client, s.id, untilTurnFinished());
+    expect(JSON.stringify(stored)).not.toContain(CANARY);
+    expect(JSON.stringify(events)).not.toContain(CANARY);
+    expect(readFileSync(t.logFile, "utf8")).not.toContain(CANARY);
   });
 });

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { createPool } from "../platform/db/pool.ts";
 import { createLogger } from "../platform/logger.ts";
+import { registerSecret } from "../platform/redact.ts";
 import { ModelGateway } from "./gateway.ts";
 import type { GatewaySettings } from "./supervisor.ts";
 import type { Upstream } from "./upstreams.ts";
@@ -22,6 +23,7 @@ async function readStdin(): Promise<string> {
 }
 
 const settings = JSON.parse(await readStdin()) as GatewaySettings;
+for (const u of settings.upstreams) registerSecret(u.key);
 const log = createLogger(settings.logLevel, {
   destination: createWriteStream(settings.logFile, { flags: "a" }),
 });

@@ -1,4 +1,5 @@
 import pino, { type Logger } from "pino";
+import { redactSecrets } from "./redact.ts";
 
 export type { Logger };
 
@@ -22,7 +23,12 @@ export function createLogger(
   level: string,
   opts: { pretty?: boolean; destination?: pino.DestinationStream } = {},
 ): Logger {
-  const base = { level, redact: { paths: REDACT, censor: "[redacted]" } };
+  const base = {
+    level,
+    redact: { paths: REDACT, censor: "[redacted]" },
+    // By value too: a known secret inside any message or field (platform/redact.ts).
+    hooks: { streamWrite: redactSecrets },
+  };
   if (opts.destination) return pino(base, opts.destination);
   if (opts.pretty) {
     return pino({

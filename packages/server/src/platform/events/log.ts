@@ -1,5 +1,6 @@
 import { type EventBody, newId, type SessionEvent, type SessionStatus } from "@flotilla/contracts";
 import type { Db, Queryable, Tx } from "../db/pool.ts";
+import { knowsSecrets, redactSecrets } from "../redact.ts";
 import { type EventBus, rowToEvent } from "./bus.ts";
 
 export interface SessionPatch {
@@ -136,6 +137,16 @@ export class EventLog {
     bodies: EventBody[],
     patch: SessionPatch,
   ): Promise<SessionEvent[]> {
+    // Known secret values never reach the log (platform/redact.ts); redacted before anything is
+    // derived from the bodies, so part lengths agree with the text stored.
+    const data = bodies.map((b) => JSON.stringify(b.data));
+    if (knowsSecrets())
+      bodies = bodies.map((b, i) => {
+        const clean = redactSecrets(data[i]!);
+        if (clean === data[i]) return b;
+        data[i] = clean;
+        return { ...b, data: JSON.parse(clean) } as EventBody;
+      });
     const sets = ["last_seq = last_seq + $2", "updated_at = now()"];
     const ids = bodies.map(() => newId("evt"));
     const parts = partOps(bodies);
@@ -144,7 +155,7 @@ export class EventLog {
       bodies.length,
       ids,
       bodies.map((b) => b.type),
-      bodies.map((b) => JSON.stringify(b.data)),
+      data,
       parts.map((x) => x.partId),
       parts.map((x) => x.kind),
       parts.map((x) => x.status),
