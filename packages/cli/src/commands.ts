@@ -4,6 +4,7 @@ import { registerLand } from "./land.ts";
 import { registerOverview, registerUsage } from "./overview.ts";
 import { registerPermissions } from "./permissions.ts";
 import { registerRun } from "./run.ts";
+import { registerSecrets } from "./secrets.ts";
 import { registerSessions } from "./sessions.ts";
 import { registerTasks } from "./tasks.ts";
 import { registerSystem, registerTokens } from "./tokens.ts";
@@ -38,6 +39,7 @@ export function registerCommands(program: Command): void {
   registerSystem(program);
   registerOverview(program);
   registerUsage(program);
+  registerSecrets(program);
   program.addHelpText("after", HELP);
   // `flotilla logs … | head` closes the pipe early: that is the reader being done, not a crash.
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {

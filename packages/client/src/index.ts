@@ -7,6 +7,7 @@ import type {
   CommitBody,
   CommitResult,
   CreatedWebhook,
+  CreateSecretBody,
   CreateSessionBody,
   CreateTaskBody,
   CreateWebhookBody,
@@ -26,6 +27,8 @@ import type {
   PullRequestInfo,
   PushBody,
   PushResult,
+  RotatedMasterKey,
+  SecretInfo,
   SendMessageBody,
   Session,
   SessionEvent,
@@ -172,6 +175,13 @@ export class FlotillaClient {
   harnesses = () => this.request<{ items: Harness[] }>("GET", "/harnesses").then((r) => r.items);
   /** The caller's organisation at a glance: sessions, tasks, harnesses, today's usage, recent failures. */
   overview = () => this.request<Overview>("GET", "/overview");
+  secrets = {
+    /** Stored encrypted; the value is never returned. */
+    set: (body: CreateSecretBody) => this.request<SecretInfo>("POST", "/secrets", body),
+    list: () => this.request<{ items: SecretInfo[] }>("GET", "/secrets").then((r) => r.items),
+    delete: (id: string) => this.request<SecretInfo>("DELETE", `/secrets/${enc(id)}`),
+    rotateMaster: () => this.request<RotatedMasterKey>("POST", "/secrets/rotate-master"),
+  };
   /** What model calls through the gateway used and cost, grouped (`by: "project,model"`). */
   usage = (q: Omit<UsageQuery, "format"> = {}) =>
     this.request<UsageReport>("GET", `/usage?${new URLSearchParams(defined(q))}`);

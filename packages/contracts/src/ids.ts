@@ -17,7 +17,8 @@ export type IdPrefix =
   | "msg"
   | "whk"
   | "dlv"
-  | "gwc";
+  | "gwc"
+  | "sec";
 
 let lastTime = 0;
 let lastRand = new Uint8Array(10);

@@ -6,6 +6,7 @@ export { asFailure, FAILURE_NAMES, FAILURES, type FailureShape, failure, failure
 export * from "./git.ts";
 export * from "./ids.ts";
 export { ERROR_CODES, type ErrorBodyShape, EVENT_TYPES, sseEventName } from "./light.ts";
+export * from "./secrets.ts";
 export * from "./tasks.ts";
 export * from "./terminal.ts";
 export { emptyTranscript, fold, messagesOf, type Transcript } from "./transcript.ts";

@@ -9,7 +9,7 @@ import type { Services } from "./api/context.ts";
 import { attachTerminalSocket } from "./api/sockets/terminal.ts";
 import type { Config } from "./config/config.ts";
 import { GatewaySupervisor } from "./gateway/supervisor.ts";
-import { UNFRONTED_ENV } from "./gateway/upstreams.ts";
+import { providerKeyNames, UNFRONTED_ENV } from "./gateway/upstreams.ts";
 import { HarnessManager } from "./harnesses/manager.ts";
 import { HarnessPool } from "./harnesses/pool.ts";
 import { DEFAULT_ORG, TokenService } from "./identity/tokens.ts";
@@ -26,6 +26,7 @@ import { EventLog } from "./platform/events/log.ts";
 import type { Logger } from "./platform/logger.ts";
 import { registerSecret } from "./platform/redact.ts";
 import { runtimeDrivers } from "./runtime/registry.ts";
+import { Keyring, SecretStore } from "./secrets/store.ts";
 import { SessionIngest } from "./sessions/ingest.ts";
 import { SessionService } from "./sessions/sessions.ts";
 import { TurnOwner } from "./sessions/turns.ts";
@@ -95,6 +96,23 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     const db = createPool(url);
     cleanups.push(() => db.end());
     await migrate(db, log);
+
+    // The secret store, and the provider keys in it: they join (and beat) those from the environment.
+    registerSecret(config.masterKey);
+    const secrets = new SecretStore(
+      db,
+      Keyring.load(config.home, { current: config.masterKey, previous: config.masterKeyPrevious }),
+      log.child({ component: "secrets" }),
+    );
+    await secrets.rewrapStale();
+    const envKeys = { ...config.providerEnv };
+    const readProviderKeys = async () => {
+      config.providerEnv = {
+        ...envKeys,
+        ...(await secrets.revealOrg(DEFAULT_ORG, providerKeyNames(config))),
+      };
+    };
+    await readProviderKeys();
 
     let demo: ScriptedModelServer | undefined;
     if (wantsDemo(config)) {
@@ -252,6 +270,12 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       models: new ModelCatalog(config, harnesses, demo ? DEMO_PROVIDER : undefined),
       metrics: new Metrics(db),
       metricsToken: registered(scrapeToken(config.home, config.metricsToken)),
+      secrets,
+      // A provider key changed in the store: new harnesses see the provider, the gateway its key.
+      refreshProviderKeys: async () => {
+        await readProviderKeys();
+        await gateway.pushUpstreams();
+      },
       isReady: () => ready,
     };
     const app = createApp(services);

@@ -10,6 +10,7 @@ import { authRoutes } from "./routes/auth.ts";
 import { landRoutes } from "./routes/land.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { overviewRoutes } from "./routes/overview.ts";
+import { secretRoutes } from "./routes/secrets.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { taskRoutes } from "./routes/tasks.ts";
@@ -88,6 +89,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   activityRoutes(app, s);
   metricsRoutes(app, s);
   usageRoutes(app, s);
+  secretRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>

@@ -11,6 +11,7 @@ import type { Db } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
+import type { SecretStore } from "../secrets/store.ts";
 import type { SessionService } from "../sessions/sessions.ts";
 import type { Scheduler } from "../tasks/scheduler.ts";
 import type { TaskService } from "../tasks/tasks.ts";
@@ -40,6 +41,9 @@ export interface Services {
   /** Prometheus metrics, and the token that scrapes them. */
   metrics: Metrics;
   metricsToken: string;
+  secrets: SecretStore;
+  /** Re-reads the provider keys (environment and store) and hands them to the model gateway. */
+  refreshProviderKeys(): Promise<void>;
   isReady(): boolean;
 }
 

@@ -212,6 +212,10 @@ export interface Config {
   /** The token Prometheus scrapes `/metrics` with (FLOTILLA_METRICS_TOKEN; else made at first boot
    * in $FLOTILLA_HOME/metrics.token). */
   metricsToken: string | undefined;
+  /** The secret store's master key (FLOTILLA_MASTER_KEY; else $FLOTILLA_HOME/master.key) and, while
+   * a rotation by environment is under way, the keys it replaces (FLOTILLA_MASTER_KEY_PREVIOUS). */
+  masterKey: string | undefined;
+  masterKeyPrevious: string | undefined;
   demo: "auto" | "on" | "off";
   /** The default runtime of new shards (a session or task may ask for another, as its role allows). */
   runtime: RuntimeName;
@@ -445,6 +449,8 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       limits: file.gateway?.limits ?? {},
     },
     metricsToken: env.FLOTILLA_METRICS_TOKEN,
+    masterKey: env.FLOTILLA_MASTER_KEY,
+    masterKeyPrevious: env.FLOTILLA_MASTER_KEY_PREVIOUS,
     forges: Object.entries(file.forges ?? {}).map(([name, f]) => resolveForge(name, f, env)),
     git: {
       autoCommit: file.git?.autoCommit ?? "off",

@@ -4,7 +4,8 @@ import { Hono } from "hono";
 import type { GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
-import type { Upstream } from "./upstreams.ts";
+import { registerSecret } from "../platform/redact.ts";
+import { type SerializedUpstream, type Upstream, upstreamMap } from "./upstreams.ts";
 import { UsageMeter } from "./usage.ts";
 
 /** Set on a refusal for budget: the failure's name for whoever reads the agent's error. */
@@ -78,7 +79,7 @@ export class ModelGateway {
 
   constructor(
     private readonly db: Db,
-    private readonly upstreams: Map<string, Upstream>,
+    private upstreams: Map<string, Upstream>,
     private readonly log: Logger,
     control: { secret: string; fingerprint: string },
     private readonly limits: GatewayLimits = {},
@@ -90,6 +91,15 @@ export class ModelGateway {
       if (c.req.header("x-flotilla-control") !== control.secret)
         return refuse(401, "unauthorized", "not the control plane");
       this.lastPing = Date.now();
+      return c.body(null, 204);
+    });
+    // The control plane's current providers and keys (a key set in the secret store reaches the
+    // gateway here, without a restart).
+    this.app.put("/_gateway/upstreams", async (c) => {
+      if (c.req.header("x-flotilla-control") !== control.secret)
+        return refuse(401, "unauthorized", "not the control plane");
+      this.upstreams = upstreamMap((await c.req.json()) as SerializedUpstream[]);
+      for (const u of this.upstreams.values()) registerSecret(u.key);
       return c.body(null, 204);
     });
     this.app.all("/gateway/:provider/*", (c) => this.handle(c.req.raw, c.req.param("provider")));

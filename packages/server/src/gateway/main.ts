@@ -14,7 +14,7 @@ import { createLogger } from "../platform/logger.ts";
 import { registerSecret } from "../platform/redact.ts";
 import { ModelGateway } from "./gateway.ts";
 import type { GatewaySettings } from "./supervisor.ts";
-import type { Upstream } from "./upstreams.ts";
+import { upstreamMap } from "./upstreams.ts";
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -28,9 +28,7 @@ const log = createLogger(settings.logLevel, {
   destination: createWriteStream(settings.logFile, { flags: "a" }),
 });
 const db = createPool(settings.databaseUrl, 8);
-const upstreams = new Map<string, Upstream>(
-  settings.upstreams.map((u) => [u.id, { ...u, models: u.models ? new Set(u.models) : undefined }]),
-);
+const upstreams = upstreamMap(settings.upstreams);
 const gateway = new ModelGateway(
   db,
   upstreams,

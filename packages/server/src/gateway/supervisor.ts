@@ -9,21 +9,14 @@ import type { Config, GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
 import { processStart, sameProcess, stopGroup } from "../runtime/process.ts";
-import { upstreams } from "./upstreams.ts";
+import { type SerializedUpstream, serializeUpstreams } from "./upstreams.ts";
 
 /** What the gateway process is told on stdin (main.ts). */
 export interface GatewaySettings {
   databaseUrl: string;
   host: string;
   port: number;
-  upstreams: {
-    id: string;
-    baseURL: string;
-    key: string | undefined;
-    keyStyle: "bearer" | "x-api-key" | "x-goog-api-key";
-    models?: string[];
-    cost: Record<string, { input: number; output: number; cacheRead?: number }>;
-  }[];
+  upstreams: SerializedUpstream[];
   limits: GatewayLimits;
   controlSecret: string;
   fingerprint: string;
@@ -60,15 +53,13 @@ export class GatewaySupervisor {
 
   /** Starts or adopts the gateway; returns its address (what harnesses are configured with). */
   async start(): Promise<string> {
-    const ups = [...upstreams(this.config).values()].map((u) => ({
-      ...u,
-      models: u.models ? [...u.models] : undefined,
-    }));
+    const ups = serializeUpstreams(this.config);
     const wantedPort = this.config.gateway.port ?? (this.config.port ? this.config.port + 1 : 0);
     const fingerprint = createHash("sha256")
       .update(
+        // Not the keys: a changed key reaches a running gateway (pushUpstreams), no restart needed.
         JSON.stringify({
-          ups,
+          ups: ups.map((u) => ({ ...u, key: undefined })),
           db: this.databaseUrl,
           host: this.config.gateway.host,
           wantedPort,
@@ -83,6 +74,7 @@ export class GatewaySupervisor {
     if (old && sameProcess(old.pid, old.pid_start)) {
       if (old.fingerprint === fingerprint && (await this.answers(old.url, fingerprint))) {
         this.adopt(old.pid, old.pid_start, old.url, old.control_secret);
+        await this.pushUpstreams();
         this.log.info({ url: old.url, pid: old.pid }, "model gateway adopted");
         return old.url;
       }
@@ -113,6 +105,18 @@ export class GatewaySupervisor {
     this.adopt(started.pid, pidStart, started.url, started.secret);
     this.log.info({ url: started.url, pid: started.pid }, "model gateway started");
     return started.url;
+  }
+
+  /** The current providers and keys to the running gateway (after a key changed in the store). */
+  async pushUpstreams(): Promise<void> {
+    if (!this.url) return;
+    const res = await fetch(`${this.url}/_gateway/upstreams`, {
+      method: "PUT",
+      headers: { "x-flotilla-control": this.secret, "content-type": "application/json" },
+      body: JSON.stringify(serializeUpstreams(this.config)),
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!res.ok) throw new Error(`the model gateway refused its new keys: HTTP ${res.status}`);
   }
 
   private adopt(pid: number, pidStart: string | null, url: string, secret: string): void {

@@ -73,3 +73,24 @@ export function upstreams(config: Config): Map<string, Upstream> {
   }
   return out;
 }
+
+/** An upstream as it crosses to the gateway process (JSON: the model list as an array). */
+export type SerializedUpstream = Omit<Upstream, "models"> & { models?: string[] };
+
+export function serializeUpstreams(config: Config): SerializedUpstream[] {
+  return [...upstreams(config).values()].map((u) => ({ ...u, models: u.models ? [...u.models] : undefined }));
+}
+
+export function upstreamMap(xs: SerializedUpstream[]): Map<string, Upstream> {
+  return new Map(xs.map((u) => [u.id, { ...u, models: u.models ? new Set(u.models) : undefined }]));
+}
+
+/** The variables a provider key can be named by: OpenCode's bundled providers' and the config's. */
+export function providerKeyNames(config: Config): string[] {
+  return [
+    ...new Set([
+      ...Object.keys(BUNDLED),
+      ...Object.values(config.providers).flatMap((p) => (p.apiKeyEnv ? [p.apiKeyEnv] : [])),
+    ]),
+  ];
+}
