@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "@flotilla/server";
 import pg from "pg";
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   collectUntil,
   makeRepo,
+  ROOT,
   startTestServer,
   type TestServer,
   tempDir,
@@ -61,6 +62,17 @@ describe("metrics", () => {
     expect(text).toContain('flotilla_http_requests_total{method="GET",route="/sessions/:id",status="404"} 1');
     expect(text).not.toContain("ses_nonesuch");
     expect(text).toMatch(/^flotilla_process_resident_memory_bytes \d+/m);
+
+    // The Grafana dashboard shipped in the repository charts only metrics that exist.
+    const dashboard = JSON.parse(readFileSync(join(ROOT, "deploy/grafana/flotilla.json"), "utf8")) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const exposed = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+    const used = dashboard.panels.flatMap((p) =>
+      p.targets.flatMap((t) => [...t.expr.matchAll(/flotilla_\w+/g)].map((m) => m[0])),
+    );
+    expect(used.length).toBeGreaterThan(10);
+    for (const name of used) expect(exposed, name).toContain(name.replace(/_bucket$/, ""));
   });
 
   it("a real Prometheus scrapes it; gateway output tokens by project match what the gateway recorded", {
