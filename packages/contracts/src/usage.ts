@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 
 /** What `GET /usage` can group the model gateway's calls by (any of them, in order). */
-export const USAGE_GROUPS = ["project", "model", "day", "session", "task"] as const;
+export const USAGE_GROUPS = ["project", "model", "day", "session", "task", "token"] as const;
 export type UsageGroup = (typeof USAGE_GROUPS)[number];
 
 const groupList = new RegExp(`^(${USAGE_GROUPS.join("|")})(,(${USAGE_GROUPS.join("|")}))*$`);
@@ -38,6 +38,7 @@ export const UsageRow = z
     day: z.string().optional().openapi({ description: "YYYY-MM-DD, UTC" }),
     session: z.string().optional(),
     task: z.string().nullable().optional(),
+    token: z.string().nullable().optional().openapi({ description: "The API token that submitted the task" }),
     calls: z.number().int().openapi({ description: "Calls that reached the provider" }),
     refused: z.number().int().openapi({ description: "Calls refused for a budget" }),
     inputTokens: z.number().int(),

@@ -350,10 +350,10 @@ describe("model gateway", () => {
     );
     const wrong = await runCli(["usage", "--by", "colour", ...conn]);
     expect(wrong.code).not.toBe(0);
-    expect(wrong.stderr).toMatch(/--by.*expected a comma list of project, model, day, session, task/);
+    expect(wrong.stderr).toMatch(/--by.*expected a comma list of project, model, day, session, task, token/);
   });
 
-  it("limits: past a project's requests per minute the gateway answers 429 with Retry-After; past its daily spend it refuses, naming projectDailyUsd", {
+  it("limits: past a project's requests per minute the gateway answers 429 with Retry-After; past its or its API token's daily spend it refuses, naming projectDailyUsd or tokenDailyUsd", {
     timeout: 300_000,
   }, async () => {
     const config = t.server.services.config;
@@ -399,6 +399,34 @@ describe("model gateway", () => {
     expect(fin?.type === "turn.finished" && fin.data.error?.message).toMatch(
       /project budget projectDailyUsd \$1e-9 reached for today/,
     );
+
+    // Per API token (the one that submitted the task): one task spends today, then the next one's
+    // first call is refused.
+    config.gateway.limits = {};
+    await t.restart();
+    const settled = async (id: string) =>
+      waitFor(
+        async () => {
+          const x = await t.client.tasks.get(id);
+          return ["failed", "succeeded", "canceled", "dead"].includes(x.state) && x;
+        },
+        180_000,
+        "the task's end",
+      );
+    const first = await t.client.tasks.submit({ repo, prompt: "hello" });
+    expect((await settled(first.task.id)).state).toBe("succeeded");
+    config.gateway.limits = { tokenDailyUsd: 1e-9 };
+    await t.restart();
+    const second = await t.client.tasks.submit({ repo, prompt: "hello" });
+    const refused = await settled(second.task.id);
+    expect(refused.error?.name).toBe("BudgetExceeded");
+    expect(refused.error?.message).toMatch(/token budget tokenDailyUsd \$1e-9 reached for today/);
+    // The usage by token shows the admin token's calls and the refusal.
+    const admin = (await t.client.tokens.list()).find((x) => x.role === "admin")!;
+    const byToken = await t.client.usage({ by: "token" });
+    const mine = byToken.items.find((r) => r.token === admin.id);
+    expect(mine?.calls).toBeGreaterThanOrEqual(1);
+    expect(mine?.refused).toBeGreaterThanOrEqual(1);
     config.gateway.limits = {};
     await t.restart();
   });

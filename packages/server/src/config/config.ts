@@ -159,6 +159,7 @@ export const FileConfig = z
             projectRpm: z.number().int().positive().optional(),
             tokenRpm: z.number().int().positive().optional(),
             projectDailyUsd: z.number().positive().optional(),
+            tokenDailyUsd: z.number().positive().optional(),
           })
           .strict()
           .optional(),
@@ -183,6 +184,8 @@ export interface GatewayLimits {
   projectRpm?: number;
   tokenRpm?: number;
   projectDailyUsd?: number;
+  /** Spend per UTC day of the API token that submitted a task (sessions made directly have none). */
+  tokenDailyUsd?: number;
 }
 
 export interface Config {

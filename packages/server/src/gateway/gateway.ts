@@ -29,6 +29,8 @@ interface Caller {
   apiTokenId: string | null;
   /** What the project's calls cost today (UTC), when a daily limit is set. */
   projectToday: number | null;
+  /** What the API token's calls cost today (UTC), when a daily limit is set and there is a token. */
+  tokenToday: number | null;
   budget: {
     maxCostUsd: number | null;
     maxTokens: number | null;
@@ -134,7 +136,11 @@ export class ModelGateway {
               case when $3 then (select coalesce(sum(g.cost_usd), 0)::float8 from gateway_calls g
                                   where g.project_id = s.project_id
                                     and g.started_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
-              end as project_today
+              end as project_today,
+              case when $4 and t.token_id is not null then (select coalesce(sum(g.cost_usd), 0)::float8 from gateway_calls g
+                                  where g.api_token_id = t.token_id
+                                    and g.started_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
+              end as token_today
          from harnesses h
          left join sessions s on s.opencode_id = $2 and s.deleted_at is null
               and s.workspace_id in (select w.id from workspaces w where w.shard_id = h.shard_id)
@@ -145,7 +151,12 @@ export class ModelGateway {
                               from gateway_calls g
                              where g.task_id = t.id and (t.max_cost_usd is not null or t.max_tokens is not null)) spent on true
         where h.gateway_token_hash = $1 and h.state in ('starting', 'ready')`,
-      [hashToken(token), opencodeSession ?? "", this.limits.projectDailyUsd !== undefined],
+      [
+        hashToken(token),
+        opencodeSession ?? "",
+        this.limits.projectDailyUsd !== undefined,
+        this.limits.tokenDailyUsd !== undefined,
+      ],
     );
     const r = rows[0];
     if (!r) return "the gateway token is not a live harness's";
@@ -157,6 +168,7 @@ export class ModelGateway {
       taskId: r.task_id,
       apiTokenId: r.token_id,
       projectToday: r.project_today,
+      tokenToday: r.token_today,
       budget:
         r.max_cost_usd !== null || r.max_tokens !== null
           ? {
@@ -283,9 +295,13 @@ export class ModelGateway {
       res.headers.set("retry-after", String(limited.retryAfterS));
       return res;
     }
-    const daily = this.limits.projectDailyUsd;
-    if (daily !== undefined && who.projectToday !== null && who.projectToday >= daily) {
-      const why = `project budget projectDailyUsd $${daily} reached for today (UTC): $${who.projectToday.toFixed(6)} spent`;
+    const daily: [string, number | undefined, number | null][] = [
+      ["project budget projectDailyUsd", this.limits.projectDailyUsd, who.projectToday],
+      ["token budget tokenDailyUsd", this.limits.tokenDailyUsd, who.tokenToday],
+    ];
+    for (const [name, limit, spent] of daily) {
+      if (limit === undefined || spent === null || spent < limit) continue;
+      const why = `${name} $${limit} reached for today (UTC): $${spent.toFixed(6)} spent`;
       await record(402, null, null, `budget_exceeded: ${why}`);
       const res = refuse(402, "budget_exceeded", why);
       res.headers.set(BUDGET_HEADER, "budget_exceeded");
@@ -411,8 +427,9 @@ export class ModelGateway {
     try {
       await this.db.query(
         `insert into gateway_calls (id, session_id, task_id, project_id, harness_id, provider, model, path,
-           status, stream, input_tokens, output_tokens, cached_tokens, cost_usd, first_byte_ms, latency_ms, error)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+           status, stream, input_tokens, output_tokens, cached_tokens, cost_usd, first_byte_ms, latency_ms, error,
+           api_token_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
         [
           newId("gwc"),
           who.sessionId,
@@ -431,6 +448,7 @@ export class ModelGateway {
           firstByteMs === null ? null : Math.round(firstByteMs),
           Math.round(latencyMs),
           error ?? null,
+          who.apiTokenId,
         ],
       );
     } catch (err) {

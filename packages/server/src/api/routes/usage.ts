@@ -10,6 +10,7 @@ const COLUMNS: Record<UsageGroup, string> = {
   day: "to_char(g.started_at at time zone 'UTC', 'YYYY-MM-DD')",
   session: "g.session_id",
   task: "g.task_id",
+  token: "g.api_token_id",
 };
 
 const csvCell = (v: unknown) => {

@@ -1,0 +1,4 @@
+-- Which API token a gateway call was made for (the one that submitted the session's task): per-token
+-- spend, its daily limit, and usage grouped by token.
+alter table gateway_calls add column api_token_id text;
+create index gateway_calls_api_token on gateway_calls (api_token_id, started_at) where api_token_id is not null;
