@@ -241,6 +241,8 @@ describe("model gateway", () => {
     expect((await callGateway(gatewayToken!, otherIds[0].opencode_id)).status).toBe(200);
     await t.server.services.harnesses.stopAll("test: the harness stops");
     expect((await callGateway(gatewayToken!, otherIds[0].opencode_id)).status).toBe(401);
+    // (A manager that stopped all its harnesses starts no more: a fresh control plane for the rest.)
+    await t.restart();
   });
 
   it("a task's $0.01 budget: the gateway refuses the call that would pass it, the task fails BudgetExceeded naming the budget, nothing is charged past it", {
@@ -429,6 +431,31 @@ describe("model gateway", () => {
     expect(mine?.refused).toBeGreaterThanOrEqual(1);
     config.gateway.limits = {};
     await t.restart();
+  });
+
+  it("a gateway that dies is started again at the same address; a running harness's next turn goes through it", {
+    timeout: 300_000,
+  }, async () => {
+    const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "hello", model: MODEL });
+    await collectUntil(t.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
+    const { rows: before } = await db.query("select pid, url from gateways");
+    expect(before).toHaveLength(1);
+    process.kill(-before[0].pid, "SIGKILL");
+    const after = await waitFor(
+      async () => {
+        const { rows } = await db.query("select pid, url from gateways");
+        return rows[0] && rows[0].pid !== before[0].pid && rows[0];
+      },
+      60_000,
+      "the gateway started again",
+    );
+    expect(after.url).toBe(before[0].url);
+    await t.client.sessions.send(s.id, { text: "hello again" });
+    const events = await collectUntil(t.client, s.id, untilTurnFinished(2), { timeoutMs: 120_000 });
+    const fin = events.filter((e) => e.type === "turn.finished").at(-1);
+    expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("success");
+    const { rows: calls } = await db.query("select status from gateway_calls where session_id = $1", [s.id]);
+    expect(calls.map((c) => c.status)).toEqual([200, 200]);
   });
 
   it("a provider key an agent finds in a repository is redacted from the session's events and the log", {

@@ -43,6 +43,9 @@ export class GatewaySupervisor {
   private url: string | undefined;
   private secret = "";
   private timer: NodeJS.Timeout | undefined;
+  private fingerprint = "";
+  private respawning = false;
+  private stopped = false;
 
   constructor(
     private readonly db: Db,
@@ -67,6 +70,7 @@ export class GatewaySupervisor {
         }),
       )
       .digest("hex");
+    this.fingerprint = fingerprint;
     const { rows } = await this.db.query("select * from gateways where replica = $1", [
       this.config.replicaId,
     ]);
@@ -94,6 +98,13 @@ export class GatewaySupervisor {
       );
       started = await this.spawn(ups, fingerprint, 0);
     }
+    const pidStart = await this.saveRow(started, fingerprint);
+    this.adopt(started.pid, pidStart, started.url, started.secret);
+    this.log.info({ url: started.url, pid: started.pid }, "model gateway started");
+    return started.url;
+  }
+
+  private async saveRow(started: { pid: number; url: string; secret: string }, fingerprint: string) {
     const pidStart = processStart(started.pid);
     await this.db.query(
       `insert into gateways (replica, pid, pid_start, url, fingerprint, control_secret)
@@ -102,9 +113,32 @@ export class GatewaySupervisor {
          control_secret = $6, started_at = now()`,
       [this.config.replicaId, started.pid, pidStart, started.url, fingerprint, started.secret],
     );
-    this.adopt(started.pid, pidStart, started.url, started.secret);
-    this.log.info({ url: started.url, pid: started.pid }, "model gateway started");
-    return started.url;
+    return pidStart;
+  }
+
+  /**
+   * The gateway died (a crash, an OOM kill): started again on the same address, which every
+   * harness is configured with, so their calls fail only until it is back (OpenCode retries them).
+   */
+  private async respawn(): Promise<void> {
+    if (this.respawning || this.stopped || !this.url) return;
+    this.respawning = true;
+    try {
+      this.log.error({ url: this.url }, "the model gateway died: starting it again at the same address");
+      const started = await this.spawn(
+        serializeUpstreams(this.config),
+        this.fingerprint,
+        Number(new URL(this.url).port),
+      );
+      this.pidStart = await this.saveRow(started, this.fingerprint);
+      this.pid = started.pid;
+      this.secret = started.secret;
+      this.log.info({ url: started.url, pid: started.pid }, "model gateway started again");
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "the model gateway could not be started again; retrying");
+    } finally {
+      this.respawning = false;
+    }
   }
 
   /** The current providers and keys to the running gateway (after a key changed in the store). */
@@ -137,12 +171,9 @@ export class GatewaySupervisor {
         headers: { "x-flotilla-control": this.secret },
         signal: AbortSignal.timeout(2_000),
       });
-    } catch (e) {
-      if (this.pid && !sameProcess(this.pid, this.pidStart))
-        this.log.error(
-          { err: (e as Error).message },
-          "the model gateway is gone: model calls fail until a restart",
-        );
+    } catch {
+      // Slow to answer (a loaded machine) is not gone; gone is a process that is no longer there.
+      if (this.pid && !sameProcess(this.pid, this.pidStart)) await this.respawn();
     }
   }
 
@@ -220,6 +251,7 @@ export class GatewaySupervisor {
 
   /** The control plane shuts down on purpose: its harnesses stop, and the gateway with them. */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     if (!this.pid) return;
     await stopGroup(this.pid, this.pidStart, 5_000);
