@@ -23,6 +23,7 @@ import { migrate } from "./platform/db/migrate.ts";
 import { createPool } from "./platform/db/pool.ts";
 import { EventBus } from "./platform/events/bus.ts";
 import { EventLog } from "./platform/events/log.ts";
+import { hostForUrl } from "./platform/http/host.ts";
 import type { Logger } from "./platform/logger.ts";
 import { registerSecret } from "./platform/redact.ts";
 import { runtimeDrivers } from "./runtime/registry.ts";
@@ -62,8 +63,6 @@ const registered = (secret: string) => {
   registerSecret(secret);
   return secret;
 };
-
-const hostForUrl = (h: string) => (h.includes(":") ? `[${h}]` : h);
 
 function closeServer(server: ReturnType<typeof serve>): Promise<void> {
   return new Promise<void>((res) => {

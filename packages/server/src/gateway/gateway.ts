@@ -11,6 +11,14 @@ import { UsageMeter } from "./usage.ts";
 /** Set on a refusal for budget: the failure's name for whoever reads the agent's error. */
 export const BUDGET_HEADER = "x-flotilla-error";
 
+/** 402: not a status OpenCode retries. The header names the failure for Flotilla's reading of the
+ * turn's error (agents/opencode/translate.ts). */
+function refuseBudget(why: string): Response {
+  const res = refuse(402, "budget_exceeded", why);
+  res.headers.set(BUDGET_HEADER, "budget_exceeded");
+  return res;
+}
+
 /** A harness's gateway credential: shown to the harness once, kept here only as this hash. */
 export function newGatewayToken(): { token: string; hash: string } {
   const token = `fgw_${randomBytes(24).toString("base64url")}`;
@@ -195,14 +203,17 @@ export class ModelGateway {
     for (const [key, rpm, name] of checks) {
       if (rpm === undefined) continue;
       const times = (this.recent.get(key) ?? []).filter((t) => t > now - 60_000);
-      this.recent.set(key, times);
+      // A key whose minute has passed is dropped, not kept empty.
+      if (times.length) this.recent.set(key, times);
+      else this.recent.delete(key);
       if (times.length >= rpm)
         return {
           message: `rate limit ${name} ${rpm}/min reached`,
           retryAfterS: Math.max(1, Math.ceil((times[0]! + 60_000 - now) / 1000)),
         };
     }
-    for (const [key, rpm] of checks) if (rpm !== undefined) this.recent.get(key)!.push(now);
+    for (const [key, rpm] of checks)
+      if (rpm !== undefined) this.recent.set(key, [...(this.recent.get(key) ?? []), now]);
     return null;
   }
 
@@ -303,9 +314,7 @@ export class ModelGateway {
       if (limit === undefined || spent === null || spent < limit) continue;
       const why = `${name} $${limit} reached for today (UTC): $${spent.toFixed(6)} spent`;
       await record(402, null, null, `budget_exceeded: ${why}`);
-      const res = refuse(402, "budget_exceeded", why);
-      res.headers.set(BUDGET_HEADER, "budget_exceeded");
-      return res;
+      return refuseBudget(why);
     }
     if (who.budget) {
       const verdict = this.judge(who.budget, model ? up.cost[model] : undefined, body?.length ?? 0);
@@ -315,11 +324,7 @@ export class ModelGateway {
           { session: who.sessionId, task: who.taskId, why: verdict.refuse },
           "gateway: budget refused a call",
         );
-        // 402: not a status OpenCode retries. The header names the failure for Flotilla's reading
-        // of the turn's error (agents/opencode/translate.ts).
-        const res = refuse(402, "budget_exceeded", verdict.refuse);
-        res.headers.set(BUDGET_HEADER, "budget_exceeded");
-        return res;
+        return refuseBudget(verdict.refuse);
       }
       if (verdict.maxOutput !== undefined && doc) {
         const key =

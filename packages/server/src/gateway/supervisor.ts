@@ -7,6 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import type { Config, GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
+import { hostForUrl } from "../platform/http/host.ts";
 import type { Logger } from "../platform/logger.ts";
 import { processStart, sameProcess, stopGroup } from "../runtime/process.ts";
 import { type SerializedUpstream, serializeUpstreams } from "./upstreams.ts";
@@ -28,8 +29,6 @@ export interface GatewaySettings {
 const PING_MS = 5_000;
 /** Long enough for a control plane to be restarted and adopt its gateway. */
 const ORPHAN_MS = 120_000;
-
-const hostForUrl = (h: string) => (h.includes(":") ? `[${h}]` : h);
 
 /**
  * Runs the model gateway beside the control plane, as a process of its own in its own process

@@ -127,7 +127,14 @@ export class Metrics {
         value: x.n,
       })),
     );
-    const calls = () =>
+    // One read of the gateway's calls serves the four counters below within a scrape.
+    // biome-ignore lint/suspicious/noExplicitAny: pg's rows, typed by the query's own columns below
+    let shared: { at: number; rows: Promise<any[]> } | undefined;
+    const calls = () => {
+      if (!shared || Date.now() - shared.at > 1000) shared = { at: Date.now(), rows: readCalls() };
+      return shared.rows;
+    };
+    const readCalls = () =>
       q(`select coalesce(project_id, '') as project, provider, coalesce(model, '') as model, status,
                 count(*)::float8 as n, sum(input_tokens)::float8 as input, sum(output_tokens)::float8 as output,
                 sum(cached_tokens)::float8 as cached, sum(cost_usd)::float8 as cost,
