@@ -66,6 +66,10 @@ export const Tokens = z.object({
 });
 export type Tokens = z.infer<typeof Tokens>;
 
+/** The budgets the model gateway enforces: a task's own two, and the daily ones per project and token. */
+export const BudgetName = z.enum(["maxCostUsd", "maxTokens", "projectDailyUsd", "tokenDailyUsd"]);
+export type BudgetName = z.infer<typeof BudgetName>;
+
 const ev = <T extends string, D extends z.ZodTypeAny>(type: T, data: D) =>
   z.object({ type: z.literal(type), data });
 
@@ -158,6 +162,19 @@ export const EventBody = z.discriminatedUnion("type", [
       into: z.string().optional(),
       url: z.string().optional(),
       summary: z.string(),
+    }),
+  ),
+  // A budget in `warn` mode was crossed: the model gateway let the call through and says so, once
+  // per budget (per task; per day for a daily one).
+  ev(
+    "budget.warning",
+    z.object({
+      budget: BudgetName,
+      limit: z.number(),
+      spent: z.number(),
+      unit: z.enum(["usd", "tokens"]),
+      taskId: z.string().nullable(),
+      message: z.string(),
     }),
   ),
 ]);

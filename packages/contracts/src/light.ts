@@ -163,7 +163,7 @@ export const CSRF_HEADER = "x-csrf-token";
 
 export const FINAL_TASK_STATES: TaskState[] = ["succeeded", "failed", "cancelled", "timed_out", "dead"];
 
-export const DEFAULT_WEBHOOK_EVENTS: WebhookEventPattern[] = ["task.*", "session.status"];
+export const DEFAULT_WEBHOOK_EVENTS: WebhookEventPattern[] = ["task.*", "session.status", "budget.warning"];
 
 /** Every event type (events.ts checks at compile time that this is exactly its union's). */
 export const EVENT_TYPES = [
@@ -185,6 +185,7 @@ export const EVENT_TYPES = [
   "harness.state",
   "terminal.lease",
   "git",
+  "budget.warning",
 ] as const;
 
 /**

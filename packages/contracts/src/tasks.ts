@@ -84,6 +84,10 @@ export const CreateTaskBody = z
     maxTokens: z.number().int().positive().max(1_000_000_000).optional().openapi({
       description: "Hard budget of model tokens (input + output) over every attempt, enforced the same way",
     }),
+    budgetMode: z.enum(["hard", "warn"]).optional().openapi({
+      description:
+        "hard (default): a call past maxCostUsd/maxTokens is refused. warn: it goes through, and a `budget.warning` event and webhook say which budget was crossed",
+    }),
   })
   .strict()
   .openapi("CreateTask");
@@ -148,6 +152,7 @@ export const Task = z
     pr: TaskPullRequest.nullable(),
     maxCostUsd: z.number().nullable(),
     maxTokens: z.number().int().nullable(),
+    budgetMode: z.enum(["hard", "warn"]),
     projectId: z.string(),
     sessionId: z.string().nullable().openapi({ description: "The latest attempt's session" }),
     result: TaskResult.nullable(),

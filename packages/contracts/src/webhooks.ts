@@ -1,13 +1,13 @@
 import { z } from "@hono/zod-openapi";
-import { ErrorInfo, SessionStatus } from "./events.ts";
+import { BudgetName, ErrorInfo, SessionStatus } from "./events.ts";
 import { TaskState } from "./tasks.ts";
 
 /**
  * What a subscription listens to: `task.*` (every task transition), one task state (`task.succeeded`),
- * or `session.status` (every session status change).
+ * `session.status` (every session status change), or `budget.warning` (a budget in warn mode crossed).
  */
 export const WebhookEventPattern = z
-  .enum(["task.*", ...TaskState.options.map((s) => `task.${s}` as const), "session.status"])
+  .enum(["task.*", ...TaskState.options.map((s) => `task.${s}` as const), "session.status", "budget.warning"])
   .openapi("WebhookEventPattern");
 export type WebhookEventPattern = z.infer<typeof WebhookEventPattern>;
 export { DEFAULT_WEBHOOK_EVENTS } from "./light.ts";
@@ -139,3 +139,17 @@ export const SessionStatusPayload = z.object({
   seq: z.number().int(),
 });
 export type SessionStatusPayload = z.infer<typeof SessionStatusPayload>;
+
+/** The body of a `budget.warning` delivery: the session event's data, and where it happened. */
+export const BudgetWarningPayload = z.object({
+  sessionId: z.string(),
+  projectId: z.string(),
+  taskId: z.string().nullable(),
+  budget: BudgetName,
+  limit: z.number(),
+  spent: z.number(),
+  unit: z.enum(["usd", "tokens"]),
+  message: z.string(),
+  seq: z.number().int(),
+});
+export type BudgetWarningPayload = z.infer<typeof BudgetWarningPayload>;

@@ -50,6 +50,7 @@ export function taskFromRow(r: Row): Task {
     pr: r.land?.pr ?? null,
     maxCostUsd: r.max_cost_usd,
     maxTokens: r.max_tokens === null ? null : Number(r.max_tokens),
+    budgetMode: r.budget_mode,
     projectId: r.project_id,
     sessionId: r.session_id,
     result: r.result,
@@ -151,8 +152,8 @@ export class TaskService {
       const ins = await tx.query(
         `insert into tasks (id, org_id, project_id, token_id, repo, base_ref, prompt, model, agent, permission, priority,
            timeout_ms, max_attempts, labels, idempotency_key, verify_command, webhook_url, runtime, land,
-           max_cost_usd, max_tokens, state)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, 'queued')
+           max_cost_usd, max_tokens, budget_mode, state)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, 'queued')
          on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
          returning *`,
         [
@@ -177,6 +178,7 @@ export class TaskService {
           body.commit || body.pr ? JSON.stringify({ commit: true, pr: body.pr ?? null }) : null,
           body.maxCostUsd ?? null,
           body.maxTokens ?? null,
+          body.budgetMode ?? "hard",
         ],
       );
       if (!ins.rows[0]) return null; // lost an idempotency race to a concurrent submit
