@@ -229,6 +229,11 @@ export class Renderer {
         // Work that landed: committed on the branch, merged or patched into the user's repository.
         this.line(s.dim(`  ● ${e.data.summary}`));
         return;
+      case "budget.warning":
+        this.line(
+          s.yellow(`  ! budget ${e.data.budget}: ${firstLine(e.data.message)} (warn mode: going on)`),
+        );
+        return;
       case "usage":
         return;
     }

@@ -114,9 +114,14 @@ export function showLines(t: Task, s: Style, diff?: Diff, width = 100): string[]
     ["attempts", `${t.attempts} of ${t.maxAttempts}`],
     [
       "budget",
-      [t.maxCostUsd !== null ? `$${t.maxCostUsd}` : "", t.maxTokens !== null ? `${t.maxTokens} tokens` : ""]
-        .filter(Boolean)
-        .join(", ") || null,
+      t.maxCostUsd === null && t.maxTokens === null
+        ? null
+        : `${[
+            t.maxCostUsd !== null ? `$${t.maxCostUsd}` : "",
+            t.maxTokens !== null ? `${t.maxTokens} tokens` : "",
+          ]
+            .filter(Boolean)
+            .join(", ")} (${t.budgetMode})`,
     ],
     ["labels", labels.join(", ") || null],
     ["key", t.idempotencyKey],

@@ -20,6 +20,7 @@ interface SubmitOptions {
   maxAttempts?: number;
   maxCost?: number;
   maxTokens?: number;
+  budgetMode?: "hard" | "warn";
   label?: Record<string, string>;
   key?: string;
   verify?: string;
@@ -60,6 +61,7 @@ export function taskBody(prompt: string, f: SubmitOptions): CreateTaskBody {
     ...(f.maxAttempts !== undefined ? { maxAttempts: f.maxAttempts } : {}),
     ...(f.maxCost !== undefined ? { maxCostUsd: f.maxCost } : {}),
     ...(f.maxTokens !== undefined ? { maxTokens: f.maxTokens } : {}),
+    ...(f.budgetMode ? { budgetMode: f.budgetMode } : {}),
     ...(f.label ? { labels: f.label } : {}),
     ...(f.key ? { idempotencyKey: f.key } : {}),
     ...(f.verify ? { verify: f.verify } : {}),
@@ -90,11 +92,13 @@ export function registerTasks(program: Command): void {
     .option("--priority <n>", "-100 to 100; higher runs first (default 0)", intIn(-100, 100))
     .option("--timeout <duration>", "per attempt: 90s, 30m, 1h or milliseconds (default 1h)", durationMs)
     .option("--max-attempts <n>", "attempts before the task is dead (1-20, default 3)", intIn(1, 20))
-    .option("--max-cost <usd>", "hard budget over every attempt: model calls past it are refused", usd)
-    .option(
-      "--max-tokens <n>",
-      "hard budget of model tokens (input + output) over every attempt",
-      intIn(1, 1e9),
+    .option("--max-cost <usd>", "budget over every attempt: model calls past it are refused", usd)
+    .option("--max-tokens <n>", "budget of model tokens (input + output) over every attempt", intIn(1, 1e9))
+    .addOption(
+      new Option(
+        "--budget-mode <mode>",
+        "hard (default): refuse calls past the budget; warn: let them through with a budget.warning event and webhook",
+      ).choices(["hard", "warn"]),
     )
     .option("--label <key=value>", "a label (repeat for more)", collectLabel)
     .option("--key <idempotency-key>", "submitting the same key again returns the first task")

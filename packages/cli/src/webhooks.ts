@@ -1,4 +1,9 @@
-import { DeliveryStatus, type WebhookDelivery, WebhookEventPattern } from "@flotilla/contracts";
+import {
+  DEFAULT_WEBHOOK_EVENTS,
+  DeliveryStatus,
+  type WebhookDelivery,
+  WebhookEventPattern,
+} from "@flotilla/contracts";
 import { type Command, Option } from "commander";
 import { collectChoice } from "./args.ts";
 import { action, connect } from "./connection.ts";
@@ -53,7 +58,7 @@ export function registerWebhooks(program: Command): void {
     .option("--project <id>", "only this project's events (default: every project)")
     .option(
       "--event <pattern>",
-      `event to send, repeatable or comma-separated: ${WebhookEventPattern.options.join(", ")} (default task.*, session.status)`,
+      `event to send, repeatable or comma-separated: ${WebhookEventPattern.options.join(", ")} (default ${DEFAULT_WEBHOOK_EVENTS.join(", ")})`,
       collectChoice(WebhookEventPattern.options),
     )
     .option("--secret <secret>", "signing secret, 16-256 characters (default: generated)")

@@ -1,6 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { SessionEvent } from "@flotilla/client";
 import pg from "pg";
@@ -304,6 +306,118 @@ describe("model gateway", () => {
       (r) => r.rule !== undefined && r.messages.some((m) => JSON.stringify(m).includes("spend a little")),
     );
     expect(stepsRun.length).toBe(charged.length);
+  });
+
+  it("warn mode: a task past its budget goes on; one budget.warning event names the budget, and the webhook says so; a daily limit in warn mode too", {
+    timeout: 300_000,
+  }, async () => {
+    // (Priced by the test before: $0.01 buys about two and a half of this task's calls.)
+    const received: { path: string; body: { event: string; data: Record<string, unknown> } }[] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        received.push({ path: req.url ?? "", body: JSON.parse(Buffer.concat(chunks).toString("utf8")) });
+        res.writeHead(200).end("ok");
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    try {
+      const sub = await t.client.webhooks.create({ url: `${base}/sub`, events: ["budget.warning"] });
+      expect(sub.events).toEqual(["budget.warning"]);
+
+      // Submitted from the CLI: --budget-mode warn, shown back by `task show`.
+      const conn = ["--server", t.url, "--token", t.token];
+      const submitted = await runCli([
+        "task",
+        "submit",
+        "spend a little",
+        "--repo",
+        makeRepo(),
+        "--max-cost",
+        "0.01",
+        "--budget-mode",
+        "warn",
+        "--webhook",
+        `${base}/task`,
+        "--json",
+        ...conn,
+      ]);
+      expect(submitted.code, submitted.stderr).toBe(0);
+      const taskId = JSON.parse(submitted.stdout).task.id as string;
+      const done = await waitFor(
+        async () => {
+          const x = await t.client.tasks.get(taskId);
+          return ["failed", "succeeded", "canceled", "dead"].includes(x.state) && x;
+        },
+        240_000,
+        "the task's end",
+      );
+      expect(done.state, JSON.stringify(done.error)).toBe("succeeded");
+      expect(done.budgetMode).toBe("warn");
+      const shown = await runCli(["task", "show", taskId, ...conn]);
+      expect(shown.stdout).toMatch(/budget +\$0\.01 \(warn\)/);
+
+      // Every step ran, past the budget, and one warning said so, before the call that crossed it.
+      const { rows: calls } = await db.query(
+        "select status, cost_usd, budget_warnings from gateway_calls where task_id = $1 order by started_at",
+        [taskId],
+      );
+      expect(calls.every((c) => c.status === 200)).toBe(true);
+      const total = calls.reduce((sum, c) => sum + c.cost_usd, 0);
+      expect(total).toBeGreaterThan(0.01);
+      const warned = calls.filter((c) => c.budget_warnings);
+      expect(warned.map((c) => c.budget_warnings)).toEqual([["maxCostUsd"]]);
+      const spentBefore = calls.slice(0, calls.indexOf(warned[0])).reduce((sum, c) => sum + c.cost_usd, 0);
+      const events = await collectUntil(t.client, done.sessionId!, untilTurnFinished());
+      const warnings = events.filter((e) => e.type === "budget.warning");
+      expect(warnings.length).toBe(1);
+      expect(warnings[0]!.type === "budget.warning" && warnings[0]!.data).toMatchObject({
+        budget: "maxCostUsd",
+        limit: 0.01,
+        unit: "usd",
+        taskId,
+      });
+      const data = warnings[0]!.type === "budget.warning" ? warnings[0]!.data : undefined;
+      expect(data?.spent).toBeCloseTo(spentBefore, 9);
+      expect(data?.message).toMatch(/task budget maxCostUsd \$0\.01 reached/);
+
+      // The webhook: to the subscription and to the task's own URL, the same warning.
+      const hooks = await waitFor(
+        async () => {
+          const w = received.filter((r) => r.body.event === "budget.warning");
+          return w.length >= 2 && w;
+        },
+        60_000,
+        "the budget.warning deliveries",
+      );
+      expect(hooks.map((h) => h.path).sort()).toEqual(["/sub", "/task"]);
+      for (const h of hooks)
+        expect(h.body.data).toMatchObject({
+          budget: "maxCostUsd",
+          taskId,
+          sessionId: done.sessionId,
+          seq: warnings[0]!.seq,
+        });
+
+      // A daily limit in warn mode: the turn goes through and says which limit, once.
+      t.server.services.config.gateway.limits = { projectDailyUsd: 1e-9, dailyMode: "warn" };
+      await t.restart();
+      const s = await t.client.sessions.create({ repo: makeRepo(), prompt: "spend a little", model: MODEL });
+      const daily = await collectUntil(t.client, s.id, untilTurnFinished(), { timeoutMs: 180_000 });
+      const fin = daily.find((e) => e.type === "turn.finished");
+      expect(fin?.type === "turn.finished" && fin.data.outcome).toBe("success");
+      const dailyWarnings = daily.filter((e) => e.type === "budget.warning");
+      expect(dailyWarnings.map((e) => e.type === "budget.warning" && e.data.budget)).toEqual([
+        "projectDailyUsd",
+      ]);
+      await t.client.webhooks.delete(sub.id);
+    } finally {
+      t.server.services.config.gateway.limits = {};
+      await t.restart();
+      await new Promise<void>((r) => receiver.close(() => r()));
+    }
   });
 
   it("GET /usage and `flotilla usage` group the gateway's calls (JSON, CSV, a table); a bad grouping is a 400 naming the field", {

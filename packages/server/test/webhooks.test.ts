@@ -96,7 +96,7 @@ describe("webhooks", () => {
   it("a subscription receives a task's transitions and its session's status, each signed", async () => {
     const all = await t.client.webhooks.create({ url: recv.url("/all") });
     expect(all.secret).toMatch(/^whsec_/);
-    expect(all.events).toEqual(["task.*", "session.status"]);
+    expect(all.events).toEqual(["task.*", "session.status", "budget.warning"]);
     expect(all.projectId).toBeNull();
 
     const repo = makeRepo();

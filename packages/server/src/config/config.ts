@@ -160,6 +160,7 @@ export const FileConfig = z
             tokenRpm: z.number().int().positive().optional(),
             projectDailyUsd: z.number().positive().optional(),
             tokenDailyUsd: z.number().positive().optional(),
+            dailyMode: z.enum(["hard", "warn"]).optional(),
           })
           .strict()
           .optional(),
@@ -186,6 +187,9 @@ export interface GatewayLimits {
   projectDailyUsd?: number;
   /** Spend per UTC day of the API token that submitted a task (sessions made directly have none). */
   tokenDailyUsd?: number;
+  /** hard (default): a call once a daily limit is reached is refused; warn: it goes through, and a
+   * `budget.warning` event and webhook say so (once per limit per day). */
+  dailyMode?: "hard" | "warn";
 }
 
 export interface Config {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { newId } from "@flotilla/contracts";
+import { type BudgetName, newId } from "@flotilla/contracts";
 import { Hono } from "hono";
 import type { GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
@@ -7,6 +7,7 @@ import type { Logger } from "../platform/logger.ts";
 import { registerSecret } from "../platform/redact.ts";
 import { type SerializedUpstream, type Upstream, upstreamMap } from "./upstreams.ts";
 import { UsageMeter } from "./usage.ts";
+import { BUDGET_UNIT, type BudgetWarning, BudgetWarnings } from "./warnings.ts";
 
 /** Set on a refusal for budget: the failure's name for whoever reads the agent's error. */
 export const BUDGET_HEADER = "x-flotilla-error";
@@ -44,7 +45,18 @@ interface Caller {
     maxTokens: number | null;
     spentUsd: number;
     spentTokens: number;
+    mode: "hard" | "warn";
   } | null;
+  /** The warn-mode budgets a warning was given for already (the task's; today's for the daily ones). */
+  warned: Set<string>;
+}
+
+/** A budget the call would go past: refused in hard mode, let through with a warning in warn mode. */
+interface Crossing {
+  budget: BudgetName;
+  limit: number;
+  spent: number;
+  message: string;
 }
 
 // Hop-by-hop headers, the caller's credentials, and sizes the gateway recomputes: never forwarded.
@@ -86,6 +98,7 @@ function refuse(status: number, code: string, message: string): Response {
 export class ModelGateway {
   readonly app = new Hono();
   private lastPing = Date.now();
+  private readonly warnings: BudgetWarnings;
 
   constructor(
     private readonly db: Db,
@@ -94,6 +107,7 @@ export class ModelGateway {
     control: { secret: string; fingerprint: string },
     private readonly limits: GatewayLimits = {},
   ) {
+    this.warnings = new BudgetWarnings(db, log);
     // The control plane's own calls: is this the gateway it started (its fingerprint), and a ping
     // that says it is still there (a gateway nobody pings for a while exits; see main.ts).
     this.app.get("/_gateway/healthz", () => Response.json({ ok: true, fingerprint: control.fingerprint }));
@@ -140,7 +154,7 @@ export class ModelGateway {
     // The task is the session's (its latest attempt's session); its spend counts every attempt.
     const { rows } = await this.db.query(
       `select h.id as harness_id, s.id as session_id, s.project_id,
-              t.id as task_id, t.token_id, t.max_cost_usd, t.max_tokens, spent.cost, spent.tokens,
+              t.id as task_id, t.token_id, t.max_cost_usd, t.max_tokens, t.budget_mode, spent.cost, spent.tokens,
               case when $3 then (select coalesce(sum(g.cost_usd), 0)::float8 from gateway_calls g
                                   where g.project_id = s.project_id
                                     and g.started_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
@@ -148,11 +162,18 @@ export class ModelGateway {
               case when $4 and t.token_id is not null then (select coalesce(sum(g.cost_usd), 0)::float8 from gateway_calls g
                                   where g.api_token_id = t.token_id
                                     and g.started_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
-              end as token_today
+              end as token_today,
+              case when t.budget_mode = 'warn' or $5 then array(
+                select distinct unnest(g.budget_warnings) from gateway_calls g
+                 where g.budget_warnings is not null
+                   and (g.task_id = t.id
+                        or (g.started_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'
+                            and (g.project_id = s.project_id or g.api_token_id = t.token_id)))
+              ) end as warned
          from harnesses h
          left join sessions s on s.opencode_id = $2 and s.deleted_at is null
               and s.workspace_id in (select w.id from workspaces w where w.shard_id = h.shard_id)
-         left join lateral (select t.id, t.token_id, t.max_cost_usd, t.max_tokens from tasks t
+         left join lateral (select t.id, t.token_id, t.max_cost_usd, t.max_tokens, t.budget_mode from tasks t
                              where t.session_id = s.id order by t.id desc limit 1) t on true
          left join lateral (select coalesce(sum(g.cost_usd), 0)::float8 as cost,
                                    coalesce(sum(g.input_tokens + g.output_tokens), 0)::float8 as tokens
@@ -164,6 +185,7 @@ export class ModelGateway {
         opencodeSession ?? "",
         this.limits.projectDailyUsd !== undefined,
         this.limits.tokenDailyUsd !== undefined,
+        this.limits.dailyMode === "warn",
       ],
     );
     const r = rows[0];
@@ -184,8 +206,10 @@ export class ModelGateway {
               maxTokens: r.max_tokens === null ? null : Number(r.max_tokens),
               spentUsd: r.cost ?? 0,
               spentTokens: r.tokens ?? 0,
+              mode: r.budget_mode,
             }
           : null,
+      warned: new Set(r.warned ?? []),
     };
   }
 
@@ -218,7 +242,7 @@ export class ModelGateway {
   }
 
   /**
-   * A task's hard budgets, judged before the call: refused when even its input would go past one;
+   * A task's budgets, judged before the call: crossed when even its input would go past one;
    * otherwise its output is capped (the request's output limit) at what is left, so a provider
    * that honours the limit cannot charge past the budget. The input is estimated at 4 bytes of the
    * request per token (what is sent, tool definitions and system prompt included).
@@ -227,7 +251,7 @@ export class ModelGateway {
     b: NonNullable<Caller["budget"]>,
     price: Upstream["cost"][string] | undefined,
     requestBytes: number,
-  ): { refuse: string } | { maxOutput: number | undefined } {
+  ): { crossed: Crossing } | { maxOutput: number | undefined } {
     const input = Math.ceil(requestBytes / 4);
     let maxOutput: number | undefined;
     if (b.maxCostUsd !== null && price) {
@@ -235,7 +259,12 @@ export class ModelGateway {
       const room = Math.floor(((left - (input * price.input) / 1e6) * 1e6) / price.output);
       if (room < 1)
         return {
-          refuse: `task budget maxCostUsd $${b.maxCostUsd} reached: $${b.spentUsd.toFixed(6)} spent, and this call's ~${input} input tokens leave no room for an answer`,
+          crossed: {
+            budget: "maxCostUsd",
+            limit: b.maxCostUsd,
+            spent: b.spentUsd,
+            message: `task budget maxCostUsd $${b.maxCostUsd} reached: $${b.spentUsd.toFixed(6)} spent, and this call's ~${input} input tokens leave no room for an answer`,
+          },
         };
       maxOutput = room;
     }
@@ -243,7 +272,12 @@ export class ModelGateway {
       const room = b.maxTokens - b.spentTokens - input;
       if (room < 1)
         return {
-          refuse: `task budget maxTokens ${b.maxTokens} reached: ${b.spentTokens} spent, and this call's ~${input} input tokens leave no room for an answer`,
+          crossed: {
+            budget: "maxTokens",
+            limit: b.maxTokens,
+            spent: b.spentTokens,
+            message: `task budget maxTokens ${b.maxTokens} reached: ${b.spentTokens} spent, and this call's ~${input} input tokens leave no room for an answer`,
+          },
         };
       maxOutput = Math.min(maxOutput ?? room, room);
     }
@@ -296,8 +330,18 @@ export class ModelGateway {
     }
     if (model && up.models && !up.models.has(model))
       return refuse(403, "forbidden", `model '${model}' is not offered by provider '${providerId}'`);
+    // Warn-mode budgets this call crosses: it goes through, and each is said once.
+    const warnings: BudgetWarning[] = [];
     const record = (status: number, usage: UsageMeter | null, firstByteMs: number | null, error?: string) =>
-      this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, error);
+      this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, {
+        error,
+        warnings: warnings.map((w) => w.budget),
+      });
+    const warnOnce = (c: Crossing) => {
+      if (who.warned.has(c.budget)) return;
+      who.warned.add(c.budget);
+      warnings.push({ ...c, unit: BUDGET_UNIT[c.budget], taskId: who.taskId });
+    };
 
     const limited = this.rateLimited(who);
     if (limited) {
@@ -306,27 +350,31 @@ export class ModelGateway {
       res.headers.set("retry-after", String(limited.retryAfterS));
       return res;
     }
-    const daily: [string, number | undefined, number | null][] = [
-      ["project budget projectDailyUsd", this.limits.projectDailyUsd, who.projectToday],
-      ["token budget tokenDailyUsd", this.limits.tokenDailyUsd, who.tokenToday],
+    const daily: [BudgetName, string, number | undefined, number | null][] = [
+      ["projectDailyUsd", "project budget", this.limits.projectDailyUsd, who.projectToday],
+      ["tokenDailyUsd", "token budget", this.limits.tokenDailyUsd, who.tokenToday],
     ];
-    for (const [name, limit, spent] of daily) {
+    for (const [budget, what, limit, spent] of daily) {
       if (limit === undefined || spent === null || spent < limit) continue;
-      const why = `${name} $${limit} reached for today (UTC): $${spent.toFixed(6)} spent`;
+      const why = `${what} ${budget} $${limit} reached for today (UTC): $${spent.toFixed(6)} spent`;
+      if (this.limits.dailyMode === "warn") {
+        warnOnce({ budget, limit, spent, message: why });
+        continue;
+      }
       await record(402, null, null, `budget_exceeded: ${why}`);
       return refuseBudget(why);
     }
     if (who.budget) {
       const verdict = this.judge(who.budget, model ? up.cost[model] : undefined, body?.length ?? 0);
-      if ("refuse" in verdict) {
-        await record(402, null, null, `budget_exceeded: ${verdict.refuse}`);
-        this.log.info(
-          { session: who.sessionId, task: who.taskId, why: verdict.refuse },
-          "gateway: budget refused a call",
-        );
-        return refuseBudget(verdict.refuse);
+      if ("crossed" in verdict && who.budget.mode === "warn") warnOnce(verdict.crossed);
+      else if ("crossed" in verdict) {
+        const why = verdict.crossed.message;
+        await record(402, null, null, `budget_exceeded: ${why}`);
+        this.log.info({ session: who.sessionId, task: who.taskId, why }, "gateway: budget refused a call");
+        return refuseBudget(why);
       }
-      if (verdict.maxOutput !== undefined && doc) {
+      // Warn mode caps nothing: the call goes through as asked.
+      else if (verdict.maxOutput !== undefined && doc && who.budget.mode === "hard") {
         const key =
           "max_completion_tokens" in doc
             ? "max_completion_tokens"
@@ -341,6 +389,8 @@ export class ModelGateway {
       }
     }
     if (edited && doc) body = new TextEncoder().encode(JSON.stringify(doc));
+    // Said before the call goes out: whoever watches the session sees it as the spending happens.
+    for (const w of warnings) await this.warnings.warn(who.sessionId, w);
 
     const headers = new Headers();
     req.headers.forEach((v, k) => {
@@ -419,7 +469,7 @@ export class ModelGateway {
     meter: UsageMeter | null,
     firstByteMs: number | null,
     latencyMs: number,
-    error?: string,
+    { error, warnings }: { error?: string; warnings: string[] },
   ): Promise<void> {
     const u = meter?.end() ?? { inputTokens: 0, outputTokens: 0, cachedTokens: 0 };
     const price = model ? up.cost[model] : undefined;
@@ -433,8 +483,8 @@ export class ModelGateway {
       await this.db.query(
         `insert into gateway_calls (id, session_id, task_id, project_id, harness_id, provider, model, path,
            status, stream, input_tokens, output_tokens, cached_tokens, cost_usd, first_byte_ms, latency_ms, error,
-           api_token_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+           api_token_id, budget_warnings)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
         [
           newId("gwc"),
           who.sessionId,
@@ -454,6 +504,7 @@ export class ModelGateway {
           Math.round(latencyMs),
           error ?? null,
           who.apiTokenId,
+          warnings.length ? warnings : null,
         ],
       );
     } catch (err) {

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from "node:crypto";
 import {
+  type BudgetWarningPayload,
   type CreatedWebhook,
   type CreateWebhookBody,
   CreateWebhookBody as CreateWebhookSchema,
@@ -128,6 +129,66 @@ interface Target {
   subscriptionId: string | null;
   url: string;
   dedupeKey: string | null;
+}
+
+/** Rows in the outbox, one per target; a dedupe key already there keeps its row. */
+async function insertDeliveries(
+  db: Db,
+  orgId: string,
+  taskId: string | null,
+  event: string,
+  payload: unknown,
+  targets: Target[],
+): Promise<void> {
+  if (targets.length === 0) return;
+  const args: unknown[] = [orgId, taskId, event, JSON.stringify(payload)];
+  const values = targets.map(
+    (t) =>
+      `($${args.push(deliveryId())}, $1, $${args.push(t.subscriptionId)}, $2, $${args.push(t.url)}, $3, $4::jsonb, $${args.push(t.dedupeKey)})`,
+  );
+  await db.query(
+    `insert into webhook_deliveries (id, org_id, subscription_id, task_id, url, event_type, payload, dedupe_key)
+     values ${values.join(", ")} on conflict (dedupe_key) do nothing`,
+    args,
+  );
+}
+
+/**
+ * A `budget.warning` event's deliveries: to the subscriptions that listen for it and to its task's
+ * own webhook URL. Called by whoever stored the event (the model gateway, a process of its own);
+ * the dispatchers find the rows at their next look at the outbox. The task's URL is signed with the
+ * organisation's secret, made when the task was submitted.
+ */
+export async function enqueueBudgetWarning(
+  db: Db,
+  e: Extract<SessionEvent, { type: "budget.warning" }>,
+): Promise<void> {
+  const { rows } = await db.query(
+    `select x.org_id, x.project_id, s.id as subscription_id, s.url, t.webhook_url
+       from sessions x
+       left join webhook_subscriptions s on s.org_id = x.org_id and s.deleted_at is null
+         and (s.project_id is null or s.project_id = x.project_id) and 'budget.warning' = any(s.events)
+       left join tasks t on t.id = $2
+      where x.id = $1`,
+    [e.sessionId, e.data.taskId],
+  );
+  if (!rows[0]) return;
+  const payload: BudgetWarningPayload = {
+    sessionId: e.sessionId,
+    projectId: rows[0].project_id,
+    ...e.data,
+    seq: e.seq,
+  };
+  const targets: Target[] = rows
+    .filter((r) => r.subscription_id)
+    .map((r) => ({
+      subscriptionId: r.subscription_id,
+      url: r.url,
+      dedupeKey: `${r.subscription_id}:${e.id}`,
+    }));
+  if (rows[0].webhook_url)
+    targets.push({ subscriptionId: null, url: rows[0].webhook_url, dedupeKey: `task:${e.id}` });
+  await insertDeliveries(db, rows[0].org_id, e.data.taskId, "budget.warning", payload, targets);
 }
 
 /** Webhook subscriptions, the delivery outbox and this replica's dispatcher. */
@@ -344,16 +405,7 @@ export class WebhookService {
     targets: Target[],
   ): Promise<void> {
     if (targets.length === 0) return;
-    const args: unknown[] = [orgId, taskId, event, JSON.stringify(payload)];
-    const values = targets.map(
-      (t) =>
-        `($${args.push(deliveryId())}, $1, $${args.push(t.subscriptionId)}, $2, $${args.push(t.url)}, $3, $4::jsonb, $${args.push(t.dedupeKey)})`,
-    );
-    await this.db.query(
-      `insert into webhook_deliveries (id, org_id, subscription_id, task_id, url, event_type, payload, dedupe_key)
-       values ${values.join(", ")} on conflict (dedupe_key) do nothing`,
-      args,
-    );
+    await insertDeliveries(this.db, orgId, taskId, event, payload, targets);
     this.kick();
   }
 

@@ -170,6 +170,9 @@ function CreateWebhookForm({ onCreated }: { onCreated: (w: CreatedWebhook) => vo
           <Check checked={events.has("session.status")} onChange={(on) => toggle("session.status", on)}>
             Session status changes <code className="font-mono text-xs text-stone-500">session.status</code>
           </Check>
+          <Check checked={events.has("budget.warning")} onChange={(on) => toggle("budget.warning", on)}>
+            Budget warnings <code className="font-mono text-xs text-stone-500">budget.warning</code>
+          </Check>
           {errorFor("events") && (
             <p id="webhook-events-error" className="text-xs text-red-700 dark:text-red-300">
               {errorFor("events")}
