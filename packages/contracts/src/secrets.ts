@@ -10,7 +10,7 @@ export const CreateSecretBody = z
       )
       .openapi({
         description:
-          "Like an environment variable. An org secret named as a provider's key variable (ANTHROPIC_API_KEY, a provider's apiKeyEnv) is that provider's key",
+          "Like an environment variable. An org secret named as a provider's key variable (ANTHROPIC_API_KEY, a provider's apiKeyEnv) is that provider's key; a project's, the key for that project's calls. (Webhook signing secrets are kept here too, as webhook.<id> and webhook.org.)",
       }),
     value: z.string().min(1).max(65_536).openapi({ description: "Stored encrypted; never returned" }),
     projectId: z

@@ -16,7 +16,7 @@ import { DEFAULT_ORG, TokenService } from "./identity/tokens.ts";
 import { WebSessionService } from "./identity/web-sessions.ts";
 import { ForgeCommands } from "./integrations/forge-commands.ts";
 import { Forges } from "./integrations/forges/forge.ts";
-import { WebhookService } from "./integrations/webhooks.ts";
+import { moveWebhookSecrets, WebhookService } from "./integrations/webhooks.ts";
 import { Metrics, scrapeToken } from "./metrics/prometheus.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./platform/db/embedded.ts";
 import { migrate } from "./platform/db/migrate.ts";
@@ -104,12 +104,14 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.child({ component: "secrets" }),
     );
     await secrets.rewrapStale();
+    await moveWebhookSecrets(db, secrets, log.child({ component: "webhooks" }));
     const envKeys = { ...config.providerEnv };
     const readProviderKeys = async () => {
       config.providerEnv = {
         ...envKeys,
         ...(await secrets.revealOrg(DEFAULT_ORG, providerKeyNames(config))),
       };
+      config.projectProviderKeys = await secrets.revealProjects(DEFAULT_ORG, providerKeyNames(config));
     };
     await readProviderKeys();
 
@@ -173,6 +175,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       tasks,
       bus,
       log.child({ component: "webhooks" }),
+      secrets,
       config.webhooks,
     );
     webhooks.start();

@@ -1,5 +1,7 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { FlotillaClient, type SessionEvent } from "@flotilla/client";
 import pg from "pg";
@@ -10,6 +12,7 @@ import {
   startTestServer,
   type TestServer,
   untilTurnFinished,
+  waitFor,
 } from "../../../test/support.ts";
 import { runCli } from "../../cli/test/cli.ts";
 
@@ -141,5 +144,126 @@ describe("secrets", () => {
     const id = (await t.client.secrets.list()).find((x) => x.name === "CLI_SECRET")!.id;
     expect((await runCli(["secrets", "rm", id, ...conn])).stdout.trim()).toBe("deleted CLI_SECRET");
     expect((await t.client.secrets.list()).map((x) => x.name)).not.toContain("CLI_SECRET");
+  });
+
+  it("webhook signing secrets an older version kept in the clear move into the store at boot; deliveries stay signed with them", {
+    timeout: 240_000,
+  }, async () => {
+    const received: { path: string; raw: string; headers: Record<string, unknown> }[] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        received.push({
+          path: req.url ?? "",
+          raw: Buffer.concat(chunks).toString("utf8"),
+          headers: req.headers,
+        });
+        res.writeHead(200).end("ok");
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    try {
+      // As an older Flotilla left them: a subscription's secret and the organisation's, in plain text.
+      const subSecret = `whsec_old-${randomBytes(12).toString("hex")}`;
+      const orgSecret = `whsec_org-${randomBytes(12).toString("hex")}`;
+      const { rows: orgs } = await db.query("select id from orgs");
+      const org = orgs[0].id as string;
+      await db.query(
+        `insert into webhook_subscriptions (id, org_id, url, events, secret) values ('whk_old', $1, $2, '{task.*}', $3)`,
+        [org, `${base}/sub`, subSecret],
+      );
+      await db.query(
+        `insert into webhook_secrets (org_id, secret) values ($1, $2)
+         on conflict (org_id) do update set secret = excluded.secret`,
+        [org, orgSecret],
+      );
+      await t.restart();
+
+      // Moved: nowhere in the database in the clear; the store holds them, by name.
+      for (const v of [subSecret, orgSecret]) {
+        const { rows: tables } = await db.query(
+          "select tablename from pg_tables where schemaname = 'public' order by tablename",
+        );
+        for (const { tablename } of tables) {
+          const { rows } = await db.query(
+            `select count(*)::int as n from "${tablename}" x where x::text like $1`,
+            [`%${v}%`],
+          );
+          expect(rows[0].n, `table ${tablename}`).toBe(0);
+        }
+      }
+      const names = (await t.client.secrets.list()).map((x) => x.name);
+      expect(names).toEqual(expect.arrayContaining(["webhook.org", "webhook.whk_old"]));
+      expect((await t.client.webhooks.secret()).secret).toBe(orgSecret);
+
+      // A task with its own URL: both the moved subscription and the task's URL get signed deliveries.
+      const { task } = await t.client.tasks.submit({
+        repo: makeRepo(),
+        prompt: "hello",
+        webhook: `${base}/task`,
+      });
+      const got = await waitFor(
+        async () => {
+          const at = (path: string) =>
+            received.filter((r) => r.path === path && JSON.parse(r.raw).data.to === "succeeded");
+          return at("/sub").length >= 1 && at("/task").length >= 1 && received;
+        },
+        180_000,
+        `task ${task.id}'s deliveries`,
+      );
+      for (const r of got) {
+        const secret = r.path === "/sub" ? subSecret : orgSecret;
+        const ts = r.headers["x-flotilla-timestamp"] as string;
+        expect(r.headers["x-flotilla-signature"]).toBe(
+          `sha256=${createHmac("sha256", secret).update(`${ts}.${r.raw}`).digest("hex")}`,
+        );
+      }
+      // Deleting the subscription deletes its secret.
+      await t.client.webhooks.delete("whk_old");
+      expect((await t.client.secrets.list()).map((x) => x.name)).not.toContain("webhook.whk_old");
+    } finally {
+      await new Promise<void>((r) => receiver.close(() => r()));
+    }
+  });
+
+  it("a project's own provider key is used for its calls, the org's for everyone else's, at once and until it is deleted", {
+    timeout: 240_000,
+  }, async () => {
+    const projectKey = `sk-project-${randomBytes(12).toString("hex")}`;
+    const keysSince = (n: number) =>
+      t.model.requests
+        .slice(n)
+        .filter((r) => r.kind === "agent")
+        .map((r) => r.apiKey);
+    // The org's key (as the first test set it; set again so this test stands alone).
+    await t.client.secrets.set({ name: "SCRIPTED_STORED_KEY", value: KEY });
+    const mine = await t.client.sessions.create({ repo: makeRepo(), prompt: "hello" });
+    await collectUntil(t.client, mine.id, untilTurnFinished(1), { timeoutMs: 180_000 });
+    const stored = await t.client.secrets.set({
+      name: "SCRIPTED_STORED_KEY",
+      value: projectKey,
+      projectId: mine.projectId,
+    });
+    expect(stored).toMatchObject({ scope: "project", projectId: mine.projectId });
+
+    let at = t.model.requests.length;
+    await t.client.sessions.send(mine.id, { text: "hello again" });
+    await collectUntil(t.client, mine.id, untilTurnFinished(2), { timeoutMs: 180_000 });
+    expect(keysSince(at)).toEqual([projectKey]);
+
+    // Another project: the org's key.
+    at = t.model.requests.length;
+    const other = await t.client.sessions.create({ repo: makeRepo(), prompt: "hello" });
+    await collectUntil(t.client, other.id, untilTurnFinished(1), { timeoutMs: 180_000 });
+    expect(keysSince(at)).toEqual([KEY]);
+
+    // Deleted: the project's calls go back to the org's key.
+    await t.client.secrets.delete(stored.id);
+    at = t.model.requests.length;
+    await t.client.sessions.send(mine.id, { text: "and again" });
+    await collectUntil(t.client, mine.id, untilTurnFinished(3), { timeoutMs: 180_000 });
+    expect(keysSince(at)).toEqual([KEY]);
   });
 });

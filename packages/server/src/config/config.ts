@@ -213,6 +213,9 @@ export interface Config {
   /** Provider keys found in the environment: the model gateway's, never a harness's (but for the
    * providers the gateway cannot front, see gateway/upstreams.ts). */
   providerEnv: Record<string, string>;
+  /** Provider keys stored for one project (secrets of project scope, named as a provider key):
+   * that project's calls use them instead of the org's. Set at boot from the secret store. */
+  projectProviderKeys?: Record<string, Record<string, string>>;
   /** The model gateway's listener. `port` 0: the API port + 1 when that is fixed, else any free
    * port. `url` is set at boot, once it listens: what harnesses are configured to call. */
   gateway: { host: string; port: number | undefined; url?: string; limits: GatewayLimits };

@@ -20,6 +20,12 @@ function refuseBudget(why: string): Response {
   return res;
 }
 
+/** An upstream's keys, known to the redaction layer (platform/redact.ts). */
+export function registerKeys(u: Upstream | SerializedUpstream): void {
+  registerSecret(u.key);
+  for (const k of Object.values(u.projectKeys ?? {})) registerSecret(k);
+}
+
 /** A harness's gateway credential: shown to the harness once, kept here only as this hash. */
 export function newGatewayToken(): { token: string; hash: string } {
   const token = `fgw_${randomBytes(24).toString("base64url")}`;
@@ -123,7 +129,7 @@ export class ModelGateway {
       if (c.req.header("x-flotilla-control") !== control.secret)
         return refuse(401, "unauthorized", "not the control plane");
       this.upstreams = upstreamMap((await c.req.json()) as SerializedUpstream[]);
-      for (const u of this.upstreams.values()) registerSecret(u.key);
+      for (const u of this.upstreams.values()) registerKeys(u);
       return c.body(null, 204);
     });
     this.app.all("/gateway/:provider/*", (c) => this.handle(c.req.raw, c.req.param("provider")));
@@ -396,9 +402,10 @@ export class ModelGateway {
     req.headers.forEach((v, k) => {
       if (!DROP_REQUEST.has(k)) headers.set(k, v);
     });
-    if (up.key) {
-      if (up.keyStyle === "bearer") headers.set("authorization", `Bearer ${up.key}`);
-      else headers.set(up.keyStyle, up.key);
+    const key = up.projectKeys?.[who.projectId] ?? up.key;
+    if (key) {
+      if (up.keyStyle === "bearer") headers.set("authorization", `Bearer ${key}`);
+      else headers.set(up.keyStyle, key);
     }
     let res: Response;
     try {

@@ -11,8 +11,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { createPool } from "../platform/db/pool.ts";
 import { createLogger } from "../platform/logger.ts";
-import { registerSecret } from "../platform/redact.ts";
-import { ModelGateway } from "./gateway.ts";
+import { ModelGateway, registerKeys } from "./gateway.ts";
 import type { GatewaySettings } from "./supervisor.ts";
 import { upstreamMap } from "./upstreams.ts";
 
@@ -23,7 +22,7 @@ async function readStdin(): Promise<string> {
 }
 
 const settings = JSON.parse(await readStdin()) as GatewaySettings;
-for (const u of settings.upstreams) registerSecret(u.key);
+for (const u of settings.upstreams) registerKeys(u);
 const log = createLogger(settings.logLevel, {
   destination: createWriteStream(settings.logFile, { flags: "a" }),
 });

@@ -61,7 +61,7 @@ export class GatewaySupervisor {
       .update(
         // Not the keys: a changed key reaches a running gateway (pushUpstreams), no restart needed.
         JSON.stringify({
-          ups: ups.map((u) => ({ ...u, key: undefined })),
+          ups: ups.map((u) => ({ ...u, key: undefined, projectKeys: undefined })),
           db: this.databaseUrl,
           host: this.config.gateway.host,
           wantedPort,

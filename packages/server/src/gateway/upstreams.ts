@@ -8,6 +8,8 @@ export interface Upstream {
   id: string;
   baseURL: string;
   key: string | undefined;
+  /** A project's own key, by project id: used for its calls in place of `key`. */
+  projectKeys?: Record<string, string>;
   keyStyle: KeyStyle;
   /** The models a harness may ask for (absent: any of the provider's). */
   models?: Set<string>;
@@ -54,16 +56,33 @@ export const UNFRONTED_ENV = /^(AWS_|AZURE_)/;
 /** Every provider the gateway fronts, with its key, from the config and the environment. */
 export function upstreams(config: Config): Map<string, Upstream> {
   const out = new Map<string, Upstream>();
+  // A provider is offered when the org (or the environment) has a key for it; a project's own key
+  // then replaces that key for the project's calls.
+  const projectKeys = (variable: string | undefined) => {
+    if (!variable) return undefined;
+    const keys = Object.entries(config.projectProviderKeys ?? {}).flatMap(([project, vars]) =>
+      vars[variable] ? [[project, vars[variable]] as const] : [],
+    );
+    return keys.length ? Object.fromEntries(keys) : undefined;
+  };
   for (const [k, b] of Object.entries(BUNDLED)) {
     const key = config.providerEnv[k];
     if (!key || out.has(b.provider)) continue;
-    out.set(b.provider, { id: b.provider, baseURL: b.baseURL, key, keyStyle: b.keyStyle, cost: {} });
+    out.set(b.provider, {
+      id: b.provider,
+      baseURL: b.baseURL,
+      key,
+      projectKeys: projectKeys(k),
+      keyStyle: b.keyStyle,
+      cost: {},
+    });
   }
   for (const [id, p] of Object.entries(config.providers)) {
     out.set(id, {
       id,
       baseURL: p.baseURL.replace(/\/+$/, ""),
       key: p.apiKeyEnv ? config.providerEnv[p.apiKeyEnv] : undefined,
+      projectKeys: projectKeys(p.apiKeyEnv),
       keyStyle: "bearer",
       models: new Set(Object.keys(p.models)),
       cost: Object.fromEntries(

@@ -21,6 +21,7 @@ import { backoffMs } from "../platform/backoff.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
+import type { SecretStore } from "../secrets/store.ts";
 import type { TaskService, TaskTransition } from "../tasks/tasks.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: database rows
@@ -73,6 +74,40 @@ export const DEFAULT_WEBHOOK_OPTIONS: WebhookOptions = {
 const webhookId = () => newId("whk");
 const deliveryId = () => newId("dlv");
 const newSecret = () => `whsec_${randomBytes(32).toString("base64url")}`;
+
+/**
+ * Signing secrets live in the secret store (secrets/store.ts), org-scoped, under these names: one
+ * per subscription, and the organisation's for tasks' own webhook URLs.
+ */
+const SUBSCRIPTION_SECRET_PREFIX = "webhook.";
+const subscriptionSecretName = (id: string) => `${SUBSCRIPTION_SECRET_PREFIX}${id}`;
+const ORG_SECRET_NAME = "webhook.org";
+
+/**
+ * Signing secrets kept in plain text by an older Flotilla (webhook_subscriptions.secret,
+ * webhook_secrets.secret) moved into the secret store and blanked, at boot after the migrations
+ * (sealing needs the master key, which SQL does not have). Each row is stored, then blanked: a crash
+ * between the two stores the same value again next time.
+ */
+export async function moveWebhookSecrets(db: Db, secrets: SecretStore, log: Logger): Promise<number> {
+  let moved = 0;
+  const subs = await db.query(
+    "select id, org_id, secret from webhook_subscriptions where secret is not null",
+  );
+  for (const r of subs.rows) {
+    await secrets.set(r.org_id, null, subscriptionSecretName(r.id), r.secret);
+    await db.query("update webhook_subscriptions set secret = null where id = $1", [r.id]);
+    moved++;
+  }
+  const orgs = await db.query("select org_id, secret from webhook_secrets where secret is not null");
+  for (const r of orgs.rows) {
+    await secrets.set(r.org_id, null, ORG_SECRET_NAME, r.secret);
+    await db.query("update webhook_secrets set secret = null where org_id = $1", [r.org_id]);
+    moved++;
+  }
+  if (moved) log.info({ moved }, "webhook signing secrets moved into the secret store");
+  return moved;
+}
 
 /** `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`: the x-flotilla-signature value. */
 export function signWebhook(secret: string, timestamp: string, body: string): string {
@@ -210,6 +245,7 @@ export class WebhookService {
     private readonly tasks: TaskService,
     private readonly bus: EventBus,
     private readonly log: Logger,
+    private readonly secrets: SecretStore,
     opts: Partial<WebhookOptions> = {},
   ) {
     this.opts = { ...DEFAULT_WEBHOOK_OPTIONS, ...opts };
@@ -228,16 +264,18 @@ export class WebhookService {
         throw new FlotillaError("invalid_request", `no project ${body.projectId}`, { field: "projectId" });
     }
     const secret = body.secret ?? newSecret();
+    const id = webhookId();
+    // The secret first: a subscription is never without one (a crash between leaves an unused secret).
+    await this.secrets.set(p.orgId, null, subscriptionSecretName(id), secret);
     const { rows } = await this.db.query(
-      `insert into webhook_subscriptions (id, org_id, project_id, url, events, secret, created_by)
-       values ($1, $2, $3, $4, $5, $6, $7) returning *`,
+      `insert into webhook_subscriptions (id, org_id, project_id, url, events, created_by)
+       values ($1, $2, $3, $4, $5, $6) returning *`,
       [
-        webhookId(),
+        id,
         p.orgId,
         body.projectId ?? null,
         body.url,
         [...new Set(body.events ?? DEFAULT_WEBHOOK_EVENTS)],
-        secret,
         p.tokenId,
       ],
     );
@@ -268,21 +306,23 @@ export class WebhookService {
       return rows[0];
     });
     if (!row) throw new FlotillaError("not_found", `no webhook ${id}`, { field: "id" });
+    // Its deliveries are given up (the claim sees `gone`), so nothing signs with it again.
+    await this.secrets.deleteByName(p.orgId, null, subscriptionSecretName(id));
     return webhookFromRow(row);
   }
 
   /** The organisation's secret for tasks' own webhook URLs (admins only; checked by the route). */
   async orgSecret(p: Principal): Promise<WebhookSecret> {
-    const r = await this.ensureOrgSecret(p.orgId);
-    return { secret: r.secret, createdAt: r.created_at.toISOString() };
+    const secret = await this.ensureOrgSecret(p.orgId);
+    const { rows } = await this.db.query(
+      "select created_at from secrets where org_id = $1 and project_id is null and name = $2",
+      [p.orgId, ORG_SECRET_NAME],
+    );
+    return { secret, createdAt: rows[0].created_at.toISOString() };
   }
 
-  private async ensureOrgSecret(orgId: string): Promise<Row> {
-    await this.db.query(
-      "insert into webhook_secrets (org_id, secret) values ($1, $2) on conflict (org_id) do nothing",
-      [orgId, newSecret()],
-    );
-    return (await this.db.query("select * from webhook_secrets where org_id = $1", [orgId])).rows[0];
+  private ensureOrgSecret(orgId: string): Promise<string> {
+    return this.secrets.ensure(orgId, null, ORG_SECRET_NAME, newSecret);
   }
 
   async deliveries(
@@ -464,10 +504,13 @@ export class WebhookService {
     const leaseMs = this.opts.timeoutMs * this.opts.concurrency + 15_000;
     const { rows } = await this.db.query(
       `with due as (
-         select d.id, coalesce(s.secret, o.secret) as secret, s.deleted_at is not null as gone
+         select d.id, k.id as secret_id, k.value as secret_value, k.data_key as secret_data_key,
+                k.key_id as secret_key_id, s.deleted_at is not null as gone
          from webhook_deliveries d
          left join webhook_subscriptions s on s.id = d.subscription_id
-         left join webhook_secrets o on d.subscription_id is null and o.org_id = d.org_id
+         left join secrets k on k.org_id = d.org_id and k.project_id is null
+           and k.name = case when d.subscription_id is null then '${ORG_SECRET_NAME}'
+                             else '${SUBSCRIPTION_SECRET_PREFIX}' || d.subscription_id end
          where d.status = 'pending' and d.next_attempt_at <= now() and not (d.url = any($2::text[]))
          order by d.next_attempt_at, d.id
          limit $1
@@ -476,7 +519,7 @@ export class WebhookService {
        update webhook_deliveries d
        set attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $3::float / 1000)
        from due where d.id = due.id
-       returning d.*, due.secret, due.gone`,
+       returning d.*, due.secret_id, due.secret_value, due.secret_data_key, due.secret_key_id, due.gone`,
       [limit, [...this.busyUrls], leaseMs],
     );
     return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
@@ -535,8 +578,20 @@ export class WebhookService {
     const started = Date.now();
     let statusCode: number | null = null;
     let error: string | null = null;
+    let secret: string | undefined;
+    try {
+      if (r.secret_id)
+        secret = this.secrets.open({
+          id: r.secret_id,
+          value: r.secret_value,
+          data_key: r.secret_data_key,
+          key_id: r.secret_key_id,
+        });
+    } catch (err) {
+      log.error({ err }, "a webhook signing secret could not be opened");
+    }
     if (r.gone) error = "subscription deleted";
-    else if (!r.secret) error = "no signing secret";
+    else if (!secret) error = "no signing secret";
     else {
       const body = JSON.stringify({
         id: r.id,
@@ -554,7 +609,7 @@ export class WebhookService {
             [WEBHOOK_HEADERS.event]: r.event_type,
             [WEBHOOK_HEADERS.delivery]: r.id,
             [WEBHOOK_HEADERS.timestamp]: timestamp,
-            [WEBHOOK_HEADERS.signature]: signWebhook(r.secret, timestamp, body),
+            [WEBHOOK_HEADERS.signature]: signWebhook(secret, timestamp, body),
           },
           body,
           // A redirect is a failure, not a hop: a signed body must not be forwarded somewhere else.

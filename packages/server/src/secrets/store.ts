@@ -203,6 +203,64 @@ export class SecretStore {
     return info(rows[0] as Row);
   }
 
+  /**
+   * The value under a name, made by `make` and stored if there is none yet: one value whoever asks
+   * first (two replicas asking at once get the same one; the loser's `make` is thrown away).
+   */
+  async ensure(orgId: string, projectId: string | null, name: string, make: () => string): Promise<string> {
+    const found = await this.reveal(orgId, projectId, name);
+    if (found !== undefined) return found;
+    const id = newId("sec");
+    const value = make();
+    const sealed = this.sealRow(id, value);
+    await this.db.query(
+      `insert into secrets (id, org_id, project_id, name, value, data_key, key_id)
+       values ($1, $2, $3, $4, $5, $6, $7)
+       on conflict (org_id, coalesce(project_id, ''), name) do nothing`,
+      [id, orgId, projectId, name, sealed.value, sealed.dataKey, sealed.keyId],
+    );
+    const stored = await this.reveal(orgId, projectId, name);
+    if (stored === undefined) throw new FlotillaError("internal", `secret ${name} was not stored`);
+    return stored;
+  }
+
+  /** One value by name and scope (the control plane's own use), or undefined. */
+  async reveal(orgId: string, projectId: string | null, name: string): Promise<string | undefined> {
+    const { rows } = await this.db.query(
+      `update secrets set last_used_at = now()
+        where org_id = $1 and coalesce(project_id, '') = coalesce($2, '') and name = $3
+       returning id, value, data_key, key_id`,
+      [orgId, projectId, name],
+    );
+    return rows[0] ? this.open(rows[0] as Row) : undefined;
+  }
+
+  /** A sealed row's value, for a caller that read the row itself (a join). */
+  open(r: Pick<Row, "id" | "value" | "data_key" | "key_id">): string {
+    const v = unseal(this.dataKeyOf(r), r.value, r.id).toString("utf8");
+    registerSecret(v);
+    return v;
+  }
+
+  async deleteByName(orgId: string, projectId: string | null, name: string): Promise<void> {
+    await this.db.query(
+      "delete from secrets where org_id = $1 and coalesce(project_id, '') = coalesce($2, '') and name = $3",
+      [orgId, projectId, name],
+    );
+  }
+
+  /** The project-scoped values by name, by project (the control plane's own use: provider keys). */
+  async revealProjects(orgId: string, names: string[]): Promise<Record<string, Record<string, string>>> {
+    const { rows } = await this.db.query(
+      `update secrets set last_used_at = now() where org_id = $1 and project_id is not null and name = any($2)
+       returning id, project_id, name, value, data_key, key_id`,
+      [orgId, names],
+    );
+    const out: Record<string, Record<string, string>> = {};
+    for (const r of rows as Row[]) (out[r.project_id!] ??= {})[r.name] = this.open(r);
+    return out;
+  }
+
   /** The org-wide values by name (the control plane's own use: provider keys). */
   async revealOrg(orgId: string, names: string[]): Promise<Record<string, string>> {
     const { rows } = await this.db.query(
@@ -211,11 +269,7 @@ export class SecretStore {
       [orgId, names],
     );
     const out: Record<string, string> = {};
-    for (const r of rows as Row[]) {
-      const v = unseal(this.dataKeyOf(r), r.value, r.id).toString("utf8");
-      registerSecret(v);
-      out[r.name] = v;
-    }
+    for (const r of rows as Row[]) out[r.name] = this.open(r);
     return out;
   }
 

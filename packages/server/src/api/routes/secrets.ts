@@ -8,9 +8,9 @@ import { errorResponses, json } from "../openapi.ts";
 const errors = errorResponses({ 400: "Invalid input", 401: "No or bad token", 403: "Needs admin" });
 
 export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
-  /** A provider key changed: the gateway gets it now. */
-  const touched = async (name: string, scope: "org" | "project") => {
-    if (scope === "org" && providerKeyNames(s.config).includes(name)) await s.refreshProviderKeys();
+  /** A provider key changed (the org's or a project's): the gateway gets it now. */
+  const touched = async (name: string) => {
+    if (providerKeyNames(s.config).includes(name)) await s.refreshProviderKeys();
   };
   app.openapi(
     createRoute({
@@ -27,7 +27,7 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
       requireAdmin(p);
       const body = c.req.valid("json");
       const out = await s.secrets.set(p.orgId, body.projectId ?? null, body.name, body.value);
-      await touched(out.name, out.scope);
+      await touched(out.name);
       return c.json(out, 201);
     },
   );
@@ -59,7 +59,7 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
       const p = c.get("principal");
       requireAdmin(p);
       const out = await s.secrets.delete(p.orgId, c.req.valid("param").id);
-      await touched(out.name, out.scope);
+      await touched(out.name);
       return c.json(out, 200);
     },
   );
