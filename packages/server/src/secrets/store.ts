@@ -257,7 +257,7 @@ export class SecretStore {
       [orgId, names],
     );
     const out: Record<string, Record<string, string>> = {};
-    for (const r of rows as Row[]) (out[r.project_id!] ??= {})[r.name] = this.open(r);
+    for (const r of rows as Row[]) out[r.project_id!] = { ...out[r.project_id!], [r.name]: this.open(r) };
     return out;
   }
 
