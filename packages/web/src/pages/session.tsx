@@ -5,6 +5,7 @@ import { Link, Outlet, useNavigate, useParams } from "@tanstack/react-router";
 import { createContext, useContext, useEffect } from "react";
 import { api } from "../api.ts";
 import { SessionPullRequest, useBranchFreshness } from "../session/branch.tsx";
+import { BudgetMeter } from "../session/budget-meter.tsx";
 import { Composer, type Failure, type FollowUps, useFollowUps } from "../session/composer.tsx";
 import { Conversation } from "../session/conversation.tsx";
 import { Button, ErrorNote, StatusBadge } from "../ui.tsx";
@@ -111,6 +112,7 @@ export function SessionLayout() {
             )}
           </div>
         </div>
+        <BudgetMeter sessionId={id} since={session.data?.createdAt} spendSeq={stream.transcript.spendSeq} />
         <ErrorNote error={session.error ?? abort.error ?? fork.error} />
         <nav aria-label="Session" className="flex gap-5 border-b border-stone-200 dark:border-stone-800">
           <Link
