@@ -60,10 +60,13 @@ function useFilters() {
 const num = "px-3 py-2 text-right font-mono tabular-nums";
 const head = "px-3 py-2 text-xs font-medium uppercase tracking-wide text-stone-500 dark:text-stone-400";
 
-/** The numbers every usage row has, as cells (each with a test id naming its column). */
+/** The numbers every usage row has, as cells in NUMBER_HEADS order (each with a test id naming its column). */
 function Numbers({ r }: { r: UsageRow }) {
   return (
     <>
+      <td data-testid="cost" data-usd={r.costUsd} className={`${num} font-medium`}>
+        {formatCost(r.costUsd)}
+      </td>
       <td data-testid="calls" className={num}>
         {formatCount(r.calls)}
       </td>
@@ -82,14 +85,12 @@ function Numbers({ r }: { r: UsageRow }) {
       <td data-testid="cached" className={num}>
         {formatCount(r.cachedTokens)}
       </td>
-      <td data-testid="cost" data-usd={r.costUsd} className={`${num} font-medium`}>
-        {formatCost(r.costUsd)}
-      </td>
     </>
   );
 }
 
-const NUMBER_HEADS = ["Calls", "Refused", "Input", "Output", "Cached", "Cost"];
+// Cost first: on a phone the table scrolls sideways, and what was spent is what is looked for.
+const NUMBER_HEADS = ["Cost", "Calls", "Refused", "Input", "Output", "Cached"];
 
 /** A table that scrolls sideways on a phone rather than squeezing its numbers. */
 function UsageTable({ label, heads, children }: { label: string; heads: string[]; children: ReactNode }) {
@@ -147,7 +148,7 @@ function Projects({
           <a
             href={csvHref({ by: "project" }, period)}
             download="usage-by-project.csv"
-            className="text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
+            className="whitespace-nowrap text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
           >
             Download CSV
           </a>
@@ -216,7 +217,7 @@ function ProjectDetail({ project, period, repo }: { project: string; period: Per
             data-testid="usage-csv"
             href={csvHref({ by: "day,model", project }, period)}
             download={`usage-${project}.csv`}
-            className="text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
+            className="whitespace-nowrap text-sm text-stone-500 hover:text-stone-900 dark:hover:text-white"
           >
             Download CSV
           </a>
