@@ -86,16 +86,35 @@ export function registerUsage(program: Command): void {
       sinceArg,
     )
     .option("--until <when>", "to, not included: a duration back or an ISO time (default now)", sinceArg)
+    .option("--project <id>", "only this project's calls")
+    .option("--session <id>", "only this session's calls")
+    .option("--task <id>", "only this task's calls (over all its attempts)")
     .option("--csv", "print CSV (a header row, then one row per group)")
     .option("--json", "print the report as JSON")
     .action(
       action(
         async (
-          flags: { by?: string; since?: string; until?: string; csv?: boolean; json?: boolean },
+          flags: {
+            by?: string;
+            since?: string;
+            until?: string;
+            project?: string;
+            session?: string;
+            task?: string;
+            csv?: boolean;
+            json?: boolean;
+          },
           cmd: Command,
         ) => {
           const { client } = connect(cmd);
-          const q = { by: flags.by, since: flags.since, until: flags.until };
+          const q = {
+            by: flags.by,
+            since: flags.since,
+            until: flags.until,
+            project: flags.project,
+            session: flags.session,
+            task: flags.task,
+          };
           if (flags.csv) return void process.stdout.write(await client.usageCsv(q));
           const r = await client.usage(q);
           if (flags.json) return void print(JSON.stringify(r, null, 2));

@@ -182,7 +182,8 @@ export class FlotillaClient {
     delete: (id: string) => this.request<SecretInfo>("DELETE", `/secrets/${enc(id)}`),
     rotateMaster: () => this.request<RotatedMasterKey>("POST", "/secrets/rotate-master"),
   };
-  /** What model calls through the gateway used and cost, grouped (`by: "project,model"`). */
+  /** What model calls through the gateway used and cost, grouped (`by: "project,model"`), optionally
+   * only one project's, session's or task's (`project`, `session`, `task`). */
   usage = (q: Omit<UsageQuery, "format"> = {}) =>
     this.request<UsageReport>("GET", `/usage?${new URLSearchParams(defined(q))}`);
   /** The same as CSV: a header row, then one row per group. */

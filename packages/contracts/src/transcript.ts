@@ -36,9 +36,20 @@ export type Row =
   /** `error` is the message of the error the notice reports, so one error is said once. */
   | { kind: "notice"; key: string; tone: "info" | "error"; text: string; error?: string }
   /** The session's work landed: committed on its branch, merged or patched into the user's repository. */
-  | { kind: "git"; key: string; action: GitAction; text: string; commit?: string; url?: string };
+  | { kind: "git"; key: string; action: GitAction; text: string; commit?: string; url?: string }
+  /** A budget in warn mode was crossed: the gateway let the call through and says which budget. */
+  | {
+      kind: "budget";
+      key: string;
+      budget: BudgetWarning["budget"];
+      limit: number;
+      spent: number;
+      unit: BudgetWarning["unit"];
+      text: string;
+    };
 
 export type GitAction = Of<"git">["action"];
+export type BudgetWarning = Of<"budget.warning">;
 
 export type PendingPermission = Of<"permission.asked">;
 
@@ -62,6 +73,8 @@ export interface Transcript {
   statusError: { name: string; message: string } | undefined;
   /** The seq of the latest `git` event (0 before any): the branch or the user's repository changed. */
   gitSeq: number;
+  /** The seq of the latest `usage` or `budget.warning` event (0 before any): what was spent changed. */
+  spendSeq: number;
   /** Internal: each message's latest usage, so re-reports replace rather than add. */
   byMessage: ReadonlyMap<string, Usage>;
   /** Internal: each row's place by key, so a delta finds its row without a scan. */
@@ -87,6 +100,7 @@ export const emptyTranscript: Transcript = {
   lastSeq: 0,
   statusError: undefined,
   gitSeq: 0,
+  spendSeq: 0,
   byMessage: new Map(),
   index: new Map(),
   said: new Map(),
@@ -122,6 +136,7 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
     byMessage,
     statusError,
     gitSeq,
+    spendSeq,
     said,
     callOf,
     rejectedCalls,
@@ -203,6 +218,7 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
         todos = e.data.todos;
         break;
       case "usage": {
+        spendSeq = e.seq;
         const t = e.data.tokens;
         const m = new Map(byMessage);
         m.set(e.data.messageId, {
@@ -316,6 +332,20 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
           ...(typeof e.data.url === "string" ? { url: e.data.url } : {}),
         });
         break;
+      case "budget.warning":
+        // Guarded like git: a malformed event is skipped rather than breaking the whole transcript.
+        if (typeof e.data?.message !== "string") break;
+        spendSeq = e.seq;
+        upsert({
+          kind: "budget",
+          key: `budget-${e.seq}`,
+          budget: e.data.budget,
+          limit: e.data.limit,
+          spent: e.data.spent,
+          unit: e.data.unit,
+          text: e.data.message,
+        });
+        break;
       default:
         // A type this UI does not know (a newer server's) changes nothing here.
         break;
@@ -343,6 +373,7 @@ export function fold(prev: Transcript, events: SessionEvent[]): Transcript {
     lastSeq,
     statusError,
     gitSeq,
+    spendSeq,
     byMessage,
     index,
     said,

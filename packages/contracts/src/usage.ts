@@ -23,6 +23,19 @@ export const UsageQuery = z
       .datetime({ offset: true })
       .optional()
       .openapi({ description: "To, not included (default: now)" }),
+    project: z
+      .string()
+      .min(1)
+      .max(100)
+      .optional()
+      .openapi({ description: "Only this project's calls (a project id)" }),
+    session: z.string().min(1).max(100).optional().openapi({ description: "Only this session's calls" }),
+    task: z
+      .string()
+      .min(1)
+      .max(100)
+      .optional()
+      .openapi({ description: "Only this task's calls (over all its attempts)" }),
     format: z
       .enum(["json", "csv"])
       .default("json")
@@ -34,6 +47,10 @@ export type UsageQuery = z.input<typeof UsageQuery>;
 export const UsageRow = z
   .object({
     project: z.string().optional(),
+    projectRepo: z
+      .string()
+      .optional()
+      .openapi({ description: "The project's repository (JSON only, when grouped by project)" }),
     model: z.string().optional().openapi({ description: "provider/model" }),
     day: z.string().optional().openapi({ description: "YYYY-MM-DD, UTC" }),
     session: z.string().optional(),

@@ -38,6 +38,7 @@ const NAV = [
   ["/", "Overview"],
   ["/s", "Sessions"],
   ["/t", "Tasks"],
+  ["/u", "Usage"],
   ["/hooks", "Webhooks"],
   ["/settings", "Settings"],
 ] as const;
@@ -116,6 +117,8 @@ const TaskPage = lazyRouteComponent(() => import("./pages/tasks.tsx"), "TaskPage
 const WebhooksPage = lazyRouteComponent(() => import("./pages/webhooks.tsx"), "WebhooksPage");
 const WebhookPage = lazyRouteComponent(() => import("./pages/webhooks.tsx"), "WebhookPage");
 const SettingsPage = lazyRouteComponent(() => import("./pages/settings.tsx"), "SettingsPage");
+const UsagePage = lazyRouteComponent(() => import("./pages/usage.tsx"), "UsagePage");
+const SecretsPage = lazyRouteComponent(() => import("./pages/secrets.tsx"), "SecretsPage");
 const ChangesPage = lazyRouteComponent(() => import("./pages/changes.tsx"), "ChangesPage");
 
 const rootRoute = createRootRoute({
@@ -137,9 +140,11 @@ const routeTree = rootRoute.addChildren([
   createRoute({ getParentRoute: () => rootRoute, path: "/s", component: SessionsPage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/t", component: TasksPage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/t/$id", component: TaskPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/u", component: UsagePage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/hooks", component: WebhooksPage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/hooks/$id", component: WebhookPage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/settings", component: SettingsPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/settings/secrets", component: SecretsPage }),
   sessionRoute.addChildren([
     createRoute({ getParentRoute: () => sessionRoute, path: "/", component: ConversationPage }),
     createRoute({ getParentRoute: () => sessionRoute, path: "/changes", component: ChangesPage }),

@@ -73,6 +73,16 @@ export function ErrorNote({ error }: { error: unknown }) {
 export const inputClass =
   "w-full rounded-md border border-stone-300 bg-white px-3 py-2 text-sm shadow-sm outline-none focus:border-stone-500 focus:ring-2 focus:ring-stone-200 dark:border-stone-700 dark:bg-stone-950 dark:focus:ring-stone-800";
 
+const int = new Intl.NumberFormat("en-US");
+/** A count with thousands separators (the pages' numbers, which tests read back as numbers). */
+export const formatCount = (n: number) => int.format(Math.round(n));
+/** Dollars: cents, or four decimals under a cent (a single call often costs less). */
+export function formatCost(usd: number): string {
+  if (usd === 0) return "$0.00";
+  if (usd < 0.01) return `$${usd.toFixed(4)}`;
+  return `$${usd.toFixed(2)}`;
+}
+
 export function timeAgo(iso: string): string {
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   if (s < 60) return `${s}s ago`;

@@ -10,14 +10,16 @@ const EVERYTHING = [
   ["tasks"],
   ["task"],
   ["overview"],
+  ["usage"],
   ["harnesses"],
   ["webhook-deliveries"],
 ];
-// Deliveries follow task transitions and session status changes, so either may add one.
+// Deliveries follow task transitions and session status changes, so either may add one. A session's
+// turn ending follows its model calls, so the usage (pages and meters) is re-read then too.
 const staleFor = (n: ActivityNotice): string[][] =>
   n.kind === "session"
-    ? [["sessions"], ["session", n.id], ["overview"], ["webhook-deliveries"]]
-    : [["tasks"], ["task", n.id], ["overview"], ["webhook-deliveries"]];
+    ? [["sessions"], ["session", n.id], ["overview"], ["webhook-deliveries"], ["usage"]]
+    : [["tasks"], ["task", n.id], ["overview"], ["webhook-deliveries"], ["usage"]];
 
 let state: Connection = "connecting";
 const watchers = new Set<() => void>();

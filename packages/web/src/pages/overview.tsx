@@ -3,19 +3,12 @@ import { useQuery } from "@tanstack/react-query";
 import { Link } from "@tanstack/react-router";
 import type { ReactNode } from "react";
 import { api } from "../api.ts";
-import { Card, ErrorNote, timeAgo } from "../ui.tsx";
+import { Card, ErrorNote, formatCost, formatCount, timeAgo } from "../ui.tsx";
 
 type Failure = Overview["failures"][number];
 type HarnessItem = Overview["harnesses"]["items"][number];
 
-const int = new Intl.NumberFormat("en-US");
-export const formatCount = (n: number) => int.format(Math.round(n));
-export const formatMb = (bytes: number) => `${int.format(Math.round(bytes / (1024 * 1024)))} MB`;
-export function formatCost(usd: number): string {
-  if (usd === 0) return "$0.00";
-  if (usd < 0.01) return `$${usd.toFixed(4)}`;
-  return `$${usd.toFixed(2)}`;
-}
+export const formatMb = (bytes: number) => `${formatCount(bytes / (1024 * 1024))} MB`;
 const plural = (n: number, word: string) => `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
 const basename = (repo: string) => repo.replace(/\/+$/, "").split("/").at(-1) ?? repo;
 
@@ -94,8 +87,11 @@ function UsageCard({ o }: { o: Overview }) {
     <Card>
       <div className="flex items-baseline justify-between gap-3">
         <h2 className="font-semibold">Usage today</h2>
-        <span className="text-xs text-stone-500" title={`Since ${o.since}`}>
-          since 00:00 UTC
+        <span className="flex items-baseline gap-3 text-xs text-stone-500">
+          <span title={`Since ${o.since}`}>since 00:00 UTC</span>
+          <Link to="/u" className="underline underline-offset-2 hover:text-stone-900 dark:hover:text-white">
+            By project
+          </Link>
         </span>
       </div>
       <div className="mt-3 flex items-baseline gap-2">

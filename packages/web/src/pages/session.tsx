@@ -5,6 +5,7 @@ import { Link, Outlet, useNavigate, useParams } from "@tanstack/react-router";
 import { createContext, useContext, useEffect } from "react";
 import { api } from "../api.ts";
 import { SessionPullRequest, useBranchFreshness } from "../session/branch.tsx";
+import { BudgetMeter } from "../session/budget-meter.tsx";
 import { Composer, type Failure, type FollowUps, useFollowUps } from "../session/composer.tsx";
 import { Conversation } from "../session/conversation.tsx";
 import { Button, ErrorNote, StatusBadge } from "../ui.tsx";
@@ -45,15 +46,17 @@ function useAttentionSignal(needsInput: boolean, title: string | undefined) {
 
 const n = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
 
+// Tokens only: what the session cost is the model gateway's record (the Spent bar below), which is
+// what budgets are held to; the harness's own estimate of it may differ, or be zero.
 function UsageMeter({ usage }: { usage: Usage }) {
   const total = usage.input + usage.output + usage.reasoning + usage.cache;
   return (
     <span
       data-testid="usage"
       className="font-mono text-xs text-stone-500"
-      title={`input ${usage.input}, output ${usage.output}, reasoning ${usage.reasoning}, cache ${usage.cache} tokens`}
+      title={`input ${usage.input}, output ${usage.output}, reasoning ${usage.reasoning}, cache ${usage.cache} tokens (as the agent counted them)`}
     >
-      {n.format(total)} tokens · ${usage.cost.toFixed(usage.cost < 1 ? 4 : 2)}
+      {n.format(total)} tokens
     </span>
   );
 }
@@ -111,6 +114,7 @@ export function SessionLayout() {
             )}
           </div>
         </div>
+        <BudgetMeter sessionId={id} since={session.data?.createdAt} spendSeq={stream.transcript.spendSeq} />
         <ErrorNote error={session.error ?? abort.error ?? fork.error} />
         <nav aria-label="Session" className="flex gap-5 border-b border-stone-200 dark:border-stone-800">
           <Link

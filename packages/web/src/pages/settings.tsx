@@ -1,10 +1,11 @@
 import type { Catalog, TokenInfo } from "@flotilla/client";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { Link } from "@tanstack/react-router";
 import { type FormEvent, type ReactNode, useState } from "react";
 import { api } from "../api.ts";
 import { Button, Card, ErrorNote, inputClass, timeAgo } from "../ui.tsx";
 
-const isForbidden = (e: unknown) =>
+export const isForbidden = (e: unknown) =>
   typeof e === "object" && e !== null && (e as { status?: number }).status === 403;
 
 function Section({
@@ -31,7 +32,7 @@ function Section({
   );
 }
 
-function Pill({
+export function Pill({
   children,
   tone = "plain",
 }: {
@@ -51,12 +52,40 @@ function Pill({
   );
 }
 
-function When({ iso, never = "never" }: { iso: string | null; never?: string }) {
+export function When({ iso, never = "never" }: { iso: string | null; never?: string }) {
   if (!iso) return <span>{never}</span>;
   return (
     <time dateTime={iso} title={new Date(iso).toLocaleString()}>
       {timeAgo(iso)}
     </time>
+  );
+}
+
+// ---- tabs ----------------------------------------------------------------------------------------
+
+const tab =
+  "border-b-2 border-transparent px-1 pb-2 text-sm text-stone-600 hover:text-stone-900 dark:text-stone-400 dark:hover:text-white";
+const activeTab = "!border-stone-900 font-medium !text-stone-900 dark:!border-white dark:!text-white";
+
+/** Settings has two pages: who you are, tokens and models; and the secret store. */
+export function SettingsTabs() {
+  return (
+    <div className="grid gap-3">
+      <h1 className="text-lg font-semibold tracking-tight">Settings</h1>
+      <nav aria-label="Settings" className="flex gap-5 border-b border-stone-200 dark:border-stone-800">
+        <Link
+          to="/settings"
+          activeOptions={{ exact: true }}
+          className={tab}
+          activeProps={{ className: activeTab }}
+        >
+          General
+        </Link>
+        <Link to="/settings/secrets" className={tab} activeProps={{ className: activeTab }}>
+          Secrets
+        </Link>
+      </nav>
+    </div>
   );
 }
 
@@ -384,7 +413,7 @@ export function SettingsPage() {
   const me = useQuery({ queryKey: ["whoami"], queryFn: api.auth.whoami });
   return (
     <div className="grid grid-cols-[minmax(0,1fr)] gap-8">
-      <h1 className="text-lg font-semibold tracking-tight">Settings</h1>
+      <SettingsTabs />
       <WhoAmI tokens={tokens.data} />
       <Tokens list={tokens} myId={me.data?.tokenId} />
       <Models />

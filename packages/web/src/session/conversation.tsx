@@ -81,10 +81,48 @@ function RowView({ row, sessionId, waiting }: { row: Row; sessionId: string; wai
           </span>
         </p>
       );
+    case "budget":
+      return <BudgetLine row={row} />;
     default:
       // A row this version does not know how to show.
       return null;
   }
+}
+
+const BUDGET_NAME: Record<Extract<Row, { kind: "budget" }>["budget"], string> = {
+  maxCostUsd: "Task cost budget",
+  maxTokens: "Task token budget",
+  projectDailyUsd: "Project daily budget",
+  tokenDailyUsd: "API token daily budget",
+};
+
+const amount = (n: number, unit: "usd" | "tokens") =>
+  unit === "usd"
+    ? `$${n < 0.01 && n > 0 ? n.toFixed(4) : n.toFixed(2)}`
+    : `${new Intl.NumberFormat("en-US").format(Math.round(n))} tokens`;
+
+/**
+ * A budget in warn mode was crossed. The call went through, so this is a warning, not an error; it
+ * names the budget (its label and its config name) and how far past it the spend is.
+ */
+function BudgetLine({ row }: { row: Extract<Row, { kind: "budget" }> }) {
+  return (
+    <p
+      role="status"
+      data-testid="budget-warning"
+      data-budget={row.budget}
+      className="flex min-w-0 flex-wrap items-baseline gap-x-2 gap-y-1 rounded-md border border-amber-300 bg-amber-50 px-3 py-2 text-xs text-amber-900 dark:border-amber-700 dark:bg-amber-950/40 dark:text-amber-100"
+    >
+      <span className="shrink-0 rounded bg-amber-200 px-1.5 py-0.5 text-[11px] font-medium text-amber-900 dark:bg-amber-800 dark:text-amber-100">
+        budget
+      </span>
+      <span className="font-medium">
+        {BUDGET_NAME[row.budget] ?? row.budget} <code className="font-mono">{row.budget}</code> crossed:{" "}
+        {amount(row.spent, row.unit)} of {amount(row.limit, row.unit)}
+      </span>
+      {row.text && <span className="min-w-0 break-words">{row.text}</span>}
+    </p>
+  );
 }
 
 /** A git event's summary; a pull request's address in it is a link (or the summary links to it). */

@@ -41,6 +41,7 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
   const [timeoutMin, setTimeoutMin] = useState("60");
   const [maxAttempts, setMaxAttempts] = useState("3");
   const [maxCostUsd, setMaxCostUsd] = useState("");
+  const [budgetMode, setBudgetMode] = useState<"hard" | "warn">("hard");
   const [verify, setVerify] = useState("");
   const [labels, setLabels] = useState("");
   const [baseRef, setBaseRef] = useState("");
@@ -88,6 +89,7 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
     "timeoutMs",
     "maxAttempts",
     "maxCostUsd",
+    "budgetMode",
     "verify",
     "labels",
     ...ADVANCED,
@@ -112,7 +114,8 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
       permission,
       priority: num(priority),
       maxAttempts: num(maxAttempts),
-      ...(num(maxCostUsd) !== undefined ? { maxCostUsd: num(maxCostUsd) } : {}),
+      // The mode only means something with a budget to apply it to.
+      ...(num(maxCostUsd) !== undefined ? { maxCostUsd: num(maxCostUsd), budgetMode } : {}),
       timeoutMs: minutes === undefined ? undefined : Math.round(minutes * 60_000),
       labels: parsed,
       ...(model ? { model } : {}),
@@ -246,7 +249,7 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
           id={idOf("maxCostUsd")}
           label="Budget (USD)"
           error={errorFor("maxCostUsd")}
-          hint="over every attempt; model calls past it are refused"
+          hint="over every attempt"
         >
           <input
             {...text("maxCostUsd", "hint")}
@@ -260,6 +263,30 @@ export function TaskForm({ onDone }: { onDone?: () => void }) {
             onChange={(e) => setMaxCostUsd(e.target.value)}
             className={inputClass}
           />
+        </Field>
+        <Field
+          id={idOf("budgetMode")}
+          label="Past the budget"
+          error={errorFor("budgetMode")}
+          hint={
+            maxCostUsd.trim() === ""
+              ? "set a budget first"
+              : budgetMode === "hard"
+                ? "hard: the next model call is refused"
+                : "warn: calls go on; the session shows a warning"
+          }
+        >
+          <select
+            {...text("budgetMode", "hint")}
+            name="budgetMode"
+            value={budgetMode}
+            disabled={maxCostUsd.trim() === ""}
+            onChange={(e) => setBudgetMode(e.target.value as "hard" | "warn")}
+            className={inputClass}
+          >
+            <option value="hard">Stop (hard)</option>
+            <option value="warn">Warn and go on</option>
+          </select>
         </Field>
       </div>
       <div className="grid gap-4 sm:grid-cols-2">

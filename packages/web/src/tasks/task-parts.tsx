@@ -32,6 +32,40 @@ export function LabelChips({ labels }: { labels: Record<string, string> }) {
   );
 }
 /** What was asked for: the options the task was submitted with. */
+const usd = (n: number) => `$${n < 0.01 ? n.toFixed(4) : n.toFixed(2)}`;
+
+/** A task's budgets and what happens past them (hard: refused; warn: a warning, and it goes on). */
+function Budget({ task }: { task: Task }) {
+  const limits = [
+    ...(task.maxCostUsd !== null ? [usd(task.maxCostUsd)] : []),
+    ...(task.maxTokens !== null ? [`${task.maxTokens.toLocaleString("en-US")} tokens`] : []),
+  ];
+  if (limits.length === 0) return <span className="text-stone-400">none</span>;
+  return (
+    <span data-testid="task-budget" className="flex flex-wrap items-center gap-2">
+      <span className="font-mono text-xs">{limits.join(" · ")}</span>
+      <span
+        data-testid="task-budget-mode"
+        className={`rounded-full px-2 py-0.5 text-[11px] font-medium ${task.budgetMode === "hard" ? "bg-stone-900 text-white dark:bg-stone-100 dark:text-stone-900" : "bg-amber-100 text-amber-900 dark:bg-amber-900/50 dark:text-amber-200"}`}
+      >
+        {task.budgetMode}
+      </span>
+      <span className="text-xs text-stone-500">
+        {task.budgetMode === "hard" ? "calls past it are refused" : "calls past it go on, with a warning"}
+      </span>
+      {task.sessionId && (
+        <Link
+          to="/s/$id"
+          params={{ id: task.sessionId }}
+          className="text-xs text-stone-500 underline underline-offset-2"
+        >
+          spent so far
+        </Link>
+      )}
+    </span>
+  );
+}
+
 export function TaskOptions({ task }: { task: Task }) {
   const mono = (s: string) => <span className="break-all font-mono text-xs">{s}</span>;
   const dim = (s: string) => <span className="text-stone-400">{s}</span>;
@@ -46,6 +80,7 @@ export function TaskOptions({ task }: { task: Task }) {
     ["Verify", task.verify ? mono(task.verify) : dim("none")],
     ["Labels", <LabelChips key="labels" labels={task.labels} />],
     ["Webhook", task.webhook ? mono(task.webhook) : dim("none")],
+    ["Budget", <Budget key="budget" task={task} />],
     [
       "On success",
       task.pr
