@@ -37,6 +37,9 @@ const PRICE = { input: 3, output: 15 };
 const LIVE = { timeout: deadline(60_000) };
 const BUDGET = 5;
 
+// Sums of costs in a different order (one project's filtered rows, or all grouped) differ in the
+// last bits of a double: compare costs to a billionth of a dollar.
+const nano = (usd: number) => Math.round(usd * 1e9) / 1e9;
 // The page formats numbers with separators and a dollar sign; compare them as numbers.
 const num = (text: string | null) => Number((text ?? "").replace(/[^\d.]/g, ""));
 
@@ -100,7 +103,7 @@ describe.skipIf(!haveChromium)("usage, budgets and secrets in a real browser", (
     inputTokens: num(await row.getByTestId("input").textContent()),
     outputTokens: num(await row.getByTestId("output").textContent()),
     cachedTokens: num(await row.getByTestId("cached").textContent()),
-    costUsd: Number(await row.getByTestId("cost").getAttribute("data-usd")),
+    costUsd: nano(Number(await row.getByTestId("cost").getAttribute("data-usd"))),
   });
   const numbersOf = (r: UsageRow) => ({
     calls: r.calls,
@@ -108,7 +111,7 @@ describe.skipIf(!haveChromium)("usage, budgets and secrets in a real browser", (
     inputTokens: r.inputTokens,
     outputTokens: r.outputTokens,
     cachedTokens: r.cachedTokens,
-    costUsd: r.costUsd,
+    costUsd: nano(r.costUsd),
   });
 
   it("a task submitted with a budget and warn mode runs; its page shows the budget and the mode", async () => {
@@ -261,6 +264,29 @@ describe.skipIf(!haveChromium)("usage, budgets and secrets in a real browser", (
       await page.getByTestId("session-spend").waitFor(LIVE);
       expect(Number(await page.getByTestId("session-spend").getAttribute("data-usd"))).toBe(b.costUsd);
       expect(await page.getByTestId("budget-usd").count()).toBe(0);
+      expect(w.problems).toEqual([]);
+    });
+  });
+
+  it("a task past its budget in warn mode goes on, and its conversation shows the warning naming the budget", async () => {
+    await scenarioOn(w, "budget-warning", async () => {
+      // A one-token budget: its first call already crosses it.
+      const { task: over } = await t.client.tasks.submit({
+        repo: repoA,
+        prompt: "spend again",
+        maxTokens: 1,
+        budgetMode: "warn",
+      });
+      const done = await settled(over.id);
+      expect(done.state).toBe("succeeded");
+      await page.goto(`${t.url}/s/${done.sessionId}`);
+      const line = page.getByTestId("budget-warning");
+      await line.waitFor(LIVE);
+      expect(await line.count()).toBe(1);
+      const text = await line.textContent();
+      expect(text).toContain("Task token budget");
+      expect(text).toContain("maxTokens");
+      await shoot(page, "budget-warning");
       expect(w.problems).toEqual([]);
     });
   });
