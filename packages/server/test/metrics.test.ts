@@ -208,6 +208,14 @@ describe("metrics", () => {
     );
     const sessions = await query('flotilla_sessions{status="idle"}');
     expect(Number(sessions[0]?.value[1])).toBe(2);
+    // Every expression the shipped dashboard charts is PromQL this Prometheus accepts.
+    const dashboard = JSON.parse(readFileSync(join(ROOT, "deploy/grafana/flotilla.json"), "utf8")) as {
+      panels: { targets: { expr: string }[] }[];
+    };
+    for (const { expr } of dashboard.panels.flatMap((p) => p.targets)) {
+      const res = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expr)}`);
+      expect(((await res.json()) as { status: string }).status, expr).toBe("success");
+    }
   });
 
   it("times claims, provisioning and event lag: one observation per claim, per session, per harness event, per live event streamed", {
