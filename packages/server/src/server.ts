@@ -180,7 +180,8 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     );
     webhooks.start();
     cleanups.push(() => webhooks.stop());
-    const events = new EventLog(db, bus);
+    const metrics = new Metrics(db);
+    const events = new EventLog(db, bus, metrics);
     // Runs after the sessions' own shutdown (cleanups run last first): their last events land.
     cleanups.push(() => events.idle());
     // The ingest first: the manager gets the harness events it delivers in its constructor.
@@ -191,7 +192,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       new TurnOwner(db, events),
     );
     const harnesses = new HarnessManager(db, drivers, config, log.child({ component: "harnesses" }), {
-      onEvent: (h, dir, payload) => ingest.onEvent(h, dir, payload),
+      onEvent: (h, dir, payload, at) => ingest.onEvent(h, dir, payload, at),
       onConnected: (h) => ingest.reconcile(h),
       onLost: (h, reason) => ingest.onLost(h, reason),
       onState: (h, state, reason) => ingest.onState(h, state, reason),
@@ -210,6 +211,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.child({ component: "sessions" }),
       ingest,
       warmWorkspaces,
+      metrics,
     );
     cleanups.push(async () => {
       await ingest.interruptAll(config.replicaId, "control plane shut down");
@@ -235,6 +237,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.child({ component: "scheduler" }),
       config.replicaId,
       landing,
+      metrics,
     );
     await harnesses.adoptAll();
     await ingest.recoverOrphans(config.replicaId, (shard) => harnesses.forShard(shard) !== undefined);
@@ -270,7 +273,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       events,
       demoProvider: demo ? DEMO_PROVIDER : undefined,
       models: new ModelCatalog(config, harnesses, demo ? DEMO_PROVIDER : undefined),
-      metrics: new Metrics(db),
+      metrics,
       metricsToken: registered(scrapeToken(config.home, config.metricsToken)),
       secrets,
       // A provider key changed in the store: new harnesses see the provider, the gateway its key.

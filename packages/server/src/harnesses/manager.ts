@@ -52,6 +52,8 @@ export interface HarnessEvents {
     h: LiveHarness,
     directory: string,
     payload: { type: string; properties: Record<string, unknown> },
+    /** `performance.now()` when the frame was read off the harness's stream. */
+    receivedAt: number,
   ): Promise<void>;
   onConnected(h: LiveHarness): Promise<void>;
   onLost(h: { id: string; shardId: string }, reason: string): Promise<void>;
@@ -372,7 +374,7 @@ export class HarnessManager {
       record.endpoint,
       password,
       {
-        onEvent: (dir, payload) => this.events.onEvent(h, dir, payload),
+        onEvent: (dir, payload, at) => this.events.onEvent(h, dir, payload, at),
         onConnected: () => this.events.onConnected(h),
         onDropped: async (reason) => {
           if (this.live.get(id) !== h) return false;

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Db } from "../platform/db/pool.ts";
+import type { Timings } from "../platform/timings.ts";
 
 type Labels = Record<string, string | number>;
 
@@ -53,14 +54,20 @@ function dbGauge(
 
 /**
  * Flotilla's Prometheus metrics (prom-client): the process's own, HTTP requests by route and
- * status (counted here as they are served), and the platform's state read from Postgres at each
- * scrape: sessions, the queue, harnesses, gateway calls, tokens, cost and budget refusals, webhook
- * deliveries.
+ * status and the latencies of `Timings` (claims, provisioning, event lag), observed here as they
+ * happen (so per replica: sum them across replicas), and the platform's state read from Postgres
+ * at each scrape: sessions, the queue, harnesses, gateway calls, tokens, cost and budget refusals,
+ * webhook deliveries (the same on every replica: query one).
  */
-export class Metrics {
+export class Metrics implements Timings {
   readonly registry = new Registry();
   readonly httpRequests: Counter;
   readonly httpSeconds: Histogram;
+  private readonly claimSeconds: Histogram;
+  private readonly provisioningSeconds: Histogram;
+  private readonly provisioningFailures: Counter;
+  private readonly storeLag: Histogram;
+  private readonly deliveryLag: Histogram;
 
   constructor(db: Db) {
     const r = this.registry;
@@ -76,6 +83,37 @@ export class Metrics {
       help: "HTTP request duration (to the response's headers; a stream counts until it starts)",
       labelNames: ["method", "route"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [r],
+    });
+    this.claimSeconds = new Histogram({
+      name: "flotilla_task_claim_seconds",
+      help: "How long a claimed task waited, from becoming claimable (available_at: submitted, or its retry's back-off over) to the claim (database clock); one per claim by this replica",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+      registers: [r],
+    });
+    this.provisioningSeconds = new Histogram({
+      name: "flotilla_session_provisioning_seconds",
+      help: "A session's provisioning, from its start (created, or started again) to ready for its prompt (harness up, agent session made, directory set up; a wait for a harness slot included), by runtime; one per session provisioned by this replica",
+      labelNames: ["runtime"],
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
+      registers: [r],
+    });
+    this.provisioningFailures = new Counter({
+      name: "flotilla_session_provisioning_failures_total",
+      help: "Session provisionings that ended failed, by runtime",
+      labelNames: ["runtime"],
+      registers: [r],
+    });
+    this.storeLag = new Histogram({
+      name: "flotilla_event_store_lag_seconds",
+      help: "From a harness event read off its stream to its log events committed (waiting behind earlier frames and in the session's write queue included); one per harness event that added to the log, however many events it made",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [r],
+    });
+    this.deliveryLag = new Histogram({
+      name: "flotilla_event_delivery_lag_seconds",
+      help: "From an event's commit to its write to a client's stream (SSE), per event and stream; live events this replica stored only (replays and other replicas' events are not counted)",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [r],
     });
     const q = async (sql: string) => (await db.query(sql)).rows;
@@ -198,6 +236,28 @@ export class Metrics {
           )
         ).map((x) => ({ labels: { project: x.project }, value: x.n })),
     );
+  }
+
+  taskClaimed(seconds: number): void {
+    this.claimSeconds.observe(seconds);
+  }
+
+  sessionProvisioned(runtime: string, seconds: number): void {
+    this.provisioningSeconds.observe({ runtime }, seconds);
+    // The runtime's failure series starts at 0, so the first failure shows in increase().
+    this.provisioningFailures.inc({ runtime }, 0);
+  }
+
+  sessionProvisioningFailed(runtime: string): void {
+    this.provisioningFailures.inc({ runtime });
+  }
+
+  eventStored(seconds: number): void {
+    this.storeLag.observe(seconds);
+  }
+
+  eventDelivered(seconds: number): void {
+    this.deliveryLag.observe(seconds);
   }
 
   async scrape(): Promise<{ body: string; contentType: string }> {

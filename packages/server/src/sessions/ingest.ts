@@ -79,8 +79,9 @@ export class SessionIngest {
     return this.inherited(sid, messageId) ? undefined : sid;
   }
 
-  private async append(sessionId: string, bodies: EventBody[]): Promise<void> {
-    if (bodies.length) await this.log.append(sessionId, bodies);
+  /** `receivedAt`: when the harness event these come from was received (the store lag's start). */
+  private async append(sessionId: string, bodies: EventBody[], receivedAt?: number): Promise<void> {
+    if (bodies.length) await this.log.append(sessionId, bodies, {}, receivedAt);
   }
 
   /**
@@ -89,30 +90,36 @@ export class SessionIngest {
    * commit). Whatever depends on them waits in the same queue: a turn transition
    * (`TurnOwner.transact`), a read-back (`EventLog.flushed`).
    */
-  private appendSoon(sessionId: string, bodies: EventBody[]): void {
+  private appendSoon(sessionId: string, bodies: EventBody[], receivedAt: number): void {
     if (bodies.length === 0) return;
     this.log
-      .append(sessionId, bodies)
+      .append(sessionId, bodies, {}, receivedAt)
       .catch((err) => this.logger.error({ err, session: sessionId }, "storing the agent's events failed"));
   }
 
-  async onEvent(h: LiveHarness, directory: string, ev: { type: string; properties: Props }): Promise<void> {
+  /** `received`: `performance.now()` when the frame was read off the harness's stream. */
+  async onEvent(
+    h: LiveHarness,
+    directory: string,
+    ev: { type: string; properties: Props },
+    received = performance.now(),
+  ): Promise<void> {
     const t = this.translator(h.id);
     const p = ev.properties;
     switch (ev.type) {
       case "message.part.delta": {
         const sid = await this.sessionFor(p.sessionID, p.messageID);
-        if (sid) this.appendSoon(sid, t.delta(p.messageID, p.partID, p.field, p.delta));
+        if (sid) this.appendSoon(sid, t.delta(p.messageID, p.partID, p.field, p.delta), received);
         return;
       }
       case "message.part.updated": {
         const sid = await this.sessionFor(p.sessionID ?? p.part?.sessionID, p.part?.messageID);
-        if (sid) this.appendSoon(sid, t.part(p.part as OcPart));
+        if (sid) this.appendSoon(sid, t.part(p.part as OcPart), received);
         return;
       }
       case "message.updated": {
         const sid = await this.sessionFor(p.info?.sessionID, p.info?.id);
-        if (sid) this.appendSoon(sid, t.message(p.info as OcMessage));
+        if (sid) this.appendSoon(sid, t.message(p.info as OcMessage), received);
         return;
       }
       case "session.error": {
@@ -131,9 +138,11 @@ export class SessionIngest {
         const sid = await this.sessionFor(p.sessionID);
         if (!sid) return;
         if (p.status?.type === "retry") {
-          await this.append(sid, [
-            { type: "provider.retry", data: { attempt: p.status.attempt, message: p.status.message } },
-          ]);
+          await this.append(
+            sid,
+            [{ type: "provider.retry", data: { attempt: p.status.attempt, message: p.status.message } }],
+            received,
+          );
         } else if (p.status?.type === "idle") await this.settle(h, sid);
         return;
       }
@@ -159,7 +168,7 @@ export class SessionIngest {
           status: String(x.status),
           ...(x.priority ? { priority: String(x.priority) } : {}),
         }));
-        if (sid) await this.append(sid, [{ type: "todo.updated", data: { todos } }]);
+        if (sid) await this.append(sid, [{ type: "todo.updated", data: { todos } }], received);
         return;
       }
       case "file.edited": {
@@ -174,7 +183,7 @@ export class SessionIngest {
         );
         for (const r of rows) {
           const rel = file.startsWith(`${r.path}/`) ? file.slice(r.path.length + 1) : file;
-          await this.append(r.id, [{ type: "file.edited", data: { path: rel } }]);
+          await this.append(r.id, [{ type: "file.edited", data: { path: rel } }], received);
         }
         return;
       }

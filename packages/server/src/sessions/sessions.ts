@@ -29,6 +29,7 @@ import type { Principal } from "../identity/principal.ts";
 import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
+import type { Timings } from "../platform/timings.ts";
 import type { ExecResult, ExecSpec, NetworkPolicy, PtyProcess } from "../runtime/driver.ts";
 import { placeWorkspace, type Shard } from "../workspaces/shards.ts";
 import type { WarmWorkspaces } from "../workspaces/warm-workspaces.ts";
@@ -207,6 +208,8 @@ export class SessionService {
     readonly ingest: SessionIngest,
     /** Checkouts made ahead for hot projects; none taken when absent. */
     private readonly warm?: WarmWorkspaces,
+    /** Provisioning times and failures are reported here, when given. */
+    private readonly timings?: Timings,
   ) {}
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -373,6 +376,8 @@ export class SessionService {
     }
     // Everything that can be refused is checked before anything is written.
     const repo = await resolveRepo(body.repo);
+    // Provisioning is timed from here: the checkout (or taking a warm one) is part of it.
+    const since = performance.now();
     const sessionId = newId("ses");
     const permission = body.permission ?? this.config.permission;
     const title = body.title ?? body.prompt.split("\n")[0]!.slice(0, 80);
@@ -405,7 +410,7 @@ export class SessionService {
       });
       if (claimed) {
         this.logger.info({ session: sessionId, workspace: claimed.ws.id }, "session took a warm workspace");
-        return this.started(sessionId, p);
+        return this.started(sessionId, p, since);
       }
     }
     const wsId = newId("wsp");
@@ -459,13 +464,13 @@ export class SessionService {
       await removeWorkspace(placed);
       throw e;
     }
-    return this.started(sessionId, p);
+    return this.started(sessionId, p, since);
   }
 
   /** A session just made (its row and workspace in place): said to be provisioning, then provisioned. */
-  private async started(sessionId: string, p: Principal): Promise<Session> {
+  private async started(sessionId: string, p: Principal, since: number): Promise<Session> {
     await this.log.append(sessionId, [{ type: "session.status", data: { status: "provisioning" } }]);
-    this.spawn(this.provision(sessionId));
+    this.spawn(this.provision(sessionId, since));
     return this.get(sessionId, p);
   }
 
@@ -488,10 +493,13 @@ export class SessionService {
 
   /**
    * Harness up, OpenCode session made, the pending prompt sent (with the turn's model and agent, if
-   * it was given them). Failures end in `failed` with the reason.
+   * it was given them). Failures end in `failed` with the reason. `since` (`performance.now()`):
+   * when provisioning began, for its time to ready (`Timings.sessionProvisioned`).
    */
-  private async provision(sessionId: string): Promise<void> {
+  private async provision(sessionId: string, since: number): Promise<void> {
     const r = await this.rowById(sessionId);
+    const runtime = r.shard_runtime;
+    let ready = false;
     try {
       let queued: Promise<unknown> | undefined;
       const h = await this.harnesses.ensure(shardOf(r), {
@@ -525,6 +533,9 @@ export class SessionService {
       // The directory's set-up is asked for alongside the agent's session, off the prompt's path.
       const model = (r.turn?.phase === "pending" && r.turn.model) || r.model;
       await Promise.all([this.ensureOpencodeSession(h, r), prewarm(h.client, r.path, model)]);
+      // Ready: what follows is the prompt's (or, with none left, the session's going idle).
+      this.timings?.sessionProvisioned(runtime, (performance.now() - since) / 1000);
+      ready = true;
       // The pending prompt starts its turn, unless an abort during provisioning dropped it.
       const started = await this.startTurn(h, await this.rowById(sessionId));
       if (!started)
@@ -537,6 +548,8 @@ export class SessionService {
           ? failureOfCode(e.code, e.message, e.retriable)
           : failure("InternalError", `the session could not be started: ${(e as Error).message}`);
       this.logger.error({ session: sessionId, err: e }, "session provisioning failed");
+      // Counted apart from the provisioned (a start that failed after ready is the turn's failure).
+      if (!ready) this.timings?.sessionProvisioningFailed(runtime);
       await this.log.append(
         sessionId,
         [
@@ -677,6 +690,7 @@ export class SessionService {
    * retry at the same moment is told the session is busy.
    */
   private async restart(r: SessionRow, turn: SendMessageBody, p: Principal): Promise<Session> {
+    const since = performance.now();
     await this.ingest.turns.transact(r.id, async (tx) => {
       const { rows } = await tx.query("select status from sessions where id = $1 for update", [r.id]);
       if (rows[0]?.status !== "failed")
@@ -692,7 +706,7 @@ export class SessionService {
       );
       return { result: undefined, events: applied.events };
     });
-    this.spawn(this.provision(r.id));
+    this.spawn(this.provision(r.id, since));
     return this.get(r.id, p);
   }
 

@@ -14,6 +14,8 @@ export interface Claim {
   task: Row;
   n: number;
   transition: TaskTransition;
+  /** How long the task waited to be claimed, from its `available_at` (database clock, seconds). */
+  waitedS: number;
 }
 
 /** A queued task as the planner sees it. */
@@ -102,7 +104,8 @@ export function planClaims(
  *    binds the slots to them.
  *
  * Attempt start times use clock_timestamp(), not now(): the slot this claim took may have been
- * freed by an attempt that ended after this transaction began.
+ * freed by an attempt that ended after this transaction began. So does each claim's wait
+ * (`waitedS`, from the task's `available_at`), read in the same statement.
  */
 export async function claimBatch(
   db: Db,
@@ -219,7 +222,8 @@ export async function claimBatch(
          from unnest($4::text[], $5::int[], $6::text[]) as v(scope, idx, task_id)
          where s.scope = v.scope and s.idx = v.idx and v.task_id in (select id from upd)
        )
-       select * from upd`,
+       select upd.*, greatest(0, extract(epoch from clock_timestamp() - upd.available_at))::float8 as waited_s
+       from upd`,
       [
         claimed.map((x) => x.c.id),
         replica,
@@ -232,12 +236,18 @@ export async function claimBatch(
     const byId = new Map(done.rows.map((r) => [r.id as string, r]));
     // In the plan's order, so the caller starts them best first.
     return claimed.flatMap(({ c }) => {
-      const task = byId.get(c.id);
-      if (!task) return [];
+      const got = byId.get(c.id);
+      if (!got) return [];
+      const { waited_s, ...task } = got;
       const n = Number(task.attempts);
       const reason = `attempt ${n} on ${replica}`;
       return [
-        { task, n, transition: { task: taskFromRow(task), from: "queued" as const, to: "running", reason } },
+        {
+          task,
+          n,
+          transition: { task: taskFromRow(task), from: "queued" as const, to: "running", reason },
+          waitedS: Number(waited_s),
+        },
       ];
     });
   });

@@ -14,6 +14,7 @@ import { backoffMs } from "../platform/backoff.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
+import type { Timings } from "../platform/timings.ts";
 import type { ExecResult } from "../runtime/driver.ts";
 import type { SessionService } from "../sessions/sessions.ts";
 import type { LandingService } from "../workspaces/land.ts";
@@ -88,6 +89,7 @@ export class Scheduler {
     private readonly log: Logger,
     readonly replica: string,
     private readonly landing?: LandingService,
+    private readonly timings?: Timings,
   ) {}
 
   limits(): Limits {
@@ -143,6 +145,7 @@ export class Scheduler {
         if (cs.length > 0) {
           claimed = true;
           this.tasks.published(cs.map((c) => c.transition));
+          for (const c of cs) this.timings?.taskClaimed(c.waitedS);
           for (const c of cs) this.startAttempt(c.task, c.n);
         }
       } catch (err) {

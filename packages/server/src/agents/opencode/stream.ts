@@ -3,8 +3,15 @@ import type { Logger } from "../../platform/logger.ts";
 import { basicAuth } from "./health.ts";
 
 export interface StreamHandlers {
-  /** Every frame, in order. Returns a promise so frames are processed one at a time. */
-  onEvent(directory: string, payload: { type: string; properties: Record<string, unknown> }): Promise<void>;
+  /**
+   * Every frame, in order. Returns a promise so frames are processed one at a time. `receivedAt`
+   * is `performance.now()` when the frame was read off the stream (it may wait behind others).
+   */
+  onEvent(
+    directory: string,
+    payload: { type: string; properties: Record<string, unknown> },
+    receivedAt: number,
+  ): Promise<void>;
   /** The stream is (re)connected: state that changed while it was down must be read back. */
   onConnected(): Promise<void>;
   /** The stream ended or went silent; returns whether to reconnect (false = harness is gone). */
@@ -124,7 +131,8 @@ export class HarnessStream {
             return;
           }
           if (payload.type === "server.heartbeat") return;
-          this.enqueue(() => this.handlers.onEvent(frame.directory ?? "", payload));
+          const receivedAt = performance.now();
+          this.enqueue(() => this.handlers.onEvent(frame.directory ?? "", payload, receivedAt));
         },
       });
       const decoder = new TextDecoder();

@@ -1,6 +1,7 @@
 import { type EventBody, newId, type SessionEvent, type SessionStatus } from "@flotilla/contracts";
 import type { Db, Queryable, Tx } from "../db/pool.ts";
 import { knowsSecrets, redactSecrets } from "../redact.ts";
+import type { Timings } from "../timings.ts";
 import { type EventBus, rowToEvent } from "./bus.ts";
 
 export interface SessionPatch {
@@ -16,10 +17,29 @@ interface Pending {
   patch: SessionPatch;
   resolve: (events: SessionEvent[]) => void;
   reject: (err: unknown) => void;
+  /** `performance.now()` when the ingest received the harness event these bodies come from. */
+  receivedAt?: number;
 }
 
 /** Work on one session's log, in the order it was asked for: appends, or a job run alone. */
 type Job = { kind: "append"; p: Pending } | { kind: "alone"; run: () => Promise<void> };
+
+/**
+ * When this process committed an event (`performance.now()`): set on the events it stored and
+ * published, the very objects its bus hands to in-process listeners. Events read back from the
+ * log or heard of from another replica have none (their delivery lag is not this clock's to tell).
+ */
+const committed = new WeakMap<SessionEvent, number>();
+
+export function committedAt(e: SessionEvent): number | undefined {
+  return committed.get(e);
+}
+
+function stamp(events: SessionEvent[]): number {
+  const now = performance.now();
+  for (const e of events) committed.set(e, now);
+  return now;
+}
 
 /** Events one statement writes at most: a long backlog is written in a few statements, not one. */
 const MAX_BATCH = 500;
@@ -42,11 +62,21 @@ export class EventLog {
   constructor(
     private readonly db: Db,
     private readonly bus: EventBus,
+    private readonly timings?: Timings,
   ) {}
 
-  append(sessionId: string, bodies: EventBody[], patch: SessionPatch = {}): Promise<SessionEvent[]> {
+  /**
+   * `receivedAt` (`performance.now()`): when the harness event these bodies translate was
+   * received, for the store lag (`Timings.eventStored`, one observation per append).
+   */
+  append(
+    sessionId: string,
+    bodies: EventBody[],
+    patch: SessionPatch = {},
+    receivedAt?: number,
+  ): Promise<SessionEvent[]> {
     return new Promise((resolve, reject) =>
-      this.enqueue(sessionId, { kind: "append", p: { bodies, patch, resolve, reject } }),
+      this.enqueue(sessionId, { kind: "append", p: { bodies, patch, resolve, reject, receivedAt } }),
     );
   }
 
@@ -102,6 +132,10 @@ export class EventLog {
           batch.flatMap((p) => p.bodies),
           patch,
         );
+        const stored = stamp(events);
+        if (this.timings)
+          for (const p of batch)
+            if (p.receivedAt !== undefined) this.timings.eventStored((stored - p.receivedAt) / 1000);
         await this.bus.publish(events);
         let at = 0;
         for (const p of batch) {
@@ -233,7 +267,9 @@ export class EventLog {
     return rows.map(rowToEvent);
   }
 
+  /** For `appendTx`'s callers, after their commit. */
   publish(events: SessionEvent[]): Promise<void> {
+    stamp(events);
     return this.bus.publish(events);
   }
 
