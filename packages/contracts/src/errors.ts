@@ -20,6 +20,10 @@ export const ErrorBody = z
         description: "rate_limited: try again after this many seconds (also the Retry-After header)",
       }),
       details: z.unknown().optional(),
+      traceId: z.string().optional().openapi({
+        description:
+          "The request's OpenTelemetry trace id, when tracing is on: where to look for what happened",
+      }),
     }),
   })
   .openapi("Error");

@@ -59,6 +59,7 @@ export interface ErrorBodyShape {
     reference?: string;
     retryAfterSeconds?: number;
     details?: unknown;
+    traceId?: string;
   };
 }
 

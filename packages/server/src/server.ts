@@ -26,6 +26,7 @@ import { EventLog } from "./platform/events/log.ts";
 import { hostForUrl } from "./platform/http/host.ts";
 import type { Logger } from "./platform/logger.ts";
 import { registerSecret } from "./platform/redact.ts";
+import { startTracing } from "./platform/tracing.ts";
 import { runtimeDrivers } from "./runtime/registry.ts";
 import { Keyring, SecretStore } from "./secrets/store.ts";
 import { SessionIngest } from "./sessions/ingest.ts";
@@ -84,6 +85,10 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     for (const f of config.forges)
       for (const v of [f.token, f.webhookSecret, f.app?.privateKey]) registerSecret(v);
     registerSecret(config.metricsToken);
+    for (const v of Object.values(config.tracing.headers)) registerSecret(v);
+    // First in, so last out: the spans of everything shut down after it are flushed.
+    const tracing = startTracing(config.tracing, log);
+    cleanups.push(() => tracing.stop());
     // First: a runtime that cannot run (bubblewrap missing) stops the boot before anything starts.
     const drivers = runtimeDrivers(config, log);
     let url = config.databaseUrl;

@@ -114,4 +114,34 @@ providers:
     for (const l of lines.slice(1)) expect(l).toMatch(new RegExp(`^  ${path}:\\d+: \\S`));
     expect(lines[1]).toContain(`${path}:3:`);
   });
+
+  it("tracing is off by default; the OTLP variables beat config.yaml's endpoint, and can turn it off", () => {
+    const home = tempDir("tracecfg");
+    mkdirSync(home, { recursive: true });
+    expect(loadConfig({ env: { FLOTILLA_HOME: home } }).tracing).toEqual({
+      endpoint: undefined,
+      headers: {},
+    });
+    writeFileSync(join(home, "config.yaml"), "tracing:\n  endpoint: http://collector:4318/\n");
+    const from = (env: Record<string, string>) =>
+      loadConfig({ env: { FLOTILLA_HOME: home, ...env } }).tracing;
+    expect(from({}).endpoint).toBe("http://collector:4318/v1/traces");
+    expect(from({ OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example:4318" }).endpoint).toBe(
+      "https://otel.example:4318/v1/traces",
+    );
+    const full = from({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example:4318",
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "https://traces.example/otlp/spans",
+      OTEL_EXPORTER_OTLP_HEADERS: "api-key=abc%3D1,x-team=core",
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: "x-team=agents",
+    });
+    expect(full).toEqual({
+      endpoint: "https://traces.example/otlp/spans",
+      headers: { "api-key": "abc=1", "x-team": "agents" },
+    });
+    expect(from({ OTEL_SDK_DISABLED: "true" }).endpoint).toBeUndefined();
+    expect(from({ OTEL_TRACES_EXPORTER: "none" }).endpoint).toBeUndefined();
+    writeFileSync(join(home, "config.yaml"), "tracing:\n  endpoint: not-a-url\n");
+    expect(() => loadConfig({ env: { FLOTILLA_HOME: home } })).toThrow(/tracing\.endpoint/);
+  });
 });

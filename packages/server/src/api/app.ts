@@ -3,8 +3,9 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { WebSessionService } from "../identity/web-sessions.ts";
 import type { Env, Services } from "./context.ts";
-import { renderError, validationError } from "./errors.ts";
+import { errorBody, renderError, validationError } from "./errors.ts";
 import { authenticate, isPublicAuthRoute } from "./middleware/auth.ts";
+import { traceRequests } from "./middleware/tracing.ts";
 import { activityRoutes } from "./routes/activity.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { landRoutes } from "./routes/land.ts";
@@ -30,13 +31,15 @@ export function createApp(s: Services): OpenAPIHono<Env> {
       if (!result.success) {
         const where = (result as { target?: string }).target ?? "body";
         const e = validationError(result.error, where);
-        return c.json(e.toBody(), 400);
+        return c.json(errorBody(e), 400);
       }
     },
   });
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.openAPIRegistry.register("Error", ErrorBody);
 
+  // First: the request's span holds everything below, its log lines and error body included.
+  app.use("*", traceRequests());
   app.use("*", async (c, next) => {
     const t0 = performance.now();
     await next();
@@ -60,9 +63,11 @@ export function createApp(s: Services): OpenAPIHono<Env> {
       maxSize: s.config.bodyLimitBytes,
       onError: (c) =>
         c.json(
-          new FlotillaError("body_too_large", `body exceeds ${s.config.bodyLimitBytes} bytes`, {
-            field: "body",
-          }).toBody(),
+          errorBody(
+            new FlotillaError("body_too_large", `body exceeds ${s.config.bodyLimitBytes} bytes`, {
+              field: "body",
+            }),
+          ),
           413,
         ),
     }),
@@ -93,7 +98,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>
-    c.json(new FlotillaError("not_found", `no route ${c.req.method} ${c.req.path}`).toBody(), 404),
+    c.json(errorBody(new FlotillaError("not_found", `no route ${c.req.method} ${c.req.path}`)), 404),
   );
   app.onError((err, c) => renderError(err, c, s.log));
   return app;

@@ -1,8 +1,17 @@
-import { FlotillaError, newId } from "@flotilla/contracts";
+import { type ErrorBodyShape, FlotillaError, newId } from "@flotilla/contracts";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
 import type { Logger } from "../platform/logger.ts";
+import { activeTraceIds } from "../platform/tracing.ts";
+
+/** An error's body as the API sends it: with the request's trace id when tracing is on. */
+export function errorBody(e: FlotillaError, reference?: string): ErrorBodyShape {
+  const body = e.toBody(reference);
+  const ids = activeTraceIds();
+  if (ids) body.error.traceId = ids.traceId;
+  return body;
+}
 
 export function validationError(error: ZodError, where: "body" | "query" | "param" | string): FlotillaError {
   const issue = error.issues[0];
@@ -20,7 +29,7 @@ export function validationError(error: ZodError, where: "body" | "query" | "para
 export function renderError(err: unknown, c: Context, log: Logger): Response {
   if (err instanceof FlotillaError) {
     if (err.retryAfterSeconds !== undefined) c.header("Retry-After", String(err.retryAfterSeconds));
-    return c.json(err.toBody(), err.status as 400);
+    return c.json(errorBody(err), err.status as 400);
   }
   if (err instanceof HTTPException) {
     const msg = err.message;
@@ -41,12 +50,15 @@ export function renderError(err: unknown, c: Context, log: Logger): Response {
         : msg || "bad request",
       { field: err.status === 404 ? undefined : "body" },
     );
-    return c.json(e.toBody(), e.status as 400);
+    return c.json(errorBody(e), e.status as 400);
   }
   const reference = newId("err");
   log.error({ err, reference, path: c.req.path, method: c.req.method }, "unhandled error");
   return c.json(
-    new FlotillaError("internal", "internal error; quote the reference when reporting it").toBody(reference),
+    errorBody(
+      new FlotillaError("internal", "internal error; quote the reference when reporting it"),
+      reference,
+    ),
     500,
   );
 }

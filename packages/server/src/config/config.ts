@@ -5,6 +5,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { FlotillaError, PermissionPolicy } from "@flotilla/contracts";
 import { isNode, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
+import type { TracingConfig } from "../platform/tracing.ts";
 
 export const RUNTIMES = ["sandbox", "local"] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
@@ -167,6 +168,9 @@ export const FileConfig = z
       })
       .strict()
       .optional(),
+    /** OpenTelemetry traces: the OTLP/HTTP collector's base URL (as OTEL_EXPORTER_OTLP_ENDPOINT:
+     * spans go to its /v1/traces). The OTEL_EXPORTER_OTLP_* variables win over it. */
+    tracing: z.object({ endpoint: z.url().optional() }).strict().optional(),
     harness: z
       .object({
         readyTimeoutMs: z.number().int().positive().optional(),
@@ -227,6 +231,8 @@ export interface Config {
   masterKey: string | undefined;
   masterKeyPrevious: string | undefined;
   demo: "auto" | "on" | "off";
+  /** Where OpenTelemetry spans are exported (OTLP/HTTP); no endpoint: tracing is off, at no cost. */
+  tracing: TracingConfig;
   /** The default runtime of new shards (a session or task may ask for another, as its role allows). */
   runtime: RuntimeName;
   /** The default network policy of sandboxed harnesses. */
@@ -409,6 +415,38 @@ function resolveForge(name: string, f: ForgeConfig, env: Record<string, string |
   };
 }
 
+/** `a=b,c=d` (OTEL_EXPORTER_OTLP_HEADERS), values URL-decoded as the OpenTelemetry spec says. */
+function otlpHeaders(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (text ?? "").split(",")) {
+    const i = pair.indexOf("=");
+    if (i <= 0) continue;
+    out[pair.slice(0, i).trim()] = decodeURIComponent(pair.slice(i + 1).trim());
+  }
+  return out;
+}
+
+/**
+ * The OTLP traces endpoint, by the OpenTelemetry variables first: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+ * is the full URL; OTEL_EXPORTER_OTLP_ENDPOINT (or config.yaml's `tracing.endpoint`) a base that
+ * `/v1/traces` is appended to. OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turns it off.
+ */
+export function tracingConfig(
+  env: Record<string, string | undefined>,
+  file: FileConfig["tracing"],
+): TracingConfig {
+  const headers = {
+    ...otlpHeaders(env.OTEL_EXPORTER_OTLP_HEADERS),
+    ...otlpHeaders(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS),
+  };
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true" || env.OTEL_TRACES_EXPORTER?.trim() === "none")
+    return { endpoint: undefined, headers };
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT || file?.endpoint;
+  const endpoint =
+    env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (base ? `${base.replace(/\/+$/, "")}/v1/traces` : undefined);
+  return { endpoint, headers };
+}
+
 /** The data directory: `--home`, else FLOTILLA_HOME, else ~/.flotilla; absolute. */
 export function flotillaHome(env: Record<string, string | undefined>, flag?: string): string {
   return resolve(flag ?? env.FLOTILLA_HOME ?? join(homedir(), ".flotilla"));
@@ -473,6 +511,7 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
       ),
     },
     publicUrl: env.FLOTILLA_PUBLIC_URL ?? file.publicUrl,
+    tracing: tracingConfig(env, file.tracing),
     demo: file.demo ?? (env.FLOTILLA_DEMO as Config["demo"] | undefined) ?? "auto",
     runtime: file.runtime ?? runtimeFromEnv(env.FLOTILLA_RUNTIME) ?? "sandbox",
     network: file.network ?? "allowlist",

@@ -16,6 +16,7 @@ import { newGatewayToken } from "../gateway/gateway.ts";
 import { backoffMs } from "../platform/backoff.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
+import { detached, inSpan, tracedFetch } from "../platform/tracing.ts";
 import {
   type DriverRegistry,
   type HarnessRecord,
@@ -197,7 +198,19 @@ export class HarnessManager {
       const attempts = this.config.harness.startAttempts;
       for (let n = 1; ; n++) {
         try {
-          started = await this.start(shard);
+          started = await inSpan<LiveHarness>(
+            "harness.start",
+            {
+              "flotilla.shard.id": shard.id,
+              "flotilla.runtime": shard.runtime,
+              "flotilla.harness.attempt": n,
+            },
+            (span) =>
+              this.start(shard).then((h) => {
+                span.setAttribute("flotilla.harness.id", h.id);
+                return h;
+              }),
+          );
           break;
         } catch (e) {
           if (n >= attempts || this.stopping) throw e;
@@ -305,17 +318,22 @@ export class HarnessManager {
     let started: Awaited<ReturnType<RuntimeDriver["start"]>>;
     const t0 = Date.now();
     try {
-      started = await this.driverFor(ws).start({
-        harnessId: id,
-        shard: ws,
-        runDir,
-        env,
-        password,
-        readyTimeoutMs: this.config.harness.readyTimeoutMs,
-        network: ws.network,
-        egress: modelEndpoints(this.config),
-        onSpawn: (rec) => this.record(id, rec),
-      });
+      started = await inSpan(
+        "runtime.start",
+        { "flotilla.harness.id": id, "flotilla.runtime": ws.runtime },
+        () =>
+          this.driverFor(ws).start({
+            harnessId: id,
+            shard: ws,
+            runDir,
+            env,
+            password,
+            readyTimeoutMs: this.config.harness.readyTimeoutMs,
+            network: ws.network,
+            egress: modelEndpoints(this.config),
+            onSpawn: (rec) => this.record(id, rec),
+          }),
+      );
     } catch (e) {
       const reason =
         e instanceof HarnessStartError && e.logTail.trim()
@@ -341,12 +359,16 @@ export class HarnessManager {
       { driver: started.driver, ref: started.ref, url: started.endpoint, ms: Date.now() - t0 },
       "harness ready",
     );
-    const h = this.attach(id, ws, started, password);
+    // The harness outlives the start that made it: its stream, timers and exit watch belong to no trace.
+    const h = detached(() => this.attach(id, ws, started, password));
     // Hand the harness out only once its event stream is up, so no event of a first turn is missed.
     await Promise.race([h.stream.ready, new Promise((r) => setTimeout(r, 10_000))]);
-    void started.exited.then(({ code, signal }) => {
-      if (this.live.get(id) === h) void this.lose(h, `harness process exited (${signal ?? `code ${code}`})`);
-    });
+    detached(() =>
+      started.exited.then(({ code, signal }) => {
+        if (this.live.get(id) === h)
+          void this.lose(h, `harness process exited (${signal ?? `code ${code}`})`);
+      }),
+    );
     await this.events.onState(h, "ready");
     return h;
   }
@@ -360,6 +382,8 @@ export class HarnessManager {
     const client = createOpencodeClient({
       baseUrl: record.endpoint,
       headers: { authorization: basicAuth(password) },
+      // Each request carries the caller's trace context (`traceparent`), when there is one.
+      fetch: tracedFetch,
     });
     const h = {
       id,

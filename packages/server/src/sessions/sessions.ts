@@ -30,6 +30,7 @@ import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Timings } from "../platform/timings.ts";
+import { inSpan, SpanKind } from "../platform/tracing.ts";
 import type { ExecResult, ExecSpec, NetworkPolicy, PtyProcess } from "../runtime/driver.ts";
 import { placeWorkspace, type Shard } from "../workspaces/shards.ts";
 import type { WarmWorkspaces } from "../workspaces/warm-workspaces.ts";
@@ -361,10 +362,17 @@ export class SessionService {
 
   // ---- writes --------------------------------------------------------------------------------
 
-  async create(
+  create(body: CreateSessionBody, p: Principal, opts: { runtimeChecked?: boolean } = {}): Promise<Session> {
+    return inSpan("session.create", {}, (span) =>
+      this.createSession(body, p, opts, (id) => span.setAttribute("flotilla.session.id", id)),
+    );
+  }
+
+  private async createSession(
     body: CreateSessionBody,
     p: Principal,
-    opts: { runtimeChecked?: boolean } = {},
+    opts: { runtimeChecked?: boolean },
+    named: (sessionId: string) => void,
   ): Promise<Session> {
     if (!opts.runtimeChecked) checkRuntime(body.runtime, p);
     const kind = { runtime: body.runtime ?? this.config.runtime, network: this.config.network };
@@ -379,6 +387,7 @@ export class SessionService {
     // Provisioning is timed from here: the checkout (or taking a warm one) is part of it.
     const since = performance.now();
     const sessionId = newId("ses");
+    named(sessionId);
     const permission = body.permission ?? this.config.permission;
     const title = body.title ?? body.prompt.split("\n")[0]!.slice(0, 80);
     const row = {
@@ -414,13 +423,11 @@ export class SessionService {
       }
     }
     const wsId = newId("wsp");
-    const ws = await createWorkspace(
-      this.config.home,
-      wsId,
-      sessionId,
-      repo.repo,
-      repo.kind,
-      body.baseRef ?? "HEAD",
+    const ws = await inSpan(
+      "workspace.create",
+      // Not the repository: a URL may hold credentials, and spans leave for a collector.
+      { "flotilla.workspace.id": wsId },
+      () => createWorkspace(this.config.home, wsId, sessionId, repo.repo, repo.kind, body.baseRef ?? "HEAD"),
     );
     let placed = ws;
     let shard: Shard | undefined;
@@ -459,7 +466,11 @@ export class SessionService {
         await insertSession(tx, { ...row, projectId, workspaceId: ws.id });
       });
       // Handed to the user the agent runs as before anything can run in it.
-      await this.harnesses.driverFor(shard!).provision(shard!, [dirname(placed.path)]);
+      await inSpan(
+        "workspace.provision",
+        { "flotilla.shard.id": shard!.id, "flotilla.runtime": shard!.runtime },
+        () => this.harnesses.driverFor(shard!).provision(shard!, [dirname(placed.path)]),
+      );
     } catch (e) {
       await removeWorkspace(placed);
       throw e;
@@ -496,13 +507,19 @@ export class SessionService {
    * it was given them). Failures end in `failed` with the reason. `since` (`performance.now()`):
    * when provisioning began, for its time to ready (`Timings.sessionProvisioned`).
    */
-  private async provision(sessionId: string, since: number): Promise<void> {
+  private provision(sessionId: string, since: number): Promise<void> {
+    return inSpan("session.provision", { "flotilla.session.id": sessionId }, () =>
+      this.provisionSession(sessionId, since),
+    );
+  }
+
+  private async provisionSession(sessionId: string, since: number): Promise<void> {
     const r = await this.rowById(sessionId);
     const runtime = r.shard_runtime;
     let ready = false;
     try {
       let queued: Promise<unknown> | undefined;
-      const h = await this.harnesses.ensure(shardOf(r), {
+      const h = await this.ensureHarness(shardOf(r), {
         // Beyond the runtime's budget the start waits in line: the session says so, with its place
         // (appended one after another, so the log keeps the order they were told in).
         onQueued: (position, budget) => {
@@ -564,16 +581,36 @@ export class SessionService {
     }
   }
 
+  /** The shard's harness (started if need be; waiting in line beyond the budget), in a span. */
+  private ensureHarness(
+    shard: ReturnType<typeof shardOf>,
+    opts: Parameters<HarnessManager["ensure"]>[1] = {},
+  ) {
+    return inSpan(
+      "harness.ensure",
+      { "flotilla.shard.id": shard.id, "flotilla.runtime": shard.runtime },
+      (span) =>
+        this.harnesses.ensure(shard, opts).then((h) => {
+          span.setAttribute("flotilla.harness.id", h.id);
+          return h;
+        }),
+    );
+  }
+
   private async ensureOpencodeSession(h: LiveHarness, r: SessionRow): Promise<string> {
     if (r.opencode_id) return r.opencode_id;
-    const res = await h.client.session
-      .create(
-        { directory: r.path, title: r.title, permission: toRuleset(r.permission) },
-        { throwOnError: true },
-      )
-      .catch((e: unknown) => {
-        throw harnessFailure(e, "the harness could not create the agent's session");
-      });
+    const res = await inSpan(
+      "opencode.session.create",
+      { "flotilla.session.id": r.id, "flotilla.harness.id": h.id },
+      () =>
+        h.client.session.create(
+          { directory: r.path, title: r.title, permission: toRuleset(r.permission) },
+          { throwOnError: true },
+        ),
+      { kind: SpanKind.CLIENT },
+    ).catch((e: unknown) => {
+      throw harnessFailure(e, "the harness could not create the agent's session");
+    });
     const ocId = res.data.id;
     await this.db.query("update sessions set opencode_id = $2 where id = $1", [r.id, ocId]);
     await this.harnesses.noteSession(h);
@@ -610,16 +647,24 @@ export class SessionService {
     const { prompt, model, agent } = started.data;
     await this.db.query("update harnesses set last_active_at = now() where id = $1", [h.id]);
     try {
-      await h.client.session.promptAsync(
-        {
-          sessionID: r.opencode_id!,
-          messageID: messageId,
-          directory: r.path,
-          model: splitModel(model ?? r.model),
-          agent,
-          parts: [{ type: "text", text: prompt }],
-        },
-        { throwOnError: true },
+      // Under the turn's span (sessions/turns.ts), which ends when the turn does; the prompt's
+      // request carries its traceparent to OpenCode.
+      await inSpan(
+        "opencode.prompt",
+        { "flotilla.session.id": r.id, "flotilla.harness.id": h.id, "flotilla.model": model ?? r.model },
+        () =>
+          h.client.session.promptAsync(
+            {
+              sessionID: r.opencode_id!,
+              messageID: messageId,
+              directory: r.path,
+              model: splitModel(model ?? r.model),
+              agent,
+              parts: [{ type: "text", text: prompt }],
+            },
+            { throwOnError: true },
+          ),
+        { kind: SpanKind.CLIENT, parent: this.ingest.turns.spanContext(r.id) },
       );
     } catch (e) {
       await this.ingest.turns.apply(r.id, {
@@ -639,7 +684,7 @@ export class SessionService {
     if (r.status === "failed") return this.restart(r, body, p);
     // A session whose harness is gone resumes on a new harness over the same shard: OpenCode finds
     // its own sessions there, so the agent keeps its memory of earlier turns.
-    const h = await this.harnesses.ensure(shardOf(r));
+    const h = await this.ensureHarness(shardOf(r));
     await this.ensureOpencodeSession(h, r);
     r = await this.rowById(id);
     await this.startTurn(h, r, body);

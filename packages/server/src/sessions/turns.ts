@@ -1,6 +1,8 @@
 import type { EventBody, SessionEvent } from "@flotilla/contracts";
+import { context, trace } from "@opentelemetry/api";
 import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
 import type { EventLog, SessionPatch } from "../platform/events/log.ts";
+import { type Context, type Span, SpanStatusCode, traceparentOf, tracer } from "../platform/tracing.ts";
 import { step, type TurnInput, type TurnState, type TurnStep } from "./turn.ts";
 
 export interface Applied {
@@ -14,6 +16,14 @@ export interface Applied {
  * session row locked, and the new state, status and events are written in the same transaction.
  */
 export class TurnOwner {
+  /**
+   * The `session.turn` span of each turn running here: started with the turn (a child of whatever
+   * started it: a task's run, an API request), ended by the input that finishes it. A turn that ends
+   * on another replica, or after a restart, leaves its span unended (not exported): a trace has gaps
+   * where the process that held a span died.
+   */
+  private readonly spans = new Map<string, Span>();
+
   constructor(
     private readonly db: Db,
     private readonly log: EventLog,
@@ -44,6 +54,7 @@ export class TurnOwner {
         [sessionId],
       );
     const bodies = [...before, ...s.events];
+    await this.traceTurn(tx, sessionId, s);
     const change: SessionPatch = {
       ...patch,
       ...(s.status ? { status: s.status } : {}),
@@ -62,10 +73,51 @@ export class TurnOwner {
     before: EventBody[] = [],
     patch: SessionPatch = {},
   ): Promise<Applied> {
-    return this.transact(sessionId, async (tx) => {
-      const applied = await this.applyTx(tx, sessionId, input, before, patch);
-      return { result: applied, events: applied.events };
-    });
+    // The caller's trace, not that of whoever drains the session's queue: a turn started here is its child.
+    const caller = context.active();
+    return this.transact(sessionId, (tx) =>
+      context.with(caller, async () => {
+        const applied = await this.applyTx(tx, sessionId, input, before, patch);
+        return { result: applied, events: applied.events };
+      }),
+    );
+  }
+
+  /** The context of the session's running turn's span, if it runs here (for its prompt's span). */
+  spanContext(sessionId: string): Context | undefined {
+    const span = this.spans.get(sessionId);
+    return span ? trace.setSpan(context.active(), span) : undefined;
+  }
+
+  /**
+   * A turn that starts opens its span, and its traceparent is stored on the session (where the model
+   * gateway looks for the trace of the calls it serves); the step that finishes it ends the span.
+   */
+  private async traceTurn(tx: Tx, sessionId: string, s: TurnStep): Promise<void> {
+    for (const e of s.events) {
+      if (e.type === "turn.started") {
+        this.spans.get(sessionId)?.end();
+        const span = tracer().startSpan("session.turn", {
+          attributes: {
+            "flotilla.session.id": sessionId,
+            "flotilla.model": e.data.model ?? "",
+            "flotilla.turn.message_id": e.data.messageId,
+          },
+        });
+        if (!span.isRecording()) continue;
+        this.spans.set(sessionId, span);
+        const traceparent = traceparentOf(trace.setSpan(context.active(), span));
+        if (traceparent)
+          await tx.query("update sessions set traceparent = $2 where id = $1", [sessionId, traceparent]);
+      } else if (e.type === "turn.finished") {
+        const span = this.spans.get(sessionId);
+        if (!span) continue;
+        this.spans.delete(sessionId);
+        span.setAttribute("flotilla.turn.outcome", e.data.outcome);
+        if (e.data.error) span.setStatus({ code: SpanStatusCode.ERROR, message: e.data.error.message });
+        span.end();
+      }
+    }
   }
 
   /**

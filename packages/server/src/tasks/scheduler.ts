@@ -15,6 +15,14 @@ import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Timings } from "../platform/timings.ts";
+import {
+  contextFromTraceparent,
+  inSpan,
+  type Span,
+  SpanStatusCode,
+  tracer,
+  tracingActive,
+} from "../platform/tracing.ts";
 import type { ExecResult } from "../runtime/driver.ts";
 import type { SessionService } from "../sessions/sessions.ts";
 import type { LandingService } from "../workspaces/land.ts";
@@ -65,6 +73,8 @@ interface Running {
   n: number;
   abort: AbortController;
   reason?: "cancelled" | "lease-lost" | "shutdown";
+  /** The attempt's `task.run` span. */
+  span?: Span;
 }
 
 /**
@@ -135,6 +145,7 @@ export class Scheduler {
     while (!this.stopped) {
       let claimed = false;
       try {
+        const claimStart = Date.now();
         const cs = await claimBatch(
           this.db,
           this.replica,
@@ -146,7 +157,8 @@ export class Scheduler {
           claimed = true;
           this.tasks.published(cs.map((c) => c.transition));
           for (const c of cs) this.timings?.taskClaimed(c.waitedS);
-          for (const c of cs) this.startAttempt(c.task, c.n);
+          const claimEnd = Date.now();
+          for (const c of cs) this.startAttempt(c.task, c.n, [claimStart, claimEnd]);
         }
       } catch (err) {
         this.log.error({ err }, "claim failed");
@@ -155,10 +167,33 @@ export class Scheduler {
     }
   }
 
-  private startAttempt(task: Row, n: number): void {
+  private startAttempt(task: Row, n: number, claim?: [number, number]): void {
     const r: Running = { taskId: task.id, n, abort: new AbortController() };
     this.running.set(task.id, r);
-    void this.runAttempt(task, r)
+    // The attempt joins the trace of the request that submitted (or retried) the task: its claim,
+    // then its run, are children of that request's span, whichever replica claims it and when.
+    const parent = contextFromTraceparent(task.traceparent);
+    const attributes = {
+      "flotilla.task.id": task.id,
+      "flotilla.task.attempt": n,
+      "flotilla.replica": this.replica,
+    };
+    if (claim && tracingActive())
+      tracer()
+        .startSpan(
+          "task.claim",
+          {
+            startTime: claim[0],
+            // How long it was due before a claim took it.
+            attributes: {
+              ...attributes,
+              "flotilla.task.waited_ms": Math.max(0, claim[0] - new Date(task.available_at).getTime()),
+            },
+          },
+          parent,
+        )
+        .end(claim[1]);
+    void inSpan("task.run", attributes, (span) => this.runAttempt(task, r, span), { parent })
       .catch((err) => this.log.error({ err, task: task.id }, "attempt failed unexpectedly"))
       .finally(() => {
         this.running.delete(task.id);
@@ -167,8 +202,9 @@ export class Scheduler {
   }
 
   /** Drives one attempt: a session for the task's prompt, its turn, the verify command, the outcome. */
-  private async runAttempt(task: Row, r: Running): Promise<void> {
+  private async runAttempt(task: Row, r: Running, span?: Span): Promise<void> {
     const log = this.log.child({ task: task.id, attempt: r.n });
+    r.span = span;
     const principal: Principal = { tokenId: task.token_id, orgId: task.org_id, role: "member" };
     const started = Date.now();
     let sessionId: string | undefined;
@@ -421,6 +457,11 @@ export class Scheduler {
       });
     });
     this.tasks.published([t]);
+    if (t) {
+      this.log.info({ task: task.id, attempt: r.n, to, error: error?.name }, "attempt finished");
+      r.span?.setAttribute("flotilla.task.outcome", to);
+      if (error) r.span?.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    }
   }
 
   /** Renews this replica's leases; an attempt whose lease is gone is abandoned here. */

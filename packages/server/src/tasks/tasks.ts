@@ -15,6 +15,7 @@ import type { Config } from "../config/config.ts";
 import { checkRuntime } from "../identity/policy.ts";
 import type { Principal } from "../identity/principal.ts";
 import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
+import { traceparentOf } from "../platform/tracing.ts";
 import { resolveRepo } from "../workspaces/workspaces.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: database rows
@@ -152,8 +153,8 @@ export class TaskService {
       const ins = await tx.query(
         `insert into tasks (id, org_id, project_id, token_id, repo, base_ref, prompt, model, agent, permission, priority,
            timeout_ms, max_attempts, labels, idempotency_key, verify_command, webhook_url, runtime, land,
-           max_cost_usd, max_tokens, budget_mode, state)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, 'queued')
+           max_cost_usd, max_tokens, budget_mode, traceparent, state)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, 'queued')
          on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
          returning *`,
         [
@@ -179,6 +180,8 @@ export class TaskService {
           body.maxCostUsd ?? null,
           body.maxTokens ?? null,
           body.budgetMode ?? "hard",
+          // The submitting request's span: each attempt's run is its child (tasks/scheduler.ts).
+          traceparentOf() ?? null,
         ],
       );
       if (!ins.rows[0]) return null; // lost an idempotency race to a concurrent submit
@@ -272,6 +275,8 @@ export class TaskService {
   /** A finished task goes back to the queue with a fresh budget of attempts. */
   async retry(id: string, p: Principal): Promise<Task> {
     const before = await this.get(id, p);
+    // A retry's attempts belong to the trace of the request that asked for them.
+    const traceparent = traceparentOf();
     const t = await withTx(this.db, (tx) =>
       transition(tx, id, ["failed", "cancelled", "timed_out", "dead"], "queued", {
         reason: "retried by request",
@@ -280,6 +285,7 @@ export class TaskService {
           available_at: new Date(),
           cancel_requested: false,
           error: null,
+          ...(traceparent ? { traceparent } : {}),
         },
       }),
     );

@@ -1,6 +1,7 @@
 import { FlotillaError, TerminalQuery } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Env, Services } from "../context.ts";
+import { errorBody } from "../errors.ts";
 import { errorResponses, IdParams } from "../openapi.ts";
 
 /**
@@ -35,10 +36,12 @@ export function terminalRoutes(app: OpenAPIHono<Env>, s: Services): void {
       // Still checked, so a plain GET answers the same 404/409 an upgrade would.
       await s.sessions.terminalTarget(c.req.valid("param").id, c.get("principal"));
       return c.json(
-        new FlotillaError(
-          "invalid_request",
-          "this endpoint is a WebSocket: connect with Upgrade: websocket",
-        ).toBody(),
+        errorBody(
+          new FlotillaError(
+            "invalid_request",
+            "this endpoint is a WebSocket: connect with Upgrade: websocket",
+          ),
+        ),
         426,
       );
     }) as never,
