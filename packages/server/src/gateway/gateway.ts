@@ -5,6 +5,7 @@ import type { GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
 import { registerSecret } from "../platform/redact.ts";
+import { context, type Span, SpanStatusCode, startSpanFromTraceparent } from "../platform/tracing.ts";
 import { type SerializedUpstream, type Upstream, upstreamMap } from "./upstreams.ts";
 import { UsageMeter } from "./usage.ts";
 import { BUDGET_UNIT, type BudgetWarning, BudgetWarnings } from "./warnings.ts";
@@ -42,6 +43,8 @@ interface Caller {
   taskId: string | null;
   /** The API token that submitted the session's task (a session made directly has none on record). */
   apiTokenId: string | null;
+  /** The session's current turn's trace context (W3C traceparent), when tracing is on. */
+  traceparent: string | null;
   /** What the project's calls cost today (UTC), when a daily limit is set. */
   projectToday: number | null;
   /** What the API token's calls cost today (UTC), when a daily limit is set and there is a token. */
@@ -160,7 +163,7 @@ export class ModelGateway {
     // The task is the session's (its latest attempt's session); its spend counts every attempt.
     const { rows } = await this.db.query(
       `select h.id as harness_id, s.id as session_id, s.project_id,
-              t.id as task_id, t.token_id, t.max_cost_usd, t.max_tokens, t.budget_mode, spent.cost, spent.tokens,
+              s.traceparent, t.id as task_id, t.token_id, t.max_cost_usd, t.max_tokens, t.budget_mode, spent.cost, spent.tokens,
               case when $3 then (select coalesce(sum(g.cost_usd), 0)::float8 from gateway_calls g
                                   where g.project_id = s.project_id
                                     and g.started_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
@@ -203,6 +206,7 @@ export class ModelGateway {
       projectId: r.project_id,
       taskId: r.task_id,
       apiTokenId: r.token_id,
+      traceparent: r.traceparent,
       projectToday: r.project_today,
       tokenToday: r.token_today,
       budget:
@@ -300,8 +304,29 @@ export class ModelGateway {
       req.headers.get("x-session-affinity") ?? req.headers.get("x-session-id"),
     );
     if (typeof who === "string") return refuse(401, "unauthorized", who);
+    // The call's span joins the trace of the turn it serves (the session's traceparent, written
+    // when the turn started); its log lines carry that trace's id.
+    const { span, context: ctx } = startSpanFromTraceparent("gateway.call", who.traceparent, {
+      "flotilla.session.id": who.sessionId,
+      "flotilla.task.id": who.taskId ?? "",
+      "flotilla.provider": providerId,
+    });
+    return context.with(ctx, () => this.serve(req, url, providerId, who, span, t0));
+  }
+
+  private async serve(
+    req: Request,
+    url: URL,
+    providerId: string,
+    who: Caller,
+    span: Span,
+    t0: number,
+  ): Promise<Response> {
     const up = this.upstreams.get(providerId);
-    if (!up) return refuse(404, "not_found", `the gateway fronts no provider '${providerId}'`);
+    if (!up) {
+      span.end();
+      return refuse(404, "not_found", `the gateway fronts no provider '${providerId}'`);
+    }
 
     const rest = url.pathname.slice(`/gateway/${providerId}`.length);
     const search = new URLSearchParams(url.search);
@@ -334,15 +359,29 @@ export class ModelGateway {
         }
       }
     }
-    if (model && up.models && !up.models.has(model))
+    if (model) span.setAttribute("gen_ai.request.model", model);
+    if (model && up.models && !up.models.has(model)) {
+      span.end();
       return refuse(403, "forbidden", `model '${model}' is not offered by provider '${providerId}'`);
+    }
     // Warn-mode budgets this call crosses: it goes through, and each is said once.
     const warnings: BudgetWarning[] = [];
-    const record = (status: number, usage: UsageMeter | null, firstByteMs: number | null, error?: string) =>
-      this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, {
+    // Every way a call ends after here records it, once; its span ends with it.
+    const record = async (
+      status: number,
+      usage: UsageMeter | null,
+      firstByteMs: number | null,
+      error?: string,
+    ) => {
+      await this.record(who, up, model, rest, status, stream, usage, firstByteMs, performance.now() - t0, {
         error,
         warnings: warnings.map((w) => w.budget),
       });
+      span.setAttribute("http.response.status_code", status);
+      if (status >= 500 || status === 402 || status === 429 || error)
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error ?? `HTTP ${status}` });
+      span.end();
+    };
     const warnOnce = (c: Crossing) => {
       if (who.warned.has(c.budget)) return;
       who.warned.add(c.budget);

@@ -11,6 +11,8 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { createPool } from "../platform/db/pool.ts";
 import { createLogger } from "../platform/logger.ts";
+import { registerSecret } from "../platform/redact.ts";
+import { startTracing } from "../platform/tracing.ts";
 import { ModelGateway, registerKeys } from "./gateway.ts";
 import type { GatewaySettings } from "./supervisor.ts";
 import { upstreamMap } from "./upstreams.ts";
@@ -23,9 +25,12 @@ async function readStdin(): Promise<string> {
 
 const settings = JSON.parse(await readStdin()) as GatewaySettings;
 for (const u of settings.upstreams) registerKeys(u);
+for (const v of Object.values(settings.tracing?.headers ?? {})) registerSecret(v);
 const log = createLogger(settings.logLevel, {
   destination: createWriteStream(settings.logFile, { flags: "a" }),
 });
+// Each call's span joins the trace of the turn it serves (gateway.ts).
+const tracing = startTracing(settings.tracing, log, { component: "gateway" });
 const db = createPool(settings.databaseUrl, 8);
 const upstreams = upstreamMap(settings.upstreams);
 const gateway = new ModelGateway(
@@ -55,6 +60,7 @@ async function stop(why: string): Promise<void> {
   log.info({ why }, "model gateway stopping");
   (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
   await new Promise<void>((r) => server.close(() => r()));
+  await tracing.stop().catch(() => {});
   await db.end().catch(() => {});
   process.exit(0);
 }

@@ -9,6 +9,7 @@ import type { Config, GatewayLimits } from "../config/config.ts";
 import type { Db } from "../platform/db/pool.ts";
 import { hostForUrl } from "../platform/http/host.ts";
 import type { Logger } from "../platform/logger.ts";
+import type { TracingConfig } from "../platform/tracing.ts";
 import { processStart, sameProcess, stopGroup } from "../runtime/process.ts";
 import { type SerializedUpstream, serializeUpstreams } from "./upstreams.ts";
 
@@ -24,6 +25,8 @@ export interface GatewaySettings {
   orphanMs: number;
   logLevel: string;
   logFile: string;
+  /** Where its spans go (its environment holds only PATH, so OTEL_* reach it only here). */
+  tracing: TracingConfig;
 }
 
 const PING_MS = 5_000;
@@ -66,6 +69,8 @@ export class GatewaySupervisor {
           host: this.config.gateway.host,
           wantedPort,
           limits: this.config.gateway.limits,
+          // Where its spans go (the header names, not their values: those may be credentials).
+          tracing: [this.config.tracing.endpoint, Object.keys(this.config.tracing.headers ?? {})],
         }),
       )
       .digest("hex");
@@ -205,6 +210,7 @@ export class GatewaySupervisor {
       orphanMs: ORPHAN_MS,
       logLevel: this.config.logLevel,
       logFile,
+      tracing: this.config.tracing,
     };
     // The sources run through tsx's loader, as the control plane's do (no build step).
     const tsx = pathToFileURL(

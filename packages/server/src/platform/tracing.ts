@@ -29,7 +29,7 @@ import { BatchSpanProcessor, NodeTracerProvider } from "@opentelemetry/sdk-trace
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import type { Logger } from "./logger.ts";
 
-export { type Context, type Span, SpanKind, SpanStatusCode };
+export { type Context, context, type Span, SpanKind, SpanStatusCode };
 
 /** Where spans go: the full URL of an OTLP/HTTP traces endpoint (…/v1/traces), and its headers. */
 export interface TracingConfig {
