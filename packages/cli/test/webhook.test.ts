@@ -59,7 +59,7 @@ describe("webhook create, ls, rm", () => {
     expect(r.code, r.stderr).toBe(0);
     const id = /created webhook (whk_\w+) → /.exec(r.stdout)![1]!;
     const secret = /secret (whsec_\S+)/.exec(r.stdout)![1]!;
-    expect(r.stdout).toContain("events task.*, session.status · every project");
+    expect(r.stdout).toContain("events task.*, session.status, budget.warning · every project");
     expect(r.stdout).toContain("shown only this once");
 
     const ls = await runCli(["webhook", "ls", ...conn]);
