@@ -1,4 +1,5 @@
 import type { ModelCatalog } from "../agents/opencode/catalog.ts";
+import type { AuditContext } from "../audit/audit.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager } from "../harnesses/manager.ts";
 import type { Principal } from "../identity/principal.ts";
@@ -47,4 +48,12 @@ export interface Services {
   isReady(): boolean;
 }
 
-export type Env = { Variables: { principal: Principal } };
+export type Env = { Variables: { principal: Principal; requestId: string; ip: string | null } };
+
+/** Who is acting in this request, and from where, as the audit log records it. */
+export function auditContext(c: {
+  get: <K extends keyof Env["Variables"]>(k: K) => Env["Variables"][K];
+}): AuditContext {
+  const p = c.get("principal");
+  return { orgId: p.orgId, actor: p.tokenId, requestId: c.get("requestId"), ip: c.get("ip") };
+}

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { FlotillaError } from "@flotilla/contracts";
-import type { Db } from "../platform/db/pool.ts";
+import { type AuditContext, AuditLog } from "../audit/audit.ts";
+import { type Db, withTx } from "../platform/db/pool.ts";
 import type { Principal } from "./principal.ts";
 
 const hash = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -22,16 +23,20 @@ export interface WebPrincipal extends Principal {
 export class WebSessionService {
   constructor(private readonly db: Db) {}
 
-  async create(p: Principal): Promise<{ secret: string; csrf: string; expiresAt: Date }> {
+  /** A login: the session row and its audit row (`auth.login`) in one transaction. */
+  async create(p: Principal, a: AuditContext): Promise<{ secret: string; csrf: string; expiresAt: Date }> {
     const secret = randomBytes(32).toString("base64url");
     const csrf = randomBytes(32).toString("base64url");
     const expiresAt = new Date(Date.now() + WEB_SESSION_TTL_MS);
-    // Expired rows are swept here rather than by a timer: logins are rare and this keeps it bounded.
-    await this.db.query("delete from web_sessions where expires_at < now()");
-    await this.db.query(
-      "insert into web_sessions (hash, csrf_hash, token_id, expires_at) values ($1, $2, $3, $4)",
-      [hash(secret), hash(csrf), p.tokenId, expiresAt],
-    );
+    await withTx(this.db, async (tx) => {
+      // Expired rows are swept here rather than by a timer: logins are rare and this keeps it bounded.
+      await tx.query("delete from web_sessions where expires_at < now()");
+      await tx.query(
+        "insert into web_sessions (hash, csrf_hash, token_id, expires_at) values ($1, $2, $3, $4)",
+        [hash(secret), hash(csrf), p.tokenId, expiresAt],
+      );
+      await AuditLog.record(tx, a, { action: "auth.login", targetType: "token", targetId: p.tokenId });
+    });
     return { secret, csrf, expiresAt };
   }
 

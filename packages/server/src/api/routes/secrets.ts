@@ -2,7 +2,7 @@ import { CreateSecretBody, ErrorBody, RotatedMasterKey, SecretInfo } from "@flot
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { providerKeyNames } from "../../gateway/upstreams.ts";
 import { requireAdmin } from "../../identity/principal.ts";
-import type { Env, Services } from "../context.ts";
+import { auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, json } from "../openapi.ts";
 
 const errors = errorResponses({ 400: "Invalid input", 401: "No or bad token", 403: "Needs admin" });
@@ -26,7 +26,13 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
       const p = c.get("principal");
       requireAdmin(p);
       const body = c.req.valid("json");
-      const out = await s.secrets.set(p.orgId, body.projectId ?? null, body.name, body.value);
+      const out = await s.secrets.set(
+        p.orgId,
+        body.projectId ?? null,
+        body.name,
+        body.value,
+        auditContext(c),
+      );
       await touched(out.name);
       return c.json(out, 201);
     },
@@ -58,7 +64,7 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
     async (c) => {
       const p = c.get("principal");
       requireAdmin(p);
-      const out = await s.secrets.delete(p.orgId, c.req.valid("param").id);
+      const out = await s.secrets.delete(p.orgId, c.req.valid("param").id, auditContext(c));
       await touched(out.name);
       return c.json(out, 200);
     },
@@ -78,7 +84,7 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
     }),
     async (c) => {
       requireAdmin(c.get("principal"));
-      return c.json(await s.secrets.rotateMaster(), 200);
+      return c.json(await s.secrets.rotateMaster(auditContext(c)), 200);
     },
   );
 }

@@ -1,7 +1,7 @@
 import { CreatedToken, CreateTokenBody, ErrorBody, TokenInfo } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { requireAdmin } from "../../identity/principal.ts";
-import type { Env, Services } from "../context.ts";
+import { auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, json } from "../openapi.ts";
 
 const errors = errorResponses({
@@ -23,7 +23,7 @@ export function tokenRoutes(app: OpenAPIHono<Env>, s: Services): void {
       const p = c.get("principal");
       requireAdmin(p);
       const body = c.req.valid("json");
-      return c.json(await s.tokens.create(p.orgId, body.name, body.role), 201);
+      return c.json(await s.tokens.create(p.orgId, body.name, body.role, auditContext(c)), 201);
     },
   );
   app.openapi(
@@ -53,7 +53,7 @@ export function tokenRoutes(app: OpenAPIHono<Env>, s: Services): void {
     async (c) => {
       const p = c.get("principal");
       requireAdmin(p);
-      return c.json(await s.tokens.revoke(c.req.valid("param").id, p), 200);
+      return c.json(await s.tokens.revoke(c.req.valid("param").id, p, auditContext(c)), 200);
     },
   );
 }
