@@ -108,6 +108,16 @@ describe("audit log", () => {
       body: JSON.stringify({ token: t.token }),
     });
     expect(login.status).toBe(200);
+    const cookies = login.headers
+      .getSetCookie()
+      .map((c) => c.split(";")[0])
+      .join("; ");
+    const logout = await fetch(`${t.url}/auth/logout`, {
+      method: "POST",
+      headers: { cookie: cookies, "x-request-id": "test-logout" },
+    });
+    expect(logout.status).toBe(200);
+    expect(await one("auth.logout")).toMatchObject({ actor: adminId, requestId: "test-logout" });
     expect(await one("auth.login")).toMatchObject({
       actor: adminId,
       outcome: "ok",

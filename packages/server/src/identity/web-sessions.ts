@@ -63,7 +63,21 @@ export class WebSessionService {
     return hash(header) === p.csrfHash;
   }
 
-  async remove(secret: string): Promise<void> {
-    await this.db.query("delete from web_sessions where hash = $1", [hash(secret)]);
+  /** A logout: the session row goes, and its token's org logs `auth.logout` in the same transaction. */
+  async remove(secret: string, from: Pick<AuditContext, "requestId" | "ip">): Promise<void> {
+    await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        `delete from web_sessions w using tokens t where w.hash = $1 and t.id = w.token_id
+         returning t.id, t.org_id`,
+        [hash(secret)],
+      );
+      const r = rows[0] as { id: string; org_id: string } | undefined;
+      if (r)
+        await AuditLog.record(
+          tx,
+          { ...from, orgId: r.org_id, actor: r.id },
+          { action: "auth.logout", targetType: "token", targetId: r.id },
+        );
+    });
   }
 }

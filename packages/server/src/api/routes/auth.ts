@@ -98,7 +98,7 @@ export function authRoutes(app: OpenAPIHono<Env>, s: Services, web: WebSessionSe
     }),
     async (c) => {
       const cookie = getCookie(c, SESSION_COOKIE);
-      if (cookie) await web.remove(cookie);
+      if (cookie) await web.remove(cookie, { requestId: c.get("requestId"), ip: c.get("ip") });
       deleteCookie(c, SESSION_COOKIE, { path: "/" });
       deleteCookie(c, CSRF_COOKIE, { path: "/" });
       return c.json({ ok: true as const }, 200);
