@@ -218,7 +218,7 @@ describe("audit log", () => {
     expect(await t.client.audit.verify()).toEqual({ ok: true, checked: after.length, headSeq: after.length });
   });
 
-  it("refuses updates and deletes; a member may not read it", async () => {
+  it("refuses updates and deletes; a member may not read it, and a member's refused action is on record", async () => {
     await expect(db.query("update audit_events set detail = '{}' where seq = 1")).rejects.toThrow(
       /append-only/,
     );
@@ -231,6 +231,11 @@ describe("audit log", () => {
       for await (const _ of asMember.audit.export()) return;
     };
     await expect(lines()).rejects.toMatchObject({ code: "forbidden" });
+
+    // An admin-only action a member tries is refused, and on record as denied.
+    await expect(asMember.tokens.create("sneaky", "admin")).rejects.toMatchObject({ code: "forbidden" });
+    const denied = (await t.client.audit.list({ outcome: "denied", actor: member.info.id })).items;
+    expect(denied).toMatchObject([{ action: "token.create", outcome: "denied", targetId: null }]);
   });
 
   it("verify names the row altered, forged or deleted by the database's superuser", {
