@@ -176,7 +176,7 @@ async function append(tx: Queryable, a: AuditContext, e: AuditEntry): Promise<vo
 function where(orgId: string, f: AuditFilters, args: unknown[]): string {
   args.push(orgId);
   let w = "org_id = $1";
-  if (f.action) w += ` and left(action, length($${args.push(f.action)})) = $${args.length}`;
+  if (f.action) w += ` and left(action, length($${args.push(f.action)}::text)) = $${args.length}::text`;
   if (f.actor) w += ` and actor = $${args.push(f.actor)}`;
   if (f.target) w += ` and target_id = $${args.push(f.target)}`;
   if (f.outcome) w += ` and outcome = $${args.push(f.outcome)}`;
