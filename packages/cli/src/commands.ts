@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { registerAttach } from "./attach.ts";
+import { registerAudit } from "./audit.ts";
 import { registerLand } from "./land.ts";
 import { registerOverview, registerUsage } from "./overview.ts";
 import { registerPermissions } from "./permissions.ts";
@@ -40,6 +41,7 @@ export function registerCommands(program: Command): void {
   registerOverview(program);
   registerUsage(program);
   registerSecrets(program);
+  registerAudit(program);
   program.addHelpText("after", HELP);
   // `flotilla logs … | head` closes the pipe early: that is the reader being done, not a crash.
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {

@@ -2,6 +2,10 @@
 // so a browser bundle of this client carries no zod.
 import type {
   ActivityNotice,
+  AuditEvent,
+  AuditFilters,
+  AuditPage,
+  AuditVerification,
   BranchState,
   Catalog,
   CommitBody,
@@ -56,6 +60,10 @@ const defined = (q: Record<string, unknown>): Record<string, string> =>
 
 export type {
   ActivityNotice,
+  AuditEvent,
+  AuditFilters,
+  AuditPage,
+  AuditVerification,
   BranchState,
   Catalog,
   CommitBody,
@@ -213,6 +221,51 @@ export class FlotillaClient {
     }
     return text;
   };
+
+  /** The org's audit log (admin): pages newest first, the whole of it as JSON lines, its chain checked. */
+  audit = {
+    list: (q: AuditFilters & { limit?: number; cursor?: string } = {}) =>
+      this.request<AuditPage>("GET", `/audit${query(q)}`),
+    /** Each line of `GET /audit/export` (one AuditEvent as JSON), oldest first, as it streams. */
+    export: (q: AuditFilters = {}): AsyncGenerator<string> => this.lines(`/audit/export${query(q)}`),
+    verify: () => this.request<AuditVerification>("GET", "/audit/verify"),
+  };
+
+  private async *lines(path: string): AsyncGenerator<string> {
+    const res = await this.fetch(`${this.baseUrl}${path}`, {
+      headers: this.headers(),
+      ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+    }).catch((e: Error) => {
+      throw new FlotillaError("unreachable", `cannot reach Flotilla at ${this.baseUrl}: ${e.message}`, {
+        cause: e,
+      });
+    });
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      let b: ErrorBody | undefined;
+      try {
+        b = JSON.parse(text) as ErrorBody;
+      } catch {
+        b = undefined;
+      }
+      if (b?.error?.code) throw FlotillaError.fromBody(res.status, b, res.headers.get("retry-after"));
+      throw new FlotillaError("internal", `HTTP ${res.status}: ${text.slice(0, 200)}`);
+    }
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      rest += decoder.decode(chunk, { stream: true });
+      let i = rest.indexOf("\n");
+      while (i >= 0) {
+        const line = rest.slice(0, i);
+        rest = rest.slice(i + 1);
+        if (line) yield line;
+        i = rest.indexOf("\n");
+      }
+    }
+    rest += decoder.decode();
+    if (rest) yield rest;
+  }
 
   /** Checkouts and branches no live session owns: listed, or removed with `{ remove: true }` (admin). */
   gc = (opts: { remove?: boolean } = {}) =>

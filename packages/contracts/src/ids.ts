@@ -18,7 +18,8 @@ export type IdPrefix =
   | "whk"
   | "dlv"
   | "gwc"
-  | "sec";
+  | "sec"
+  | "req";
 
 let lastTime = 0;
 let lastRand = new Uint8Array(10);

@@ -119,6 +119,7 @@ const WebhookPage = lazyRouteComponent(() => import("./pages/webhooks.tsx"), "We
 const SettingsPage = lazyRouteComponent(() => import("./pages/settings.tsx"), "SettingsPage");
 const UsagePage = lazyRouteComponent(() => import("./pages/usage.tsx"), "UsagePage");
 const SecretsPage = lazyRouteComponent(() => import("./pages/secrets.tsx"), "SecretsPage");
+const AuditPage = lazyRouteComponent(() => import("./pages/audit.tsx"), "AuditPage");
 const ChangesPage = lazyRouteComponent(() => import("./pages/changes.tsx"), "ChangesPage");
 
 const rootRoute = createRootRoute({
@@ -145,6 +146,7 @@ const routeTree = rootRoute.addChildren([
   createRoute({ getParentRoute: () => rootRoute, path: "/hooks/$id", component: WebhookPage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/settings", component: SettingsPage }),
   createRoute({ getParentRoute: () => rootRoute, path: "/settings/secrets", component: SecretsPage }),
+  createRoute({ getParentRoute: () => rootRoute, path: "/settings/audit", component: AuditPage }),
   sessionRoute.addChildren([
     createRoute({ getParentRoute: () => sessionRoute, path: "/", component: ConversationPage }),
     createRoute({ getParentRoute: () => sessionRoute, path: "/changes", component: ChangesPage }),

@@ -5,8 +5,10 @@ import { WebSessionService } from "../identity/web-sessions.ts";
 import type { Env, Services } from "./context.ts";
 import { errorBody, renderError, validationError } from "./errors.ts";
 import { authenticate, isPublicAuthRoute } from "./middleware/auth.ts";
+import { requestId } from "./middleware/request-id.ts";
 import { traceRequests } from "./middleware/tracing.ts";
 import { activityRoutes } from "./routes/activity.ts";
+import { auditRoutes } from "./routes/audit.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { landRoutes } from "./routes/land.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
@@ -40,6 +42,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
 
   // First: the request's span holds everything below, its log lines and error body included.
   app.use("*", traceRequests());
+  app.use("*", requestId());
   app.use("*", async (c, next) => {
     const t0 = performance.now();
     await next();
@@ -95,6 +98,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
   metricsRoutes(app, s);
   usageRoutes(app, s);
   secretRoutes(app, s);
+  auditRoutes(app, s);
 
   app.doc31("/openapi.json", openapiInfo);
   app.notFound((c) =>

@@ -1,7 +1,8 @@
 import type { ModelCatalog } from "../agents/opencode/catalog.ts";
+import { type AuditContext, AuditLog } from "../audit/audit.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager } from "../harnesses/manager.ts";
-import type { Principal } from "../identity/principal.ts";
+import { type Principal, requireAdmin } from "../identity/principal.ts";
 import type { TokenService } from "../identity/tokens.ts";
 import type { ForgeCommands } from "../integrations/forge-commands.ts";
 import type { Forges } from "../integrations/forges/forge.ts";
@@ -47,4 +48,34 @@ export interface Services {
   isReady(): boolean;
 }
 
-export type Env = { Variables: { principal: Principal } };
+export type Env = { Variables: { principal: Principal; requestId: string; ip: string | null } };
+
+/** Who is acting in this request, and from where, as the audit log records it. */
+export function auditContext(c: {
+  get: <K extends keyof Env["Variables"]>(k: K) => Env["Variables"][K];
+}): AuditContext {
+  const p = c.get("principal");
+  return { orgId: p.orgId, actor: p.tokenId, requestId: c.get("requestId"), ip: c.get("ip") };
+}
+
+/**
+ * An admin-only action: a member's attempt is refused (403) and is on record as `denied`, under
+ * the action it tried, so the log shows who tried what they may not do.
+ */
+export async function adminFor(
+  c: { get: <K extends keyof Env["Variables"]>(k: K) => Env["Variables"][K] },
+  s: Pick<Services, "db">,
+  action: string,
+  target?: { type: string; id: string },
+): Promise<Principal> {
+  const p = c.get("principal");
+  if (p.role !== "admin")
+    await AuditLog.record(s.db, auditContext(c), {
+      action,
+      outcome: "denied",
+      ...(target ? { targetType: target.type, targetId: target.id } : {}),
+      detail: { reason: "needs an admin token" },
+    });
+  requireAdmin(p);
+  return p;
+}

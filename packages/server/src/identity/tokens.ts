@@ -2,8 +2,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaError, newId, type TokenInfo } from "@flotilla/contracts";
+import { type AuditContext, AuditLog, actorOf, systemActor } from "../audit/audit.ts";
 import { LOCKS } from "../platform/db/locks.ts";
-import type { Db } from "../platform/db/pool.ts";
+import { type Db, withTx } from "../platform/db/pool.ts";
 import type { Principal } from "./principal.ts";
 
 const hash = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -37,13 +38,23 @@ export class TokenService {
     orgId: string,
     name: string,
     role: "admin" | "member",
+    a: AuditContext = systemActor(orgId),
   ): Promise<{ token: string; info: TokenInfo }> {
     const token = `flt_${randomBytes(32).toString("base64url")}`;
-    const { rows } = await this.db.query(
-      "insert into tokens (id, org_id, name, role, hash, prefix) values ($1, $2, $3, $4, $5, $6) returning *",
-      [newId("tok"), orgId, name, role, hash(token), token.slice(0, 10)],
-    );
-    return { token, info: toInfo(rows[0]) };
+    const row = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        "insert into tokens (id, org_id, name, role, hash, prefix) values ($1, $2, $3, $4, $5, $6) returning *",
+        [newId("tok"), orgId, name, role, hash(token), token.slice(0, 10)],
+      );
+      await AuditLog.record(tx, a, {
+        action: "token.create",
+        targetType: "token",
+        targetId: rows[0].id,
+        detail: { name, role },
+      });
+      return rows[0];
+    });
+    return { token, info: toInfo(row) };
   }
 
   /**
@@ -61,10 +72,17 @@ export class TokenService {
         return undefined;
       }
       const token = `flt_${randomBytes(32).toString("base64url")}`;
+      const id = newId("tok");
       await client.query(
         "insert into tokens (id, org_id, name, role, hash, prefix) values ($1, $2, 'admin (first boot)', 'admin', $3, $4)",
-        [newId("tok"), DEFAULT_ORG, hash(token), token.slice(0, 10)],
+        [id, DEFAULT_ORG, hash(token), token.slice(0, 10)],
       );
+      await AuditLog.record(client, systemActor(DEFAULT_ORG), {
+        action: "token.create",
+        targetType: "token",
+        targetId: id,
+        detail: { name: "admin (first boot)", role: "admin" },
+      });
       writeFileSync(join(home, "admin.token"), `${token}\n`, { mode: 0o600 });
       await client.query("commit");
       return token;
@@ -94,13 +112,22 @@ export class TokenService {
     return rows.map(toInfo);
   }
 
-  async revoke(id: string, p: Principal): Promise<TokenInfo> {
-    const { rows } = await this.db.query(
-      "update tokens set revoked_at = coalesce(revoked_at, now()) where id = $1 and org_id = $2 returning *",
-      [id, p.orgId],
-    );
-    if (!rows[0]) throw new FlotillaError("not_found", `no token ${id}`, { field: "id" });
-    return toInfo(rows[0]);
+  async revoke(id: string, p: Principal, a: AuditContext = actorOf(p)): Promise<TokenInfo> {
+    const row = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        "update tokens set revoked_at = coalesce(revoked_at, now()) where id = $1 and org_id = $2 returning *",
+        [id, p.orgId],
+      );
+      if (!rows[0]) throw new FlotillaError("not_found", `no token ${id}`, { field: "id" });
+      await AuditLog.record(tx, a, {
+        action: "token.revoke",
+        targetType: "token",
+        targetId: id,
+        detail: { name: rows[0].name },
+      });
+      return rows[0];
+    });
+    return toInfo(row);
   }
 
   static adminTokenExists(home: string): boolean {

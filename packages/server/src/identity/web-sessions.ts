@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { FlotillaError } from "@flotilla/contracts";
-import type { Db } from "../platform/db/pool.ts";
+import { type AuditContext, AuditLog } from "../audit/audit.ts";
+import { type Db, withTx } from "../platform/db/pool.ts";
 import type { Principal } from "./principal.ts";
 
 const hash = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -22,16 +23,20 @@ export interface WebPrincipal extends Principal {
 export class WebSessionService {
   constructor(private readonly db: Db) {}
 
-  async create(p: Principal): Promise<{ secret: string; csrf: string; expiresAt: Date }> {
+  /** A login: the session row and its audit row (`auth.login`) in one transaction. */
+  async create(p: Principal, a: AuditContext): Promise<{ secret: string; csrf: string; expiresAt: Date }> {
     const secret = randomBytes(32).toString("base64url");
     const csrf = randomBytes(32).toString("base64url");
     const expiresAt = new Date(Date.now() + WEB_SESSION_TTL_MS);
-    // Expired rows are swept here rather than by a timer: logins are rare and this keeps it bounded.
-    await this.db.query("delete from web_sessions where expires_at < now()");
-    await this.db.query(
-      "insert into web_sessions (hash, csrf_hash, token_id, expires_at) values ($1, $2, $3, $4)",
-      [hash(secret), hash(csrf), p.tokenId, expiresAt],
-    );
+    await withTx(this.db, async (tx) => {
+      // Expired rows are swept here rather than by a timer: logins are rare and this keeps it bounded.
+      await tx.query("delete from web_sessions where expires_at < now()");
+      await tx.query(
+        "insert into web_sessions (hash, csrf_hash, token_id, expires_at) values ($1, $2, $3, $4)",
+        [hash(secret), hash(csrf), p.tokenId, expiresAt],
+      );
+      await AuditLog.record(tx, a, { action: "auth.login", targetType: "token", targetId: p.tokenId });
+    });
     return { secret, csrf, expiresAt };
   }
 
@@ -58,7 +63,21 @@ export class WebSessionService {
     return hash(header) === p.csrfHash;
   }
 
-  async remove(secret: string): Promise<void> {
-    await this.db.query("delete from web_sessions where hash = $1", [hash(secret)]);
+  /** A logout: the session row goes, and its token's org logs `auth.logout` in the same transaction. */
+  async remove(secret: string, from: Pick<AuditContext, "requestId" | "ip">): Promise<void> {
+    await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        `delete from web_sessions w using tokens t where w.hash = $1 and t.id = w.token_id
+         returning t.id, t.org_id`,
+        [hash(secret)],
+      );
+      const r = rows[0] as { id: string; org_id: string } | undefined;
+      if (r)
+        await AuditLog.record(
+          tx,
+          { ...from, orgId: r.org_id, actor: r.id },
+          { action: "auth.logout", targetType: "token", targetId: r.id },
+        );
+    });
   }
 }

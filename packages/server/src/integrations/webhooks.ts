@@ -16,6 +16,7 @@ import {
   type WebhookDelivery,
   type WebhookSecret,
 } from "@flotilla/contracts";
+import { type AuditContext, AuditLog, actorOf } from "../audit/audit.ts";
 import type { Principal } from "../identity/principal.ts";
 import { backoffMs } from "../platform/backoff.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
@@ -253,7 +254,11 @@ export class WebhookService {
 
   // ---- subscriptions ----
 
-  async create(input: CreateWebhookBody, p: Principal): Promise<CreatedWebhook> {
+  async create(
+    input: CreateWebhookBody,
+    p: Principal,
+    a: AuditContext = actorOf(p),
+  ): Promise<CreatedWebhook> {
     const body = CreateWebhookSchema.parse(input);
     if (body.projectId) {
       const { rowCount } = await this.db.query("select 1 from projects where id = $1 and org_id = $2", [
@@ -267,19 +272,28 @@ export class WebhookService {
     const id = webhookId();
     // The secret first: a subscription is never without one (a crash between leaves an unused secret).
     await this.secrets.set(p.orgId, null, subscriptionSecretName(id), secret);
-    const { rows } = await this.db.query(
-      `insert into webhook_subscriptions (id, org_id, project_id, url, events, created_by)
-       values ($1, $2, $3, $4, $5, $6) returning *`,
-      [
-        id,
-        p.orgId,
-        body.projectId ?? null,
-        body.url,
-        [...new Set(body.events ?? DEFAULT_WEBHOOK_EVENTS)],
-        p.tokenId,
-      ],
-    );
-    return { ...webhookFromRow(rows[0]), secret };
+    const row = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(
+        `insert into webhook_subscriptions (id, org_id, project_id, url, events, created_by)
+         values ($1, $2, $3, $4, $5, $6) returning *`,
+        [
+          id,
+          p.orgId,
+          body.projectId ?? null,
+          body.url,
+          [...new Set(body.events ?? DEFAULT_WEBHOOK_EVENTS)],
+          p.tokenId,
+        ],
+      );
+      await AuditLog.record(tx, a, {
+        action: "webhook.create",
+        targetType: "webhook",
+        targetId: id,
+        detail: { url: rows[0].url, events: rows[0].events },
+      });
+      return rows[0];
+    });
+    return { ...webhookFromRow(row), secret };
   }
 
   async list(p: Principal): Promise<Webhook[]> {
@@ -291,7 +305,7 @@ export class WebhookService {
   }
 
   /** Deletes the subscription; its pending deliveries are given up, its log stays readable. */
-  async remove(id: string, p: Principal): Promise<Webhook> {
+  async remove(id: string, p: Principal, a: AuditContext = actorOf(p)): Promise<Webhook> {
     const row = await withTx(this.db, async (tx) => {
       const { rows } = await tx.query(
         "update webhook_subscriptions set deleted_at = now() where id = $1 and org_id = $2 and deleted_at is null returning *",
@@ -303,6 +317,12 @@ export class WebhookService {
          where subscription_id = $1 and status = 'pending'`,
         [id],
       );
+      await AuditLog.record(tx, a, {
+        action: "webhook.delete",
+        targetType: "webhook",
+        targetId: id,
+        detail: { url: rows[0].url },
+      });
       return rows[0];
     });
     if (!row) throw new FlotillaError("not_found", `no webhook ${id}`, { field: "id" });

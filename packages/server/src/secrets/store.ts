@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FlotillaError, newId, type SecretInfo } from "@flotilla/contracts";
+import { type AuditContext, AuditLog, systemActor } from "../audit/audit.ts";
 import type { Db } from "../platform/db/pool.ts";
 import { withTx } from "../platform/db/pool.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -167,7 +168,14 @@ export class SecretStore {
     return unseal(master.key, r.data_key, master.id);
   }
 
-  async set(orgId: string, projectId: string | null, name: string, value: string): Promise<SecretInfo> {
+  /** `a` when a person sets it (audited as `secret.set`); the control plane's own secrets go without. */
+  async set(
+    orgId: string,
+    projectId: string | null,
+    name: string,
+    value: string,
+    a?: AuditContext,
+  ): Promise<SecretInfo> {
     const id = newId("sec");
     const sealed = this.sealRow(id, value);
     // A new value under the same name and scope replaces the old (a new id: a new row's AAD).
@@ -176,11 +184,19 @@ export class SecretStore {
         "delete from secrets where org_id = $1 and coalesce(project_id, '') = coalesce($2, '') and name = $3",
         [orgId, projectId, name],
       );
-      return tx.query(
+      const out = await tx.query(
         `insert into secrets (id, org_id, project_id, name, value, data_key, key_id)
          values ($1, $2, $3, $4, $5, $6, $7) returning *`,
         [id, orgId, projectId, name, sealed.value, sealed.dataKey, sealed.keyId],
       );
+      if (a)
+        await AuditLog.record(tx, a, {
+          action: "secret.set",
+          targetType: "secret",
+          targetId: id,
+          detail: { name, projectId },
+        });
+      return out;
     });
     registerSecret(value);
     return info(rows[0] as Row);
@@ -194,13 +210,22 @@ export class SecretStore {
     return (rows as Row[]).map(info);
   }
 
-  async delete(orgId: string, id: string): Promise<SecretInfo> {
-    const { rows } = await this.db.query("delete from secrets where org_id = $1 and id = $2 returning *", [
-      orgId,
-      id,
-    ]);
-    if (!rows[0]) throw new FlotillaError("not_found", `no secret ${id}`);
-    return info(rows[0] as Row);
+  async delete(orgId: string, id: string, a: AuditContext = systemActor(orgId)): Promise<SecretInfo> {
+    const row = await withTx(this.db, async (tx) => {
+      const { rows } = await tx.query("delete from secrets where org_id = $1 and id = $2 returning *", [
+        orgId,
+        id,
+      ]);
+      if (!rows[0]) throw new FlotillaError("not_found", `no secret ${id}`);
+      await AuditLog.record(tx, a, {
+        action: "secret.delete",
+        targetType: "secret",
+        targetId: id,
+        detail: { name: rows[0].name, projectId: rows[0].project_id },
+      });
+      return rows[0] as Row;
+    });
+    return info(row);
   }
 
   /**
@@ -251,10 +276,11 @@ export class SecretStore {
 
   /** The project-scoped values by name, by project (the control plane's own use: provider keys). */
   async revealProjects(orgId: string, names: string[]): Promise<Record<string, Record<string, string>>> {
-    const { rows } = await this.db.query(
+    const rows = await this.revealAudited(
+      orgId,
       `update secrets set last_used_at = now() where org_id = $1 and project_id is not null and name = any($2)
        returning id, project_id, name, value, data_key, key_id`,
-      [orgId, names],
+      names,
     );
     const out: Record<string, Record<string, string>> = {};
     for (const r of rows as Row[]) out[r.project_id!] = { ...out[r.project_id!], [r.name]: this.open(r) };
@@ -263,14 +289,41 @@ export class SecretStore {
 
   /** The org-wide values by name (the control plane's own use: provider keys). */
   async revealOrg(orgId: string, names: string[]): Promise<Record<string, string>> {
-    const { rows } = await this.db.query(
+    const rows = await this.revealAudited(
+      orgId,
       `update secrets set last_used_at = now() where org_id = $1 and project_id is null and name = any($2)
        returning id, name, value, data_key, key_id`,
-      [orgId, names],
+      names,
     );
     const out: Record<string, string> = {};
     for (const r of rows as Row[]) out[r.name] = this.open(r);
     return out;
+  }
+
+  /**
+   * The provider keys' read: one `secret.use` row per (re)load of the keys (boot, a key changed),
+   * naming the secrets read, in the read's transaction. Not per model call: the gateway holds them.
+   * (`reveal`, the control plane's per-use read of its own secrets, such as webhook signing keys,
+   * is not audited: one row per delivery would drown the log.)
+   */
+  private async revealAudited(orgId: string, sql: string, names: string[]): Promise<Row[]> {
+    return withTx(this.db, async (tx) => {
+      const { rows } = await tx.query(sql, [orgId, names]);
+      if (rows.length)
+        await AuditLog.record(tx, systemActor(orgId), {
+          action: "secret.use",
+          targetType: "secret",
+          detail: {
+            purpose: "provider keys",
+            secrets: (rows as Row[]).map((r) => ({
+              id: r.id,
+              name: r.name,
+              projectId: r.project_id ?? null,
+            })),
+          },
+        });
+      return rows as Row[];
+    });
   }
 
   /**
@@ -279,7 +332,7 @@ export class SecretStore {
    * data keys do not change), so nothing that holds a value in use (the model gateway) notices.
    * The key file holds both keys while the rows are re-wrapped, so a crash midway loses nothing.
    */
-  async rotateMaster(): Promise<{ keyId: string; rewrapped: number }> {
+  async rotateMaster(a?: AuditContext): Promise<{ keyId: string; rewrapped: number }> {
     if (!this.keyring.file)
       throw new FlotillaError(
         "conflict",
@@ -292,6 +345,14 @@ export class SecretStore {
     this.keyring = next.settled();
     this.keyring.save();
     this.log.info({ keyId: this.keyring.current.id, rewrapped }, "master key rotated");
+    // Not one transaction (the key file is written around it): recorded once the rotation is done.
+    if (a)
+      await AuditLog.record(this.db, a, {
+        action: "secret.rotate_master",
+        targetType: "master_key",
+        targetId: this.keyring.current.id,
+        detail: { rewrapped },
+      });
     return { keyId: this.keyring.current.id, rewrapped };
   }
 

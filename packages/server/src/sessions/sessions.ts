@@ -22,6 +22,7 @@ import {
 import { allowAlways, defaultModel, toRuleset } from "../agents/opencode/config.ts";
 import { opencodeMessageId } from "../agents/opencode/ids.ts";
 import { prewarm } from "../agents/opencode/warm.ts";
+import { type AuditContext, AuditLog, actorOf } from "../audit/audit.ts";
 import type { Config } from "../config/config.ts";
 import type { HarnessManager, LiveHarness } from "../harnesses/manager.ts";
 import { checkRuntime } from "../identity/policy.ts";
@@ -362,9 +363,14 @@ export class SessionService {
 
   // ---- writes --------------------------------------------------------------------------------
 
-  create(body: CreateSessionBody, p: Principal, opts: { runtimeChecked?: boolean } = {}): Promise<Session> {
+  create(
+    body: CreateSessionBody,
+    p: Principal,
+    opts: { runtimeChecked?: boolean } = {},
+    a: AuditContext = actorOf(p),
+  ): Promise<Session> {
     return inSpan("session.create", {}, (span) =>
-      this.createSession(body, p, opts, (id) => span.setAttribute("flotilla.session.id", id)),
+      this.createSession(body, p, opts, a, (id) => span.setAttribute("flotilla.session.id", id)),
     );
   }
 
@@ -372,6 +378,7 @@ export class SessionService {
     body: CreateSessionBody,
     p: Principal,
     opts: { runtimeChecked?: boolean },
+    a: AuditContext,
     named: (sessionId: string) => void,
   ): Promise<Session> {
     if (!opts.runtimeChecked) checkRuntime(body.runtime, p);
@@ -414,7 +421,10 @@ export class SessionService {
           branch: `flotilla/${sessionId}`,
           kind,
         });
-        if (got) await insertSession(tx, { ...row, projectId, workspaceId: got.ws.id });
+        if (got) {
+          await insertSession(tx, { ...row, projectId, workspaceId: got.ws.id });
+          await AuditLog.record(tx, a, created(sessionId, projectId, model));
+        }
         return got;
       });
       if (claimed) {
@@ -464,6 +474,7 @@ export class SessionService {
           ],
         );
         await insertSession(tx, { ...row, projectId, workspaceId: ws.id });
+        await AuditLog.record(tx, a, created(sessionId, projectId, model));
       });
       // Handed to the user the agent runs as before anything can run in it.
       await inSpan(
@@ -755,13 +766,15 @@ export class SessionService {
     return this.get(r.id, p);
   }
 
-  async abort(id: string, p: Principal): Promise<Session> {
+  async abort(id: string, p: Principal, a: AuditContext = actorOf(p)): Promise<Session> {
     const r = await this.localRow(id, p);
     // A session being provisioned drops its pending prompt (it then ends idle); a running turn is
     // marked as aborted by request, which is how it ends whatever the harness says last.
     if (r.status !== "provisioning" && r.status !== "queued" && !ACTIVE.includes(r.status))
       return toSession(r);
     const { step } = await this.ingest.turns.apply(id, { type: "abort" });
+    // The turn machine's own transaction (TurnOwner) took the abort; the audit row follows its commit.
+    await AuditLog.record(this.db, a, { action: "session.abort", targetType: "session", targetId: id });
     if (!step.effects.some((e) => e.type === "abort-harness")) return this.get(id, p);
     const h = this.harnesses.forShard(r.shard_id);
     if (h && r.opencode_id) {
@@ -851,18 +864,31 @@ export class SessionService {
     return this.get(forkId, p);
   }
 
-  async remove(id: string, opts: { workspace: boolean }, p: Principal): Promise<void> {
+  async remove(
+    id: string,
+    opts: { workspace: boolean },
+    p: Principal,
+    a: AuditContext = actorOf(p),
+  ): Promise<void> {
     const r = await this.localRow(id, p);
     // The session goes either way; a turn that could not be aborted ends with it (its harness is
     // released below when no other session shares the workspace).
     if (ACTIVE.includes(r.status))
-      await this.abort(id, p).catch((err: unknown) =>
+      await this.abort(id, p, a).catch((err: unknown) =>
         this.logger.warn({ err, session: id }, "could not abort the turn of a session being deleted"),
       );
     await this.log.append(id, [{ type: "session.status", data: { status: "deleted" } }], {
       status: "deleted",
     });
-    await this.db.query("update sessions set deleted_at = now() where id = $1", [id]);
+    await withTx(this.db, async (tx) => {
+      await tx.query("update sessions set deleted_at = now() where id = $1", [id]);
+      await AuditLog.record(tx, a, {
+        action: "session.delete",
+        targetType: "session",
+        targetId: id,
+        detail: { workspace: opts.workspace },
+      });
+    });
     const others = await this.db.query(
       "select 1 from sessions where workspace_id = $1 and deleted_at is null",
       [r.workspace_id],
@@ -934,6 +960,7 @@ export class SessionService {
     requestId: string,
     body: PermissionReplyBody,
     p: Principal,
+    a: AuditContext = actorOf(p),
   ): Promise<void> {
     const r = await this.localRow(id, p);
     const { rows } = await this.db.query(
@@ -954,11 +981,19 @@ export class SessionService {
         "harness_unavailable",
         "the session's harness is not running; send a message to resume",
       );
-    await this.db.query("update permission_requests set reply = $2, message = $3 where id = $1", [
-      requestId,
-      body.reply,
-      body.message ?? null,
-    ]);
+    await withTx(this.db, async (tx) => {
+      await tx.query("update permission_requests set reply = $2, message = $3 where id = $1", [
+        requestId,
+        body.reply,
+        body.message ?? null,
+      ]);
+      await AuditLog.record(tx, a, {
+        action: "permission.reply",
+        targetType: "session",
+        targetId: id,
+        detail: { requestId, reply: body.reply },
+      });
+    });
     if (body.reply === "always") await this.rememberAlways(h, r, requestId);
 
     // The harness confirms with permission.replied; the caller waits for it to read a settled state.
@@ -979,6 +1014,13 @@ export class SessionService {
     await confirmed.done;
   }
 }
+
+const created = (sessionId: string, projectId: string, model: string) => ({
+  action: "session.create",
+  targetType: "session",
+  targetId: sessionId,
+  detail: { projectId, model },
+});
 
 async function upsertProject(tx: Tx, orgId: string, repo: string): Promise<string> {
   const proj = await tx.query(

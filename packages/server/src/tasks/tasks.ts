@@ -11,6 +11,7 @@ import {
   type TaskState,
 } from "@flotilla/contracts";
 import { defaultModel } from "../agents/opencode/config.ts";
+import { type AuditContext, AuditLog, actorOf } from "../audit/audit.ts";
 import type { Config } from "../config/config.ts";
 import { checkRuntime } from "../identity/policy.ts";
 import type { Principal } from "../identity/principal.ts";
@@ -120,7 +121,11 @@ export class TaskService {
     for (const t of ts) if (t) for (const fn of this.listeners) fn(t);
   }
 
-  async submit(input: CreateTaskBody, p: Principal): Promise<{ task: Task; created: boolean }> {
+  async submit(
+    input: CreateTaskBody,
+    p: Principal,
+    a: AuditContext = actorOf(p),
+  ): Promise<{ task: Task; created: boolean }> {
     const body = CreateTaskSchema.parse(input);
     if (body.idempotencyKey) {
       const hit = await this.byKey(p.orgId, body.idempotencyKey);
@@ -189,6 +194,12 @@ export class TaskService {
         "insert into task_history (task_id, from_state, to_state, reason) values ($1, null, 'queued', 'submitted')",
         [id],
       );
+      await AuditLog.record(tx, a, {
+        action: "task.submit",
+        targetType: "task",
+        targetId: id,
+        detail: { projectId: proj.rows[0].id, model },
+      });
       return taskFromRow(ins.rows[0]);
     });
     if (!out) return { task: (await this.byKey(p.orgId, body.idempotencyKey!))!, created: false };
@@ -253,15 +264,25 @@ export class TaskService {
   }
 
   /** Queued: cancelled at once. Running: flagged; the replica running it aborts the session. */
-  async cancel(id: string, p: Principal): Promise<Task> {
+  async cancel(id: string, p: Principal, a: AuditContext = actorOf(p)): Promise<Task> {
     await this.get(id, p);
     const t = await withTx(this.db, async (tx) => {
       const done = await transition(tx, id, ["queued"], "cancelled", { reason: "cancelled by request" });
-      if (!done)
-        await tx.query(
-          "update tasks set cancel_requested = true, updated_at = now() where id = $1 and state = 'running'",
-          [id],
-        );
+      const flagged = done
+        ? 0
+        : (
+            await tx.query(
+              "update tasks set cancel_requested = true, updated_at = now() where id = $1 and state = 'running'",
+              [id],
+            )
+          ).rowCount;
+      if (done || flagged)
+        await AuditLog.record(tx, a, {
+          action: "task.cancel",
+          targetType: "task",
+          targetId: id,
+          detail: { effect: done ? "cancelled" : "requested" },
+        });
       return done;
     });
     this.published([t]);
@@ -273,12 +294,12 @@ export class TaskService {
   }
 
   /** A finished task goes back to the queue with a fresh budget of attempts. */
-  async retry(id: string, p: Principal): Promise<Task> {
+  async retry(id: string, p: Principal, a: AuditContext = actorOf(p)): Promise<Task> {
     const before = await this.get(id, p);
     // A retry's attempts belong to the trace of the request that asked for them.
     const traceparent = traceparentOf();
-    const t = await withTx(this.db, (tx) =>
-      transition(tx, id, ["failed", "cancelled", "timed_out", "dead"], "queued", {
+    const t = await withTx(this.db, async (tx) => {
+      const done = await transition(tx, id, ["failed", "cancelled", "timed_out", "dead"], "queued", {
         reason: "retried by request",
         set: {
           max_attempts: before.attempts + before.maxAttempts,
@@ -287,8 +308,16 @@ export class TaskService {
           error: null,
           ...(traceparent ? { traceparent } : {}),
         },
-      }),
-    );
+      });
+      if (done)
+        await AuditLog.record(tx, a, {
+          action: "task.retry",
+          targetType: "task",
+          targetId: id,
+          detail: { from: before.state },
+        });
+      return done;
+    });
     if (!t)
       throw new FlotillaError(
         "conflict",

@@ -1,6 +1,7 @@
 import type { TerminalClientFrame, TerminalMode, TerminalServerFrame } from "@flotilla/contracts";
 import serializeAddon from "@xterm/addon-serialize";
 import xterm from "@xterm/headless";
+import { type AuditContext, AuditLog } from "../audit/audit.ts";
 import type { Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
 import type { EventBus } from "../platform/events/bus.ts";
@@ -19,6 +20,8 @@ export interface Attachment {
   label: string;
   principal: Principal;
   mode: TerminalMode;
+  /** The attaching request, as the audit log records who took or gave up the lease. */
+  audit: AuditContext;
 }
 
 interface Client extends Attachment {
@@ -44,6 +47,8 @@ class Terminal {
   private rows = ROWS;
   /** The lease: a client label, kept through a driver's grace period after it drops. */
   private holder: string | null = null;
+  /** Who holds the lease, for the audit row of its end (the holder may be away, with no client). */
+  private holderAudit: AuditContext | undefined;
   private driver: Client | undefined;
   private grace: NodeJS.Timeout | undefined;
   /** While the holder is disconnected: when its lease frees (epoch ms), unless it comes back first. */
@@ -183,10 +188,26 @@ class Terminal {
     if (this.requester === to) this.requester = undefined;
     const holder = to?.label ?? null;
     if (holder !== this.holder) {
+      const from = this.holder;
+      // The new holder acted (acquired, forced, handed over to); when the lease goes to nobody,
+      // the one who held it did (released, or its connection dropped).
+      const by = to?.audit ?? this.holderAudit;
       this.holder = holder;
+      this.holderAudit = to?.audit;
       const sessionId = this.sessionId;
       this.recording = this.recording
         .then(() => this.events.append(sessionId, [{ type: "terminal.lease", data: { holder, reason } }]))
+        // The lease lives in memory, not in a transaction: its audit row follows the event's commit.
+        .then(() =>
+          by
+            ? AuditLog.record(this.events.db, by, {
+                action: "terminal.lease",
+                targetType: "session",
+                targetId: sessionId,
+                detail: { from, to: holder, reason },
+              })
+            : undefined,
+        )
         .then(
           () => undefined,
           (err) => this.log.warn({ err, session: sessionId }, "terminal lease event not recorded"),

@@ -67,7 +67,7 @@ const tab =
   "border-b-2 border-transparent px-1 pb-2 text-sm text-stone-600 hover:text-stone-900 dark:text-stone-400 dark:hover:text-white";
 const activeTab = "!border-stone-900 font-medium !text-stone-900 dark:!border-white dark:!text-white";
 
-/** Settings has two pages: who you are, tokens and models; and the secret store. */
+/** Settings has three pages: who you are, tokens and models; the secret store; the audit log. */
 export function SettingsTabs() {
   return (
     <div className="grid gap-3">
@@ -83,6 +83,9 @@ export function SettingsTabs() {
         </Link>
         <Link to="/settings/secrets" className={tab} activeProps={{ className: activeTab }}>
           Secrets
+        </Link>
+        <Link to="/settings/audit" className={tab} activeProps={{ className: activeTab }}>
+          Audit
         </Link>
       </nav>
     </div>

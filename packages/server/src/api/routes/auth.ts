@@ -1,9 +1,11 @@
-import { CSRF_COOKIE, LoginBody, SESSION_COOKIE, WebSession } from "@flotilla/contracts";
+import { CSRF_COOKIE, FlotillaError, LoginBody, SESSION_COOKIE, WebSession } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { AuditLog } from "../../audit/audit.ts";
+import { DEFAULT_ORG } from "../../identity/tokens.ts";
 import type { WebSessionService } from "../../identity/web-sessions.ts";
-import type { Env, Services } from "../context.ts";
+import { auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, json, jsonBody } from "../openapi.ts";
 
 const errors = errorResponses({ 400: "Invalid input", 401: "No, bad or revoked token" });
@@ -33,8 +35,24 @@ export function authRoutes(app: OpenAPIHono<Env>, s: Services, web: WebSessionSe
       responses: { 200: json(WebSession, "Logged in; cookies set"), ...errors },
     }),
     async (c) => {
-      const p = await s.tokens.verify(c.req.valid("json").token);
-      const { secret, csrf, expiresAt } = await web.create(p);
+      const given = c.req.valid("json").token;
+      const p = await s.tokens.verify(given).catch(async (e: unknown) => {
+        // A refused token names no org: the failure goes to the default org's log, with the
+        // token's first characters (its public prefix, as `flotilla token ls` shows it), never more.
+        if (e instanceof FlotillaError && e.code === "unauthorized")
+          await AuditLog.record(
+            s.db,
+            { orgId: DEFAULT_ORG, actor: "anonymous", requestId: c.get("requestId"), ip: c.get("ip") },
+            {
+              action: "auth.login_failed",
+              outcome: "denied",
+              detail: { reason: e.message, prefix: given.slice(0, 10) },
+            },
+          );
+        throw e;
+      });
+      c.set("principal", p);
+      const { secret, csrf, expiresAt } = await web.create(p, auditContext(c));
       const base = { sameSite: "Strict", path: "/", secure: overTls(c), expires: expiresAt } as const;
       setCookie(c, SESSION_COOKIE, secret, { ...base, httpOnly: true });
       // Readable by our own page's script on purpose: it echoes it in the CSRF header.
@@ -80,7 +98,7 @@ export function authRoutes(app: OpenAPIHono<Env>, s: Services, web: WebSessionSe
     }),
     async (c) => {
       const cookie = getCookie(c, SESSION_COOKIE);
-      if (cookie) await web.remove(cookie);
+      if (cookie) await web.remove(cookie, { requestId: c.get("requestId"), ip: c.get("ip") });
       deleteCookie(c, SESSION_COOKIE, { path: "/" });
       deleteCookie(c, CSRF_COOKIE, { path: "/" });
       return c.json({ ok: true as const }, 200);

@@ -2,7 +2,7 @@ import { CreateSecretBody, ErrorBody, RotatedMasterKey, SecretInfo } from "@flot
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { providerKeyNames } from "../../gateway/upstreams.ts";
 import { requireAdmin } from "../../identity/principal.ts";
-import type { Env, Services } from "../context.ts";
+import { adminFor, auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, json } from "../openapi.ts";
 
 const errors = errorResponses({ 400: "Invalid input", 401: "No or bad token", 403: "Needs admin" });
@@ -23,10 +23,15 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
       responses: { 201: json(SecretInfo, "Stored"), ...errors },
     }),
     async (c) => {
-      const p = c.get("principal");
-      requireAdmin(p);
+      const p = await adminFor(c, s, "secret.set");
       const body = c.req.valid("json");
-      const out = await s.secrets.set(p.orgId, body.projectId ?? null, body.name, body.value);
+      const out = await s.secrets.set(
+        p.orgId,
+        body.projectId ?? null,
+        body.name,
+        body.value,
+        auditContext(c),
+      );
       await touched(out.name);
       return c.json(out, 201);
     },
@@ -56,9 +61,8 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
       responses: { 200: json(SecretInfo, "Deleted"), 404: json(ErrorBody, "No such secret"), ...errors },
     }),
     async (c) => {
-      const p = c.get("principal");
-      requireAdmin(p);
-      const out = await s.secrets.delete(p.orgId, c.req.valid("param").id);
+      const p = await adminFor(c, s, "secret.delete", { type: "secret", id: c.req.valid("param").id });
+      const out = await s.secrets.delete(p.orgId, c.req.valid("param").id, auditContext(c));
       await touched(out.name);
       return c.json(out, 200);
     },
@@ -77,8 +81,8 @@ export function secretRoutes(app: OpenAPIHono<Env>, s: Services): void {
       },
     }),
     async (c) => {
-      requireAdmin(c.get("principal"));
-      return c.json(await s.secrets.rotateMaster(), 200);
+      await adminFor(c, s, "secret.rotate_master");
+      return c.json(await s.secrets.rotateMaster(auditContext(c)), 200);
     },
   );
 }

@@ -13,7 +13,7 @@ import {
   SessionPage,
 } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Env, Services } from "../context.ts";
+import { auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, IdParams, json, jsonBody } from "../openapi.ts";
 import { sessionEventStream } from "../sse.ts";
 
@@ -36,7 +36,8 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       request: jsonBody(CreateSessionBody),
       responses: { 201: json(Session, "Created; provisioning continues, watch its events"), ...errors },
     }),
-    async (c) => c.json(await s.sessions.create(c.req.valid("json"), c.get("principal")), 201),
+    async (c) =>
+      c.json(await s.sessions.create(c.req.valid("json"), c.get("principal"), {}, auditContext(c)), 201),
   );
   app.openapi(
     createRoute({
@@ -80,6 +81,7 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
         c.req.valid("param").id,
         { workspace: c.req.valid("query").workspace === "true" },
         c.get("principal"),
+        auditContext(c),
       );
       return c.json({ deleted: true as const }, 200);
     },
@@ -114,7 +116,8 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
       request: { params: SessionParams },
       responses: { 200: json(Session, "Turn aborted (or nothing was running)"), ...errors },
     }),
-    async (c) => c.json(await s.sessions.abort(c.req.valid("param").id, c.get("principal")), 200),
+    async (c) =>
+      c.json(await s.sessions.abort(c.req.valid("param").id, c.get("principal"), auditContext(c)), 200),
   );
   app.openapi(
     createRoute({
@@ -184,7 +187,13 @@ export function sessionRoutes(app: OpenAPIHono<Env>, s: Services): void {
     }),
     async (c) => {
       const { id, requestId } = c.req.valid("param");
-      await s.sessions.replyPermission(id, requestId, c.req.valid("json"), c.get("principal"));
+      await s.sessions.replyPermission(
+        id,
+        requestId,
+        c.req.valid("json"),
+        c.get("principal"),
+        auditContext(c),
+      );
       return c.json({ ok: true as const }, 200);
     },
   );

@@ -1,6 +1,6 @@
 import { CreateTaskBody, ListTasksQuery, Task, TaskPage } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import type { Env, Services } from "../context.ts";
+import { auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, IdParams, json } from "../openapi.ts";
 
 const errors = errorResponses({
@@ -28,7 +28,11 @@ export function taskRoutes(app: OpenAPIHono<Env>, s: Services): void {
       },
     }),
     async (c) => {
-      const { task, created } = await s.tasks.submit(c.req.valid("json"), c.get("principal"));
+      const { task, created } = await s.tasks.submit(
+        c.req.valid("json"),
+        c.get("principal"),
+        auditContext(c),
+      );
       return created ? c.json(task, 201) : c.json(task, 200);
     },
   );
@@ -63,7 +67,8 @@ export function taskRoutes(app: OpenAPIHono<Env>, s: Services): void {
         ...errors,
       },
     }),
-    async (c) => c.json(await s.tasks.cancel(c.req.valid("param").id, c.get("principal")), 200),
+    async (c) =>
+      c.json(await s.tasks.cancel(c.req.valid("param").id, c.get("principal"), auditContext(c)), 200),
   );
   app.openapi(
     createRoute({
@@ -73,6 +78,7 @@ export function taskRoutes(app: OpenAPIHono<Env>, s: Services): void {
       request: { params: Params },
       responses: { 200: json(Task, "Queued again"), ...errors },
     }),
-    async (c) => c.json(await s.tasks.retry(c.req.valid("param").id, c.get("principal")), 200),
+    async (c) =>
+      c.json(await s.tasks.retry(c.req.valid("param").id, c.get("principal"), auditContext(c)), 200),
   );
 }

@@ -1,7 +1,7 @@
 import { CreatedToken, CreateTokenBody, ErrorBody, TokenInfo } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { requireAdmin } from "../../identity/principal.ts";
-import type { Env, Services } from "../context.ts";
+import { adminFor, auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, json } from "../openapi.ts";
 
 const errors = errorResponses({
@@ -20,10 +20,9 @@ export function tokenRoutes(app: OpenAPIHono<Env>, s: Services): void {
       responses: { 201: json(CreatedToken, "Created; the token is shown only here"), ...errors },
     }),
     async (c) => {
-      const p = c.get("principal");
-      requireAdmin(p);
+      const p = await adminFor(c, s, "token.create");
       const body = c.req.valid("json");
-      return c.json(await s.tokens.create(p.orgId, body.name, body.role), 201);
+      return c.json(await s.tokens.create(p.orgId, body.name, body.role, auditContext(c)), 201);
     },
   );
   app.openapi(
@@ -51,9 +50,9 @@ export function tokenRoutes(app: OpenAPIHono<Env>, s: Services): void {
       responses: { 200: json(TokenInfo, "Revoked"), 404: json(ErrorBody, "No such token"), ...errors },
     }),
     async (c) => {
-      const p = c.get("principal");
-      requireAdmin(p);
-      return c.json(await s.tokens.revoke(c.req.valid("param").id, p), 200);
+      const id = c.req.valid("param").id;
+      const p = await adminFor(c, s, "token.revoke", { type: "token", id });
+      return c.json(await s.tokens.revoke(id, p, auditContext(c)), 200);
     },
   );
 }

@@ -9,7 +9,7 @@ import {
 } from "@flotilla/contracts";
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { requireAdmin } from "../../identity/principal.ts";
-import type { Env, Services } from "../context.ts";
+import { auditContext, type Env, type Services } from "../context.ts";
 import { errorResponses, IdParams, json } from "../openapi.ts";
 
 const errors = errorResponses({
@@ -29,7 +29,8 @@ export function webhookRoutes(app: OpenAPIHono<Env>, s: Services): void {
       request: { body: { content: { "application/json": { schema: CreateWebhookBody } }, required: true } },
       responses: { 201: json(CreatedWebhook, "Subscribed; the secret is shown only here"), ...errors },
     }),
-    async (c) => c.json(await s.webhooks.create(c.req.valid("json"), c.get("principal")), 201),
+    async (c) =>
+      c.json(await s.webhooks.create(c.req.valid("json"), c.get("principal"), auditContext(c)), 201),
   );
   app.openapi(
     createRoute({
@@ -69,7 +70,8 @@ export function webhookRoutes(app: OpenAPIHono<Env>, s: Services): void {
       request: { params: Params },
       responses: { 200: json(Webhook, "Deleted; its pending deliveries are given up"), ...errors },
     }),
-    async (c) => c.json(await s.webhooks.remove(c.req.valid("param").id, c.get("principal")), 200),
+    async (c) =>
+      c.json(await s.webhooks.remove(c.req.valid("param").id, c.get("principal"), auditContext(c)), 200),
   );
   app.openapi(
     createRoute({

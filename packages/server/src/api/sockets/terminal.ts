@@ -3,6 +3,7 @@ import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import {
   FlotillaError,
+  newId,
   SESSION_COOKIE,
   TerminalClientFrame,
   TerminalQuery,
@@ -12,6 +13,7 @@ import { WebSocketServer } from "ws";
 import type { Principal } from "../../identity/principal.ts";
 import type { TerminalService } from "../../terminals/terminals.ts";
 import type { Services } from "../context.ts";
+import { ACCEPTED_REQUEST_ID, REQUEST_ID_HEADER } from "../middleware/request-id.ts";
 
 /** The UI's browser sessions (identity/web-sessions.ts), verified by the cookie's secret. */
 type WebSessions = { verify(secret: string): Promise<Principal> };
@@ -55,6 +57,10 @@ async function principalOf(req: IncomingMessage, query: URLSearchParams, s: Serv
   return { tokenId: p.tokenId, orgId: p.orgId, role: p.role } satisfies Principal;
 }
 
+/** The upgrade's request id: the caller's when plain, as for every other request (middleware/request-id.ts). */
+const requestIdOf = (given: string | string[] | undefined) =>
+  typeof given === "string" && ACCEPTED_REQUEST_ID.test(given) ? given : newId("req");
+
 function refuse(socket: Duplex, e: FlotillaError): void {
   const body = JSON.stringify(e.toBody());
   socket.end(
@@ -97,7 +103,17 @@ export function attachTerminalSocket(
         const conn = terminals.attach(
           sessionId,
           target,
-          { label, principal, mode: q.data.mode },
+          {
+            label,
+            principal,
+            mode: q.data.mode,
+            audit: {
+              orgId: principal.orgId,
+              actor: principal.tokenId,
+              requestId: requestIdOf(req.headers[REQUEST_ID_HEADER]),
+              ip: req.socket.remoteAddress ?? null,
+            },
+          },
           { send, close: () => ws.close(1001, "terminal closed") },
         );
         let alive = true;

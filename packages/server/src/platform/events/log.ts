@@ -60,7 +60,7 @@ export class EventLog {
   private readonly queues = new Map<string, Job[]>();
 
   constructor(
-    private readonly db: Db,
+    readonly db: Db,
     private readonly bus: EventBus,
     private readonly timings?: Timings,
   ) {}
