@@ -78,6 +78,15 @@ describe("egress policy", () => {
         },
       }),
     ).rejects.toSatisfy((e: unknown) => e instanceof EgressRefused && e.unresolved);
+    // A forge's host (allowed by name) that does not resolve now is not pinned, not refused.
+    await expect(
+      checkHost("github.com", {
+        allow: new EgressAllow(["github.com"]),
+        resolve: async () => {
+          throw new Error("EAI_AGAIN");
+        },
+      }),
+    ).resolves.toEqual([]);
     // An allowed name is taken as it resolves; an allowed range only covers its addresses.
     await expect(
       checkHost("intranet", { ...resolveTo("10.0.0.5"), allow: new EgressAllow(["intranet"]) }),

@@ -202,7 +202,7 @@ function post(
       {
         method: "POST",
         headers: { ...headers, "content-length": String(Buffer.byteLength(body)) },
-        lookup: pinnedLookup(addrs),
+        ...(addrs.length ? { lookup: pinnedLookup(addrs) } : {}),
         signal: AbortSignal.timeout(timeoutMs),
         agent: false,
       },

@@ -158,13 +158,16 @@ export async function checkHost(host: string, policy: EgressPolicy): Promise<Loo
   let addrs: LookupAddress[];
   if (family) addrs = [{ address: h, family }];
   else {
+    // A name the operator allowed needs no answer now: empty means "not pinned, connect as usual".
+    const named = policy.allow.host(h);
     try {
       addrs = await (policy.resolve ?? systemResolve)(h);
     } catch {
+      if (named) return [];
       throw new EgressRefused(h, UNRESOLVED);
     }
+    if (named) return addrs;
     if (addrs.length === 0) throw new EgressRefused(h, UNRESOLVED);
-    if (policy.allow.host(h)) return addrs;
   }
   for (const a of addrs) {
     if (policy.allow.address(a.address)) continue;
@@ -225,7 +228,7 @@ export async function checkRequestUrl(
  */
 export async function gitEgressArgs(remote: string, field: string, policy: EgressPolicy): Promise<string[]> {
   const addrs = await checkRequestUrl(remote, field, policy);
-  if (!addrs || !/^https?:\/\//i.test(remote)) return [];
+  if (!addrs?.length || !/^https?:\/\//i.test(remote)) return [];
   const u = new URL(remote);
   const host = normalHost(u.hostname);
   if (isIP(host)) return [];
