@@ -67,7 +67,7 @@ describe("egress policy", () => {
     ]);
     // One bad address among good ones is enough: the connection could pick it.
     await expect(checkHost("a.example", resolveTo("93.184.216.34", "127.0.0.1"))).rejects.toThrow(
-      /resolves to 127\.0\.0\.1, a loopback address/,
+      /^a\.example resolves to a loopback address$/,
     );
     await expect(checkHost("localhost.", none)).rejects.toThrow(/loopback/);
     await expect(
@@ -96,7 +96,7 @@ describe("egress policy", () => {
         ...resolveTo("10.0.0.5", "127.0.0.1"),
         allow: new EgressAllow(["10.0.0.0/8"]),
       }),
-    ).rejects.toThrow(/127\.0\.0\.1/);
+    ).rejects.toMatchObject({ address: "127.0.0.1" });
   });
 
   it("says which field and why, for URLs and git remotes", async () => {

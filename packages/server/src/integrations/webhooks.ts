@@ -170,7 +170,7 @@ function origin(url: string): string {
 
 /**
  * What the delivery log says of an attempt that got no HTTP answer: one message whatever the cause
- * (refused, reset, timed out, not HTTP), so the log cannot tell a closed port from a silent one and
+ * (no DNS answer, refused, reset, timed out, not HTTP), so the log cannot tell a closed port from a silent one and
  * does not work as a port scanner. The cause goes to the server's log only.
  */
 const NO_RESPONSE = "no HTTP response";
@@ -675,10 +675,12 @@ export class WebhookService {
         );
         if (statusCode < 200 || statusCode >= 300) error = `HTTP ${statusCode}`;
       } catch (e) {
-        if (e instanceof EgressRefused && e.unresolved) error = "host does not resolve";
-        else if (e instanceof EgressRefused) {
+        if (e instanceof EgressRefused && !e.unresolved) {
           error = NOT_ALLOWED;
-          log.warn({ why: e.message }, "webhook destination refused by the egress policy");
+          log.warn(
+            { why: e.message, address: e.address },
+            "webhook destination refused by the egress policy",
+          );
         } else {
           error = NO_RESPONSE;
           log.info({ cause: describeError(e) }, "webhook attempt got no HTTP response");

@@ -132,6 +132,8 @@ export class EgressRefused extends Error {
   constructor(
     readonly host: string,
     readonly why: string,
+    /** The address refused, for the server's log only. */
+    readonly address?: string,
   ) {
     super(`${host} ${why}`);
   }
@@ -172,7 +174,8 @@ export async function checkHost(host: string, policy: EgressPolicy): Promise<Loo
   for (const a of addrs) {
     if (policy.allow.address(a.address)) continue;
     const why = refusedBecause(a.address);
-    if (why) throw new EgressRefused(h, family ? `is ${why}` : `resolves to ${a.address}, ${why}`);
+    // The address itself is not said: a refusal must not map the inside of the network.
+    if (why) throw new EgressRefused(h, family ? `is ${why}` : `resolves to ${why}`, a.address);
   }
   return addrs;
 }
