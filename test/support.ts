@@ -69,6 +69,8 @@ export interface TestServer {
   server: RunningServer;
   logFile: string;
   db: string;
+  /** The configuration it runs with: a change takes effect at `restart()`. */
+  config: Config;
   /** A graceful restart of the control plane on the same home and database (a new port: url and
    * client change). Its harnesses stop with it; the next one starts new harnesses. */
   restart(): Promise<void>;
@@ -84,6 +86,9 @@ export function scriptedProvider(model: ScriptedModelServer) {
     },
   };
 }
+
+/** The loopback addresses and names, as an egress allow-list. */
+export const LOOPBACK_ALLOW = ["127.0.0.0/8", "::1/128", "localhost"];
 
 /** A real control plane in this process: its own database, home and scripted model. */
 export async function startTestServer(opts: {
@@ -110,6 +115,9 @@ export async function startTestServer(opts: {
       permission: "allow",
       demo: "off",
       quiet: true,
+      // Tests' receivers, forges and git servers listen on loopback, which the egress policy
+      // refuses by default: allowed here unless a test sets `egress` itself (ssrf.test.ts).
+      egress: { allow: LOOPBACK_ALLOW },
       ...opts.config,
     },
   });
@@ -133,6 +141,7 @@ export async function startTestServer(opts: {
     server,
     logFile,
     db,
+    config,
     restart: async () => {
       await t.server.close();
       t.server = await startFlotilla(config, log);

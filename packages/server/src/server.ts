@@ -23,6 +23,7 @@ import { migrate } from "./platform/db/migrate.ts";
 import { createPool } from "./platform/db/pool.ts";
 import { EventBus } from "./platform/events/bus.ts";
 import { EventLog } from "./platform/events/log.ts";
+import { egressPolicy } from "./platform/http/egress.ts";
 import { hostForUrl } from "./platform/http/host.ts";
 import type { Logger } from "./platform/logger.ts";
 import { registerSecret } from "./platform/redact.ts";
@@ -175,14 +176,10 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     tasks.onTransition((t) => bus.publishTask({ id: t.task.id, state: t.to }));
     // Started before recovery and pushed before the session and scheduler cleanups (so it stops
     // after them): the changes they make at boot and at shutdown still reach the outbox.
-    const webhooks = new WebhookService(
-      db,
-      tasks,
-      bus,
-      log.child({ component: "webhooks" }),
-      secrets,
-      config.webhooks,
-    );
+    const webhooks = new WebhookService(db, tasks, bus, log.child({ component: "webhooks" }), secrets, {
+      ...config.webhooks,
+      egress: egressPolicy(config),
+    });
     webhooks.start();
     cleanups.push(() => webhooks.stop());
     const metrics = new Metrics(db);

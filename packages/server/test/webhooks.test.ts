@@ -332,7 +332,7 @@ describe("webhook dispatcher", () => {
         status: "failed",
         attempts: 8,
         lastStatusCode: null,
-        lastError: "ECONNREFUSED",
+        lastError: "no HTTP response",
       });
 
       // Shutdown while a receiver is still answering: the send completes and is recorded.

@@ -5,6 +5,7 @@ import { WebSessionService } from "../identity/web-sessions.ts";
 import type { Env, Services } from "./context.ts";
 import { errorBody, renderError, validationError } from "./errors.ts";
 import { authenticate, isPublicAuthRoute } from "./middleware/auth.ts";
+import { inputEdge } from "./middleware/input.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { traceRequests } from "./middleware/tracing.ts";
 import { activityRoutes } from "./routes/activity.ts";
@@ -75,6 +76,7 @@ export function createApp(s: Services): OpenAPIHono<Env> {
         ),
     }),
   );
+  app.use("*", inputEdge());
   // Made here, not in Services: browser sessions are an API concern that no core service uses.
   const web = new WebSessionService(s.db);
   app.use("*", webUi(app));

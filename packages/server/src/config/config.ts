@@ -117,6 +117,13 @@ export const FileConfig = z
       })
       .strict()
       .optional(),
+    /** Requests to addresses users choose (webhook URLs, git remotes) never go to loopback, private,
+     * link-local or metadata addresses; these CIDRs (`10.1.2.0/24`), addresses or host names
+     * (`git.internal`, `*.corp.example`) are exceptions (platform/http/egress.ts). */
+    egress: z
+      .object({ allow: z.array(z.string().min(1).max(253)).optional() })
+      .strict()
+      .optional(),
     webhooks: z
       .object({
         backoffBaseMs: z.number().int().min(10).optional(),
@@ -248,6 +255,9 @@ export interface Config {
     npmCacheDir: string;
   };
   webhooks: { backoffBaseMs: number; maxAttempts: number };
+  /** Exceptions to the egress policy (platform/http/egress.ts): CIDRs, addresses, host names. The
+   * hosts of configured forges are allowed too (an operator named them). */
+  egress: { allow: string[] };
   pool: {
     /** Ready harnesses kept over fresh shards, so new work starts without waiting for one. */
     warm: number;
@@ -529,6 +539,15 @@ export function loadConfig({ env, flags = {}, overrides = {} }: ConfigInputs): C
     webhooks: {
       backoffBaseMs: file.webhooks?.backoffBaseMs ?? 5000,
       maxAttempts: file.webhooks?.maxAttempts ?? 8,
+    },
+    egress: {
+      allow: [
+        ...(file.egress?.allow ?? []),
+        ...(env.FLOTILLA_EGRESS_ALLOW ?? "")
+          .split(",")
+          .map((x) => x.trim())
+          .filter(Boolean),
+      ],
     },
     pool: {
       warm: file.pool?.warm ?? 1,

@@ -58,8 +58,12 @@ export class WebSessionService {
    * a sibling host cannot pair with a header the attacker chose).
    */
   static csrfMatches(p: WebPrincipal, header: string | undefined, cookie: string | undefined): boolean {
-    if (!header || !cookie || header.length !== cookie.length) return false;
-    if (!timingSafeEqual(Buffer.from(header), Buffer.from(cookie))) return false;
+    if (!header || !cookie) return false;
+    // Compared as bytes: a header of the cookie's length in characters but not in bytes (non-ASCII)
+    // would make timingSafeEqual throw, a 500 for what is only a wrong header.
+    const h = Buffer.from(header);
+    const k = Buffer.from(cookie);
+    if (h.length !== k.length || !timingSafeEqual(h, k)) return false;
     return hash(header) === p.csrfHash;
   }
 

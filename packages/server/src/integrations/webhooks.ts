@@ -1,4 +1,7 @@
 import { createHmac, randomBytes } from "node:crypto";
+import type { LookupAddress } from "node:dns";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
 import {
   type BudgetWarningPayload,
   type CreatedWebhook,
@@ -21,6 +24,14 @@ import type { Principal } from "../identity/principal.ts";
 import { backoffMs } from "../platform/backoff.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
+import {
+  checkHost,
+  checkRequestUrl,
+  EgressAllow,
+  type EgressPolicy,
+  EgressRefused,
+  pinnedLookup,
+} from "../platform/http/egress.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import type { TaskService, TaskTransition } from "../tasks/tasks.ts";
@@ -61,6 +72,8 @@ export interface WebhookOptions {
   concurrency: number;
   /** Longest sleep between looks at the outbox (new rows from this replica wake it at once). */
   pollMs: number;
+  /** Which destinations may be sent to (checked at subscription and again at every attempt). */
+  egress: EgressPolicy;
 }
 
 export const DEFAULT_WEBHOOK_OPTIONS: WebhookOptions = {
@@ -70,6 +83,7 @@ export const DEFAULT_WEBHOOK_OPTIONS: WebhookOptions = {
   timeoutMs: 10_000,
   concurrency: 8,
   pollMs: 5000,
+  egress: { allow: new EgressAllow([]) },
 };
 
 const webhookId = () => newId("whk");
@@ -155,10 +169,52 @@ function origin(url: string): string {
   }
 }
 
+/**
+ * What the delivery log says of an attempt that got no HTTP answer: one message whatever the cause
+ * (no DNS answer, refused, reset, timed out, not HTTP), so the log cannot tell a closed port from a silent one and
+ * does not work as a port scanner. The cause goes to the server's log only.
+ */
+const NO_RESPONSE = "no HTTP response";
+/** A destination the egress policy refuses (at this attempt: its name may resolve elsewhere now). */
+const NOT_ALLOWED = "destination not allowed";
+
 function describeError(e: unknown): string {
-  const err = e as Error & { cause?: { code?: string; message?: string } };
-  if (err?.name === "TimeoutError") return "timed out";
-  return (err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e)).slice(0, 500);
+  const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
+  return (err?.cause?.code ?? err?.code ?? err?.cause?.message ?? err?.message ?? String(e)).slice(0, 500);
+}
+
+/**
+ * One POST to addresses already judged: the connection goes only to them (`pinnedLookup`), never
+ * follows a redirect, and the answer's body is never read (a receiver may sit inside the network:
+ * its answers must not become readable through the delivery log). Resolves with the status code.
+ */
+function post(
+  url: string,
+  addrs: LookupAddress[],
+  headers: Record<string, string>,
+  body: string,
+  timeoutMs: number,
+): Promise<number> {
+  const u = new URL(url);
+  const send = u.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      u,
+      {
+        method: "POST",
+        headers: { ...headers, "content-length": String(Buffer.byteLength(body)) },
+        ...(addrs.length ? { lookup: pinnedLookup(addrs) } : {}),
+        signal: AbortSignal.timeout(timeoutMs),
+        agent: false,
+      },
+      (res) => {
+        resolve(res.statusCode ?? 0);
+        res.destroy();
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 interface Target {
@@ -260,6 +316,7 @@ export class WebhookService {
     a: AuditContext = actorOf(p),
   ): Promise<CreatedWebhook> {
     const body = CreateWebhookSchema.parse(input);
+    await checkRequestUrl(body.url, "url", this.opts.egress);
     if (body.projectId) {
       const { rowCount } = await this.db.query("select 1 from projects where id = $1 and org_id = $2", [
         body.projectId,
@@ -621,9 +678,11 @@ export class WebhookService {
       });
       const timestamp = String(Math.floor(Date.now() / 1000));
       try {
-        const res = await fetch(r.url, {
-          method: "POST",
-          headers: {
+        const addrs = await checkHost(new URL(r.url).hostname, this.opts.egress);
+        statusCode = await post(
+          r.url,
+          addrs,
+          {
             "content-type": "application/json",
             "user-agent": "Flotilla-Webhooks/0.1",
             [WEBHOOK_HEADERS.event]: r.event_type,
@@ -632,17 +691,20 @@ export class WebhookService {
             [WEBHOOK_HEADERS.signature]: signWebhook(secret, timestamp, body),
           },
           body,
-          // A redirect is a failure, not a hop: a signed body must not be forwarded somewhere else.
-          redirect: "manual",
-          signal: AbortSignal.timeout(this.opts.timeoutMs),
-        });
-        statusCode = res.status;
-        // The body is never read: a subscription may point inside the network, and its answers
-        // must not become readable through the delivery log.
-        await res.body?.cancel().catch(() => {}); // a body already closed by the peer needs no cancel
-        if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
+          this.opts.timeoutMs,
+        );
+        if (statusCode < 200 || statusCode >= 300) error = `HTTP ${statusCode}`;
       } catch (e) {
-        error = describeError(e);
+        if (e instanceof EgressRefused && !e.unresolved) {
+          error = NOT_ALLOWED;
+          log.warn(
+            { why: e.message, address: e.address },
+            "webhook destination refused by the egress policy",
+          );
+        } else {
+          error = NO_RESPONSE;
+          log.info({ cause: describeError(e) }, "webhook attempt got no HTTP response");
+        }
       }
     }
     const ok = error === null;

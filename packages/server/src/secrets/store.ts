@@ -180,6 +180,15 @@ export class SecretStore {
     const sealed = this.sealRow(id, value);
     // A new value under the same name and scope replaces the old (a new id: a new row's AAD).
     const { rows } = await withTx(this.db, async (tx) => {
+      // A project of this organisation, locked against its deletion meanwhile: an unknown one (or
+      // another organisation's) is the caller's mistake, not a foreign-key 500.
+      if (
+        projectId !== null &&
+        !(
+          await tx.query("select 1 from projects where id = $1 and org_id = $2 for share", [projectId, orgId])
+        ).rowCount
+      )
+        throw new FlotillaError("invalid_request", `no project ${projectId}`, { field: "projectId" });
       await tx.query(
         "delete from secrets where org_id = $1 and coalesce(project_id, '') = coalesce($2, '') and name = $3",
         [orgId, projectId, name],

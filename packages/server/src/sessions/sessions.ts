@@ -29,6 +29,7 @@ import { checkRuntime } from "../identity/policy.ts";
 import type { Principal } from "../identity/principal.ts";
 import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
+import { egressPolicy } from "../platform/http/egress.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Timings } from "../platform/timings.ts";
 import { inSpan, SpanKind } from "../platform/tracing.ts";
@@ -390,7 +391,7 @@ export class SessionService {
       });
     }
     // Everything that can be refused is checked before anything is written.
-    const repo = await resolveRepo(body.repo);
+    const repo = await resolveRepo(body.repo, egressPolicy(this.config));
     // Provisioning is timed from here: the checkout (or taking a warm one) is part of it.
     const since = performance.now();
     const sessionId = newId("ses");
@@ -437,7 +438,16 @@ export class SessionService {
       "workspace.create",
       // Not the repository: a URL may hold credentials, and spans leave for a collector.
       { "flotilla.workspace.id": wsId },
-      () => createWorkspace(this.config.home, wsId, sessionId, repo.repo, repo.kind, body.baseRef ?? "HEAD"),
+      () =>
+        createWorkspace(
+          this.config.home,
+          wsId,
+          sessionId,
+          repo.repo,
+          repo.kind,
+          body.baseRef ?? "HEAD",
+          egressPolicy(this.config),
+        ),
     );
     let placed = ws;
     let shard: Shard | undefined;

@@ -16,6 +16,7 @@ import type { Config } from "../config/config.ts";
 import { checkRuntime } from "../identity/policy.ts";
 import type { Principal } from "../identity/principal.ts";
 import { type Db, type Tx, withTx } from "../platform/db/pool.ts";
+import { checkRequestUrl, egressPolicy } from "../platform/http/egress.ts";
 import { traceparentOf } from "../platform/tracing.ts";
 import { resolveRepo } from "../workspaces/workspaces.ts";
 
@@ -137,7 +138,9 @@ export class TaskService {
         field: "model",
       });
     checkRuntime(body.runtime, p);
-    const repo = await resolveRepo(body.repo);
+    const egress = egressPolicy(this.config);
+    if (body.webhook) await checkRequestUrl(body.webhook, "webhook", egress);
+    const repo = await resolveRepo(body.repo, egress);
     const queued = Number(
       (await this.db.query("select count(*) from tasks where state = 'queued'")).rows[0].count,
     );

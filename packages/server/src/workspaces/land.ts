@@ -35,6 +35,7 @@ import type { Forges } from "../integrations/forges/forge.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { EventLog } from "../platform/events/log.ts";
+import { egressPolicy, gitEgressArgs } from "../platform/http/egress.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { ExecResult } from "../runtime/driver.ts";
 import type { SessionRow, SessionService } from "../sessions/sessions.ts";
@@ -619,6 +620,8 @@ export class LandingService {
   private async pushIn(r: SessionRow, body: PushBody, p: Principal): Promise<PushResult> {
     const branch = this.branchOf(r);
     const remote = await this.remoteOf(r, body.remote);
+    // Judged before anything is committed, and again at the push itself, pinned (egress.ts).
+    await gitEgressArgs(remote, "remote", egressPolicy(this.config));
     const committed = await this.commitIn(r, { author: body.author }, p);
     if ((await this.commits(r, branch)).length === 0)
       throw new FlotillaError(
@@ -634,8 +637,10 @@ export class LandingService {
     const target = this.forges.forRemote(remote);
     const creds = target ? await target.forge.gitCredentials(target.repo) : undefined;
     const redact = (text: string) => (creds ? text.split(creds.password).join("***") : text);
+    const pin = await gitEgressArgs(remote, "remote", egressPolicy(this.config));
     await hostGit(
       [
+        ...pin,
         "-c",
         "credential.helper=",
         ...(creds

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type Diff, FlotillaError } from "@flotilla/contracts";
+import { checkRequestUrl, type EgressPolicy, gitEgressArgs } from "../platform/http/egress.ts";
 import { workspacesDir } from "../runtime/shard-layout.ts";
 import { type GitResult, git, gitErrorText } from "./git.ts";
 
@@ -19,9 +20,18 @@ const URL_LIKE = /^(https?|git|ssh|file):\/\/|^[\w.-]+@[\w.-]+:/;
 
 export const isGitUrl = (repo: string) => URL_LIKE.test(repo);
 
-/** Normalises and checks a repo reference; throws a 4xx naming the field, touching nothing. */
-export async function resolveRepo(repo: string): Promise<{ repo: string; kind: "worktree" | "clone" }> {
-  if (isGitUrl(repo)) return { repo, kind: "clone" };
+/**
+ * Normalises and checks a repo reference; throws a 4xx naming the field, touching nothing. A URL's
+ * host must pass the egress policy (no loopback, private or metadata addresses unless allowed).
+ */
+export async function resolveRepo(
+  repo: string,
+  egress: EgressPolicy,
+): Promise<{ repo: string; kind: "worktree" | "clone" }> {
+  if (isGitUrl(repo)) {
+    await checkRequestUrl(repo, "repo", egress);
+    return { repo, kind: "clone" };
+  }
   const path = resolve(repo);
   if (!existsSync(path) || !statSync(path).isDirectory()) {
     throw new FlotillaError("repo_not_found", `no directory at ${path}`, { field: "repo" });
@@ -63,6 +73,7 @@ export async function createWorkspace(
   repo: string,
   kind: "worktree" | "clone",
   baseRef = "HEAD",
+  egress?: EgressPolicy,
 ): Promise<WorkspacePlan> {
   const root = join(home, "workspaces", id);
   const path = join(root, "tree");
@@ -70,8 +81,12 @@ export async function createWorkspace(
   mkdirSync(root, { recursive: true });
   try {
     const base = kind === "worktree" ? await resolveCommit(repo, baseRef) : undefined;
+    // A URL is judged again as it is cloned (its name may resolve elsewhere by now), and pinned.
+    const pin = egress && kind === "clone" && isGitUrl(repo) ? await gitEgressArgs(repo, "repo", egress) : [];
     try {
-      await git(["clone", "--quiet", "--no-checkout", "--no-hardlinks", repo, path], { timeoutMs: 600_000 });
+      await git([...pin, "clone", "--quiet", "--no-checkout", "--no-hardlinks", repo, path], {
+        timeoutMs: 600_000,
+      });
     } catch (e) {
       throw new FlotillaError("repo_clone_failed", `git clone failed: ${gitErrorText(e)}`, { field: "repo" });
     }
