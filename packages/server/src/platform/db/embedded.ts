@@ -289,6 +289,8 @@ export async function startEmbeddedPostgres(
     const deadline = Date.now() + 60_000;
     for (;;) {
       const c = new pg.Client({ connectionString: url });
+      // A postgres that dies between two queries here fails the query; unheard, it would crash us.
+      c.on("error", () => {});
       try {
         await c.connect();
         const exists = await c.query("select 1 from pg_database where datname = 'flotilla'");
