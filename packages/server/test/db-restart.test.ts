@@ -201,10 +201,16 @@ describe("the control plane's own embedded Postgres, killed mid-turn", () => {
     const live = follow(t, s.id);
     await waitFor(async () => live.seen.some((e) => e.type === "text.delta"), 180_000, "the reply to stream");
 
+    // The health state /readyz reads went unavailable and came back (the not-ready window may be
+    // shorter than a poll of /readyz itself: its end is what is waited on).
+    let back = false;
+    t.server.services.dbHealth!.onUp(() => {
+      back = true;
+    });
     const killedAt = Date.now();
     process.kill(before!, "SIGKILL");
-    // Nobody brings it back but the control plane. It says so in its log (the not-ready window
-    // may be shorter than a poll of /readyz, so the log is what is waited on).
+    await waitFor(async () => back, 120_000, "the database health to go away and come back");
+    // Nobody brings it back but the control plane, and its log says so.
     const log = () => readFileSync(t!.logFile, "utf8");
     await waitFor(
       async () => log().includes("database unavailable") && log().includes("embedded postgres ready again"),
