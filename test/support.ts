@@ -97,14 +97,19 @@ export async function startTestServer(opts: {
   scheduler?: Partial<Config["scheduler"]>;
   pool?: Partial<Config["pool"]>;
   webhooks?: Partial<Config["webhooks"]>;
+  /**
+   * The database: by default a fresh one in the run's shared Postgres; a URL; or "embedded": none
+   * given, so the control plane runs its own Postgres in its home (`db` is then "").
+   */
+  database?: string;
 }): Promise<TestServer> {
   const home = tempDir("home");
-  const db = await createTestDb();
+  const db = opts.database === "embedded" ? "" : (opts.database ?? (await createTestDb()));
   const model = await startScriptedModel({ scenario: opts.scenario });
   const config = loadConfig({
     env: {
       FLOTILLA_HOME: home,
-      DATABASE_URL: db,
+      ...(db ? { DATABASE_URL: db } : {}),
       PATH: process.env.PATH,
       FLOTILLA_NPM_CACHE: SHARED_NPM_CACHE,
     },

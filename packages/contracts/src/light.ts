@@ -35,6 +35,8 @@ export const ERROR_CODES = [
   "harness_unavailable",
   "harness_error",
   "runtime_unavailable",
+  // The control plane's database does not answer (restarting, failing over): try again shortly.
+  "database_unavailable",
   "session_busy",
   "session_not_resumable",
   "nothing_to_commit",
@@ -77,6 +79,7 @@ const STATUS = {
   harness_unavailable: 503,
   harness_error: 502,
   runtime_unavailable: 503,
+  database_unavailable: 503,
   session_busy: 409,
   session_not_resumable: 409,
   nothing_to_commit: 409,
@@ -91,6 +94,7 @@ const STATUS = {
 const RETRIABLE: Partial<Record<ErrorCode, boolean>> = {
   harness_unavailable: true,
   harness_error: true,
+  database_unavailable: true,
   forge_error: true,
   rate_limited: true,
   session_busy: true,

@@ -1,6 +1,7 @@
 export { createApp, openapiInfo } from "./api/app.ts";
 export { type Config, flotillaHome, loadConfig } from "./config/config.ts";
 export {
+  type EmbeddedDb,
   freePort,
   postgresOutsideDir,
   runningPostgres,

@@ -19,6 +19,7 @@ import { Forges } from "./integrations/forges/forge.ts";
 import { moveWebhookSecrets, WebhookService } from "./integrations/webhooks.ts";
 import { Metrics, scrapeToken } from "./metrics/prometheus.ts";
 import { type EmbeddedDb, startEmbeddedPostgres } from "./platform/db/embedded.ts";
+import { DbHealth } from "./platform/db/health.ts";
 import { migrate } from "./platform/db/migrate.ts";
 import { createPool } from "./platform/db/pool.ts";
 import { EventBus } from "./platform/events/bus.ts";
@@ -93,13 +94,22 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     // First: a runtime that cannot run (bubblewrap missing) stops the boot before anything starts.
     const drivers = runtimeDrivers(config, log);
     let url = config.databaseUrl;
+    let embedded: EmbeddedDb | undefined;
     if (!url) {
       const pg: EmbeddedDb = await startEmbeddedPostgres(config.home, log);
       cleanups.push(() => pg.stop());
       url = pg.url;
+      embedded = pg;
     }
-    const db = createPool(url);
+    // Any connection error marks the database away until a probe answers; the embedded Postgres is
+    // ours, so it is started again when it died (an external one is only waited for).
+    let health: DbHealth | undefined;
+    const db = createPool(url, 20, (err) => health?.report(err));
     cleanups.push(() => db.end());
+    health = new DbHealth(db, log.child({ component: "db" }), {
+      repair: embedded ? () => embedded.revive() : undefined,
+    });
+    const dbHealth = health;
     await migrate(db, log);
 
     // The secret store, and the provider keys in it: they join (and beat) those from the environment.
@@ -183,7 +193,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
     webhooks.start();
     cleanups.push(() => webhooks.stop());
     const metrics = new Metrics(db);
-    const events = new EventLog(db, bus, metrics);
+    const events = new EventLog(db, bus, metrics, dbHealth);
     // Runs after the sessions' own shutdown (cleanups run last first): their last events land.
     cleanups.push(() => events.idle());
     // The ingest first: the manager gets the harness events it delivers in its constructor.
@@ -193,11 +203,15 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       log.child({ component: "ingest" }),
       new TurnOwner(db, events),
     );
+    // A harness event met while the database is away is handled again once it is back (appends
+    // wait in the log's queue, platform/events/log.ts; a turn's end or a reconcile runs again):
+    // frames wait in order behind it, so the session's log stays complete and in order.
+    const again = <T>(fn: () => Promise<T>) => dbHealth.retrying(fn);
     const harnesses = new HarnessManager(db, drivers, config, log.child({ component: "harnesses" }), {
-      onEvent: (h, dir, payload, at) => ingest.onEvent(h, dir, payload, at),
-      onConnected: (h) => ingest.reconcile(h),
-      onLost: (h, reason) => ingest.onLost(h, reason),
-      onState: (h, state, reason) => ingest.onState(h, state, reason),
+      onEvent: (h, dir, payload, at) => again(() => ingest.onEvent(h, dir, payload, at)),
+      onConnected: (h) => again(() => ingest.reconcile(h)),
+      onLost: (h, reason) => again(() => ingest.onLost(h, reason)),
+      onState: (h, state, reason) => again(() => ingest.onState(h, state, reason)),
     });
     const warmWorkspaces = new WarmWorkspaces(
       db,
@@ -284,6 +298,7 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
         await gateway.pushUpstreams();
       },
       isReady: () => ready,
+      dbHealth,
     };
     const app = createApp(services);
     const server = await new Promise<ReturnType<typeof serve>>((res, rej) => {
@@ -307,6 +322,9 @@ export async function startFlotilla(config: Config, log: Logger): Promise<Runnin
       terminalSocket.close();
       await terminals.stop();
     });
+    // Pushed last, so it runs first: from the shutdown on, work fails rather than wait for a
+    // database that is away, and the embedded Postgres is no longer started again.
+    cleanups.push(async () => dbHealth.stop());
     ready = true;
     const base = `http://${hostForUrl(config.host)}:${port}`;
     log.info({ url: base, org: DEFAULT_ORG }, "flotilla listening");

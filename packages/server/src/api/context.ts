@@ -8,6 +8,7 @@ import type { ForgeCommands } from "../integrations/forge-commands.ts";
 import type { Forges } from "../integrations/forges/forge.ts";
 import type { WebhookService } from "../integrations/webhooks.ts";
 import type { Metrics } from "../metrics/prometheus.ts";
+import type { DbHealth } from "../platform/db/health.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { EventLog } from "../platform/events/log.ts";
@@ -46,6 +47,8 @@ export interface Services {
   /** Re-reads the provider keys (environment and store) and hands them to the model gateway. */
   refreshProviderKeys(): Promise<void>;
   isReady(): boolean;
+  /** Whether the database answers, as the control plane last found it (`/readyz`). */
+  dbHealth?: DbHealth;
 }
 
 export type Env = { Variables: { principal: Principal; requestId: string; ip: string | null } };

@@ -2,6 +2,7 @@ import { type ErrorBodyShape, FlotillaError, newId } from "@flotilla/contracts";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
+import { isConnectionError } from "../platform/db/health.ts";
 import type { Logger } from "../platform/logger.ts";
 import { activeTraceIds } from "../platform/tracing.ts";
 
@@ -51,6 +52,14 @@ export function renderError(err: unknown, c: Context, log: Logger): Response {
       { field: err.status === 404 ? undefined : "body" },
     );
     return c.json(errorBody(e), e.status as 400);
+  }
+  if (isConnectionError(err)) {
+    // The database is away (a restart, a failover): the control plane waits for it, so does the caller.
+    const e = new FlotillaError("database_unavailable", "the database is unavailable; try again shortly", {
+      retryAfterSeconds: 2,
+    });
+    c.header("Retry-After", "2");
+    return c.json(errorBody(e), 503);
   }
   const reference = newId("err");
   log.error({ err, reference, path: c.req.path, method: c.req.method }, "unhandled error");

@@ -366,7 +366,7 @@ export class HarnessManager {
     detached(() =>
       started.exited.then(({ code, signal }) => {
         if (this.live.get(id) === h)
-          void this.lose(h, `harness process exited (${signal ?? `code ${code}`})`);
+          void this.lose(h, `harness process exited (${signal ?? `code ${code}`})`).catch(this.loseFailed);
       }),
     );
     await this.events.onState(h, "ready");
@@ -405,7 +405,7 @@ export class HarnessManager {
           if ((await this.driverOf(record).inspect(record)) === "running") {
             for (let i = 0; i < 6; i++) if (await healthy(record.endpoint, password, 500)) return true;
           }
-          void this.lose(h, `harness stopped answering (${reason})`);
+          void this.lose(h, `harness stopped answering (${reason})`).catch(this.loseFailed);
           return false;
         },
       },
@@ -418,7 +418,8 @@ export class HarnessManager {
       void this.driverOf(record)
         .inspect(record)
         .then((s) => {
-          if (s === "gone" && this.live.get(id) === h) void this.lose(h, "harness process is gone");
+          if (s === "gone" && this.live.get(id) === h)
+            void this.lose(h, "harness process is gone").catch(this.loseFailed);
         });
     }, this.config.harness.healthIntervalMs);
     timer.unref();
@@ -465,15 +466,22 @@ export class HarnessManager {
     return this.driverOf(h.record).stats(h.record);
   }
 
+  /** A loss that could not be recorded (the database away, say) must not take the process down. */
+  private readonly loseFailed = (err: unknown) => this.log.error({ err }, "recording a lost harness failed");
+
   private async lose(h: LiveHarness, reason: string): Promise<void> {
     if (this.live.get(h.id) !== h) return;
     this.detach(h);
     this.log.warn({ harness: h.id, reason }, "harness lost");
     void h.stream.stop();
-    await this.db.query(
-      "update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1",
-      [h.id, reason],
-    );
+    // Not recorded (the database away): its sessions are still told below (their handler waits for
+    // the database); the row is judged again at the next boot's adoption, which finds it gone.
+    await this.db
+      .query("update harnesses set state = 'lost', stopped_at = now(), reason = $2 where id = $1", [
+        h.id,
+        reason,
+      ])
+      .catch(this.loseFailed);
     await this.driverOf(h.record)
       .stop(h.record, 1000)
       .catch((err: unknown) => this.log.warn({ err, harness: h.id }, "could not stop the lost harness"));

@@ -22,6 +22,7 @@ import {
 import { type AuditContext, AuditLog, actorOf } from "../audit/audit.ts";
 import type { Principal } from "../identity/principal.ts";
 import { backoffMs } from "../platform/backoff.ts";
+import { logLoopError } from "../platform/db/health.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import {
@@ -555,7 +556,7 @@ export class WebhookService {
           if (ms !== null && ms !== undefined) waitMs = Math.min(waitMs, Math.max(50, Number(ms)));
         }
       } catch (err) {
-        this.log.warn({ err }, "webhook claim failed");
+        logLoopError(this.log, err, "webhook claim failed");
       }
       if (!this.stopped && !this.kicked) await this.sleep(waitMs);
     }

@@ -7,6 +7,7 @@ import {
   Translator,
 } from "../agents/opencode/translate.ts";
 import type { LiveHarness } from "../harnesses/manager.ts";
+import { isConnectionError } from "../platform/db/health.ts";
 import type { Db } from "../platform/db/pool.ts";
 import type { EventLog } from "../platform/events/log.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -89,6 +90,15 @@ export class SessionIngest {
    * for its commit, so frames that arrive while one is being written go in together (group
    * commit). Whatever depends on them waits in the same queue: a turn transition
    * (`TurnOwner.transact`), a read-back (`EventLog.flushed`).
+   *
+   * While the database is away, an append is not failed but kept in its place in the queue and
+   * written once the database is back (EventLog with a DbHealth), and a frame whose handling met
+   * the lost connection (a turn's end, a permission) is handled again then (server.ts), with the
+   * frames after it waiting behind it. That, not the read-back alone, is what keeps the log whole:
+   * the translator counts a delta as said when it is handed to the log, so a delta dropped here
+   * would leave a hole inside a part's text that later deltas and the read-back (which resumes
+   * from the length the log holds) cannot mend. Published only after commit, as always: a client
+   * never holds an event the log lacks.
    */
   private appendSoon(sessionId: string, bodies: EventBody[], receivedAt: number): void {
     if (bodies.length === 0) return;
@@ -271,6 +281,9 @@ export class SessionIngest {
     try {
       back = await this.readBackSettled(h, sessionId, rows[0]!.opencode_id, rows[0]!.path, turn.messageId);
     } catch (err) {
+      // The database away is waited out by the caller (server.ts retries the whole event then):
+      // closing the turn without the read-back could leave its last words out.
+      if (isConnectionError(err)) throw err;
       this.logger.warn({ err, session: sessionId }, "read-back at turn end failed; using streamed state");
       back = { error: undefined, answered: true };
     }

@@ -7,10 +7,11 @@ import {
   type TaskResult,
   type TaskState,
 } from "@flotilla/contracts";
-import type pg from "pg";
 import type { Config } from "../config/config.ts";
 import type { Principal } from "../identity/principal.ts";
 import { backoffMs } from "../platform/backoff.ts";
+import { logLoopError } from "../platform/db/health.ts";
+import { PgListener } from "../platform/db/listener.ts";
 import { type Db, withTx } from "../platform/db/pool.ts";
 import type { EventBus } from "../platform/events/bus.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -86,7 +87,7 @@ export class Scheduler {
   private readonly running = new Map<string, Running>();
   private stopped = false;
   private wake: (() => void) | undefined;
-  private listen: pg.PoolClient | undefined;
+  private listen: PgListener | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private loop: Promise<void> | undefined;
 
@@ -123,13 +124,21 @@ export class Scheduler {
       [this.replica],
     );
     await this.reclaim();
-    this.listen = await this.db.connect();
-    this.listen.on("notification", (m) => {
-      if (m.channel === "flotilla_task_cancel") void this.checkCancels();
-      else this.kick();
-    });
-    await this.listen.query("listen flotilla_tasks");
-    await this.listen.query("listen flotilla_task_cancel");
+    // Reconnects by itself after the database was away; what was notified meanwhile is found by
+    // a claim pass and a cancel check then.
+    const cancels = () =>
+      void this.checkCancels().catch((err: unknown) => logLoopError(this.log, err, "cancel check failed"));
+    this.listen = new PgListener(
+      this.db,
+      ["flotilla_tasks", "flotilla_task_cancel"],
+      (m) => (m.channel === "flotilla_task_cancel" ? cancels() : this.kick()),
+      this.log,
+      () => {
+        this.kick();
+        cancels();
+      },
+    );
+    await this.listen.start();
     const lease = this.config.scheduler.leaseMs;
     this.timers.push(setInterval(() => void this.renewLeases(), Math.max(250, Math.floor(lease / 3))));
     this.timers.push(setInterval(() => void this.reclaim(), Math.max(250, Math.floor(lease / 2))));
@@ -161,7 +170,7 @@ export class Scheduler {
           for (const c of cs) this.startAttempt(c.task, c.n, [claimStart, claimEnd]);
         }
       } catch (err) {
-        this.log.error({ err }, "claim failed");
+        logLoopError(this.log, err, "claim failed", "error");
       }
       if (!claimed && !this.stopped) await new Promise<void>((r) => (this.wake = r));
     }
@@ -321,7 +330,9 @@ export class Scheduler {
   ): Promise<"timeout" | "abort" | { outcome: string; error?: ErrorInfo }> {
     return new Promise((resolve) => {
       let unsub = () => {};
+      let settled = false;
       const done = (v: "timeout" | "abort" | { outcome: string; error?: ErrorInfo }) => {
+        settled = true;
         clearTimeout(timer);
         unsub();
         signal.removeEventListener("abort", onAbort);
@@ -336,15 +347,22 @@ export class Scheduler {
           done({ outcome: "error", error: e.data.error });
       };
       unsub = this.bus.subscribe(sessionId, onEvent);
-      // The turn may have ended before we subscribed: check the log once.
-      void this.db
-        .query(
-          "select type, data from events where session_id = $1 and (type = 'turn.finished' or (type = 'session.status' and data->>'status' = 'failed')) order by seq limit 1",
-          [sessionId],
-        )
-        .then(({ rows }) => {
-          if (rows[0]) onEvent({ type: rows[0].type, data: rows[0].data } as SessionEvent);
-        });
+      // The turn may have ended before we subscribed: check the log once (again a second later
+      // while the database is away, until the wait is over).
+      const check = (): void =>
+        void this.db
+          .query(
+            "select type, data from events where session_id = $1 and (type = 'turn.finished' or (type = 'session.status' and data->>'status' = 'failed')) order by seq limit 1",
+            [sessionId],
+          )
+          .then(({ rows }) => {
+            if (rows[0]) onEvent({ type: rows[0].type, data: rows[0].data } as SessionEvent);
+          })
+          .catch((err: unknown) => {
+            logLoopError(this.log, err, "checking whether the attempt's turn ended failed");
+            if (!settled) setTimeout(check, 1_000).unref();
+          });
+      check();
       if (signal.aborted) onAbort();
     });
   }
@@ -493,7 +511,7 @@ export class Scheduler {
       }
       await this.checkCancels();
     } catch (err) {
-      this.log.warn({ err }, "heartbeat failed");
+      logLoopError(this.log, err, "heartbeat failed");
     }
   }
 
@@ -559,7 +577,7 @@ export class Scheduler {
           );
       }
     } catch (err) {
-      this.log.warn({ err }, "reclaim failed");
+      logLoopError(this.log, err, "reclaim failed");
     }
   }
 
@@ -574,11 +592,7 @@ export class Scheduler {
       r.abort.abort();
     }
     while (this.running.size) await new Promise((res) => setTimeout(res, 25));
-    if (this.listen) {
-      // Shutting down: the connection is closed next either way.
-      await this.listen.query("unlisten *").catch(() => {});
-      this.listen.release();
-    }
+    await this.listen?.stop();
   }
 }
 

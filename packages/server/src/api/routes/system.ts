@@ -20,17 +20,29 @@ export function systemRoutes(app: OpenAPIHono<Env>, s: Services): void {
       security: [],
       responses: {
         200: json(z.object({ ready: z.boolean() }), "Ready"),
-        503: json(z.object({ ready: z.boolean() }), "Not ready"),
+        503: json(
+          z.object({ ready: z.boolean(), reason: z.string().optional() }),
+          "Not ready: starting, stopping, or the database is away (the reason says which)",
+        ),
       },
     }),
     async (c) => {
-      const ok =
-        s.isReady() &&
-        (await s.db.query("select 1").then(
-          () => true,
-          () => false,
-        ));
-      return ok ? c.json({ ready: true }, 200) : c.json({ ready: false }, 503);
+      if (!s.isReady()) return c.json({ ready: false, reason: "starting or stopping" }, 503);
+      const away = s.dbHealth?.status();
+      if (away)
+        return c.json(
+          { ready: false, reason: `database unavailable since ${away.since.toISOString()}: ${away.reason}` },
+          503,
+        );
+      const err = await s.db.query("select 1").then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      if (err) {
+        s.dbHealth?.report(err);
+        return c.json({ ready: false, reason: `database unavailable: ${err.message}` }, 503);
+      }
+      return c.json({ ready: true }, 200);
     },
   );
   app.openapi(

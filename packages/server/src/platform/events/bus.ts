@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { SessionEvent } from "@flotilla/contracts";
-import type pg from "pg";
+import { PgListener } from "../db/listener.ts";
 import type { Db } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 
@@ -19,8 +19,15 @@ const CHANNEL = "flotilla_events";
  */
 export class EventBus {
   private readonly emitter = new EventEmitter();
-  private listenClient: pg.PoolClient | undefined;
+  private listener: PgListener | undefined;
+  /** Per session, the highest seq heard of from another replica (the NOTIFY path's cursor). */
   private readonly lastSeen = new Map<string, number>();
+  /**
+   * Per session, the highest seq handed to this process's listeners, from whichever replica: where
+   * the read after a LISTEN reconnect starts, so what was committed while nobody listened reaches
+   * them too.
+   */
+  private readonly delivered = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
@@ -31,25 +38,75 @@ export class EventBus {
   }
 
   async start(): Promise<void> {
-    this.listenClient = await this.db.connect();
-    this.listenClient.on("notification", (msg) => void this.onNotify(msg.payload ?? ""));
-    await this.listenClient.query(`listen ${CHANNEL}`);
+    // The LISTEN connection comes back by itself when the database does (a restart, a failover);
+    // the NOTIFYs sent meanwhile are gone, so the log is read for what they would have said.
+    this.listener = new PgListener(
+      this.db,
+      [CHANNEL],
+      (msg) =>
+        void this.onNotify(msg.payload ?? "").catch((err) =>
+          this.log.warn({ err }, "reading events another replica stored failed"),
+        ),
+      this.log,
+      () =>
+        void this.catchUp().catch((err) =>
+          this.log.warn({ err }, "reading the events stored while LISTEN was down failed"),
+        ),
+    );
+    await this.listener.start();
   }
 
   async stop(): Promise<void> {
-    const c = this.listenClient;
-    this.listenClient = undefined;
-    if (c) {
-      // The client is being closed either way; a broken connection listens to nothing already.
-      await c.query(`unlisten ${CHANNEL}`).catch(() => {});
-      c.release();
-    }
+    await this.listener?.stop();
+    this.listener = undefined;
     this.emitter.removeAllListeners();
+  }
+
+  /** Only for sessions someone listens to (`subscribe` forgets it when the last one leaves). */
+  private noteDelivered(e: SessionEvent): void {
+    if (this.emitter.listenerCount(e.sessionId) > 0)
+      this.delivered.set(e.sessionId, Math.max(this.delivered.get(e.sessionId) ?? 0, e.seq));
+  }
+
+  private emitRead(e: SessionEvent): void {
+    this.noteDelivered(e);
+    this.emitter.emit(e.sessionId, e);
+    this.emitter.emit("*", e);
+  }
+
+  /**
+   * After a LISTEN reconnect: the events of every session someone here listens to that were stored
+   * after the last one handed out (by another replica, whose NOTIFY was lost). A session nothing
+   * was handed out for yet gets its newest event: a stream that lacks the ones before it reads
+   * them from the log (api/sse.ts fills gaps), a watcher sees the state it waits for.
+   */
+  async catchUp(): Promise<void> {
+    const ids = this.emitter
+      .eventNames()
+      .filter((n): n is string => typeof n === "string" && !n.startsWith("*"));
+    if (ids.length === 0) return;
+    const after = ids.map((id) => this.delivered.get(id) ?? -1);
+    const { rows } = await this.db.query(
+      `select e.* from unnest($1::text[], $2::bigint[]) as w(id, after)
+       join sessions s on s.id = w.id
+       join events e on e.session_id = w.id
+         and e.seq > case when w.after < 0 then s.last_seq - 1 else w.after end
+       order by e.session_id, e.seq`,
+      [ids, after],
+    );
+    for (const r of rows) {
+      const e = rowToEvent(r);
+      this.lastSeen.set(e.sessionId, Math.max(this.lastSeen.get(e.sessionId) ?? 0, e.seq));
+      this.emitRead(e);
+    }
   }
 
   subscribe(sessionId: string, fn: Listener): () => void {
     this.emitter.on(sessionId, fn);
-    return () => this.emitter.off(sessionId, fn);
+    return () => {
+      this.emitter.off(sessionId, fn);
+      if (this.emitter.listenerCount(sessionId) === 0) this.delivered.delete(sessionId);
+    };
   }
 
   subscribeAll(fn: Listener): () => void {
@@ -81,6 +138,7 @@ export class EventBus {
   async publish(events: SessionEvent[]): Promise<void> {
     if (events.length === 0) return;
     for (const e of events) {
+      this.noteDelivered(e);
       this.emitter.emit(e.sessionId, e);
       this.emitter.emit("*", e);
       this.emitter.emit("*local", e);
@@ -111,11 +169,7 @@ export class EventBus {
       "select * from events where session_id = $1 and seq > $2 and seq <= $3 order by seq",
       [sessionId, after, seq],
     );
-    for (const r of rows) {
-      const e = rowToEvent(r);
-      this.emitter.emit(sessionId, e);
-      this.emitter.emit("*", e);
-    }
+    for (const r of rows) this.emitRead(rowToEvent(r));
   }
 }
 

@@ -1,4 +1,5 @@
 import { type EventBody, newId, type SessionEvent, type SessionStatus } from "@flotilla/contracts";
+import type { DbHealth } from "../db/health.ts";
 import type { Db, Queryable, Tx } from "../db/pool.ts";
 import { knowsSecrets, redactSecrets } from "../redact.ts";
 import type { Timings } from "../timings.ts";
@@ -45,6 +46,13 @@ function stamp(events: SessionEvent[]): number {
 const MAX_BATCH = 500;
 
 /**
+ * Event bodies the queues may hold, all sessions together, while the database is away: beyond
+ * that an append is refused at once (memory stays bounded through a long outage). The ingest's
+ * read-back at the turn's end (sessions/ingest.ts) then stores what the harness still has.
+ */
+export const MAX_WAITING_BODIES = 100_000;
+
+/**
  * The append-only event log. Each append is one statement (its own transaction, or the caller's):
  * the session row's `last_seq` gives the events their gap-free sequence numbers (the row lock
  * serialises writers across processes), the events and the session state change go in with it,
@@ -58,11 +66,20 @@ const MAX_BATCH = 500;
  */
 export class EventLog {
   private readonly queues = new Map<string, Job[]>();
+  /** Bodies of the appends waiting in the queues. */
+  private waiting = 0;
 
+  /**
+   * `health`: with it, an append that meets a lost connection is not failed but written again once
+   * the database is back (after checking whether the lost statement committed after all), in its
+   * place in the session's queue: harness events that arrive while the database is away are stored
+   * late, in order, and published only once stored. Without it (tests, tools), it fails.
+   */
   constructor(
     readonly db: Db,
     private readonly bus: EventBus,
     private readonly timings?: Timings,
+    private readonly health?: DbHealth,
   ) {}
 
   /**
@@ -75,6 +92,11 @@ export class EventLog {
     patch: SessionPatch = {},
     receivedAt?: number,
   ): Promise<SessionEvent[]> {
+    if (this.health && !this.health.available && this.waiting + bodies.length > MAX_WAITING_BODIES)
+      return Promise.reject(
+        new Error(`the database is away and ${this.waiting} events already wait for it: not stored`),
+      );
+    this.waiting += bodies.length;
     return new Promise((resolve, reject) =>
       this.enqueue(sessionId, { kind: "append", p: { bodies, patch, resolve, reject, receivedAt } }),
     );
@@ -126,12 +148,13 @@ export class EventLog {
       }
       try {
         const patch: SessionPatch = Object.assign({}, ...batch.map((p) => p.patch));
-        const events = await this.write(
-          this.db,
+        const events = await this.writeSurely(
           sessionId,
           batch.flatMap((p) => p.bodies),
           patch,
-        );
+        ).finally(() => {
+          this.waiting -= n;
+        });
         const stored = stamp(events);
         if (this.timings)
           for (const p of batch)
@@ -147,6 +170,36 @@ export class EventLog {
       }
     }
     this.queues.delete(sessionId);
+  }
+
+  /**
+   * One statement, written again after a lost connection once the database is back (with `health`).
+   * The lost one may have committed before the connection broke: its event ids (chosen here, once)
+   * are looked for first, so a batch is never stored twice.
+   */
+  private async writeSurely(
+    sessionId: string,
+    bodies: EventBody[],
+    patch: SessionPatch,
+  ): Promise<SessionEvent[]> {
+    const ids = bodies.map(() => newId("evt"));
+    let maybeStored = false;
+    for (;;) {
+      try {
+        if (maybeStored) {
+          const { rows } = await this.db.query(
+            "select * from events where session_id = $1 and id = any($2::text[]) order by seq",
+            [sessionId, ids],
+          );
+          if (rows.length > 0) return rows.map(rowToEvent);
+        }
+        return await this.write(this.db, sessionId, bodies, patch, ids);
+      } catch (err) {
+        if (!this.health?.report(err)) throw err;
+        maybeStored = true;
+        await this.health.up();
+      }
+    }
   }
 
   /** For callers that need more work in the same transaction; they must publish after commit,
@@ -170,6 +223,7 @@ export class EventLog {
     sessionId: string,
     bodies: EventBody[],
     patch: SessionPatch,
+    ids: string[] = bodies.map(() => newId("evt")),
   ): Promise<SessionEvent[]> {
     // Known secret values never reach the log (platform/redact.ts); redacted before anything is
     // derived from the bodies, so part lengths agree with the text stored.
@@ -182,7 +236,6 @@ export class EventLog {
         return { ...b, data: JSON.parse(clean) } as EventBody;
       });
     const sets = ["last_seq = last_seq + $2", "updated_at = now()"];
-    const ids = bodies.map(() => newId("evt"));
     const parts = partOps(bodies);
     const args: unknown[] = [
       sessionId,
